@@ -1,0 +1,123 @@
+"""The one interface every inference backend implements.
+
+A backend turns a model into *plan bytes* (a TensorRT engine, an optimised ONNX
+Runtime model), loads plan bytes into a :class:`Runner`, and reports its version.
+Everything above this interface is backend-agnostic.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["Backend", "BuildOptions", "BuiltPlan", "Runner", "TensorSpec", "InferTimings"]
+
+# Called with a fraction in [0, 1] (or None when the backend cannot tell) and a phase name.
+ProgressCallback = Callable[[Optional[float], str], None]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output. ``shape`` holds ``None`` for dynamic dimensions."""
+
+    name: str
+    shape: Tuple[Optional[int], ...]
+    dtype: str  # numpy dtype name: "float32", "float16", "uint8", "int64", ...
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything that changes a plan's bytes; the plan cache key covers all of it."""
+
+    precision: str = "fp32"
+    device: str = "cpu"  # resolved target: cpu | gpu | gpu0.. | dla0 | dla1
+    gpu_fallback: bool = True
+    batch: int = 1
+    threads: int = 0
+    workspace_bytes: int = 1 << 30
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_key_document(self) -> Dict[str, Any]:
+        doc = {
+            "precision": self.precision,
+            "device": self.device,
+            "gpu_fallback": self.gpu_fallback,
+            "batch": self.batch,
+            "workspace_bytes": self.workspace_bytes,
+        }
+        doc.update({f"extra.{k}": v for k, v in sorted(self.extra.items())})
+        return doc
+
+
+@dataclass
+class BuiltPlan:
+    plan: bytes
+    build_log: List[str] = field(default_factory=list)
+    layer_placement: Optional[List[Dict[str, Any]]] = None
+
+
+@dataclass
+class InferTimings:
+    """Where the backend measures them, device-side times of the last call (ms)."""
+
+    h2d_ms: Optional[float] = None
+    compute_ms: Optional[float] = None
+    d2h_ms: Optional[float] = None
+
+
+class Runner(abc.ABC):
+    """A loaded plan, ready to run batches. Not thread-safe: one worker owns it."""
+
+    inputs: List[TensorSpec]
+    outputs: List[TensorSpec]
+    last_timings: InferTimings
+
+    def __init__(self) -> None:
+        self._closed = False
+        self.last_timings = InferTimings()
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run one batch. ``feeds`` maps every input name to an array of its dtype."""
+        if self._closed:
+            raise RuntimeError("runner is closed")
+        missing = [spec.name for spec in self.inputs if spec.name not in feeds]
+        if missing:
+            raise ValueError(f"missing inputs: {', '.join(missing)}")
+        return self._infer_impl(feeds)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close_impl()
+
+    @abc.abstractmethod
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]: ...
+
+    def _close_impl(self) -> None:
+        """Release backend resources; default: nothing to release."""
+
+
+class Backend(abc.ABC):
+    """Builds and loads plans for one inference library."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """Full version of the underlying library; part of every plan key."""
+
+    @abc.abstractmethod
+    def build_plan(
+        self, model_path: str, options: BuildOptions, progress: Optional[ProgressCallback] = None
+    ) -> BuiltPlan:
+        """Build plan bytes for this machine from a model file."""
+
+    @abc.abstractmethod
+    def load_plan(self, plan: bytes, options: BuildOptions) -> Runner:
+        """Load plan bytes built by :meth:`build_plan`; raise PlanError if they are foreign."""
+
+    def describe(self) -> Dict[str, Any]:
+        return {"name": self.name, "version": self.version()}

@@ -1,0 +1,1 @@
+"""ONNX Runtime backend: the backend that runs everywhere, including CI."""

@@ -1,0 +1,144 @@
+"""ONNX Runtime backend.
+
+Its "plan" is the graph-optimised model that ONNX Runtime writes through
+``SessionOptions.optimized_model_filepath``. At the full optimisation level that file
+may contain layout-specific fused kernels for this CPU, which is why it is cached
+per platform like a TensorRT engine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from edged.backends.base import Backend, BuildOptions, BuiltPlan, ProgressCallback, Runner, TensorSpec
+from edged.errors import BackendError, BackendUnavailable, PlanError
+
+__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRunner"]
+
+# ONNX Runtime's tensor type strings -> numpy dtype names.
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime"
+        ) from exc
+    return onnxruntime
+
+
+def _specs(values: Any) -> List[TensorSpec]:
+    specs = []
+    for value in values:
+        shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in value.shape)
+        specs.append(TensorSpec(value.name, shape, _ORT_TYPES.get(value.type, value.type)))
+    return specs
+
+
+class OnnxRuntimeRunner(Runner):
+    def __init__(self, session: Any) -> None:
+        super().__init__()
+        self._session = session
+        self.inputs = _specs(session.get_inputs())
+        self.outputs = _specs(session.get_outputs())
+        self._output_names = [spec.name for spec in self.outputs]
+
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        start = time.perf_counter()
+        values = self._session.run(self._output_names, dict(feeds))
+        self.last_timings.compute_ms = (time.perf_counter() - start) * 1000.0
+        return dict(zip(self._output_names, values))
+
+    def _close_impl(self) -> None:
+        self._session = None
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self) -> None:
+        self._ort = _import_ort()
+
+    def version(self) -> str:
+        return str(self._ort.__version__)
+
+    def _session_options(self, options: BuildOptions) -> Any:
+        so = self._ort.SessionOptions()
+        so.intra_op_num_threads = options.threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        return so
+
+    def _providers(self, device: str) -> List[str]:
+        try:
+            wanted = _PROVIDERS[device]
+        except KeyError:
+            raise BackendError(f"onnxruntime cannot run on device {device!r}; use cpu or gpu") from None
+        available = set(self._ort.get_available_providers())
+        if wanted[0] not in available:
+            raise BackendUnavailable(f"onnxruntime here has no {wanted[0]} (available: {', '.join(sorted(available))})")
+        return wanted
+
+    def build_plan(
+        self, model_path: str, options: BuildOptions, progress: Optional[ProgressCallback] = None
+    ) -> BuiltPlan:
+        if options.precision != "fp32":
+            raise BackendError(
+                f"{model_path}: onnxruntime backend serves fp32 models; precision "
+                f"{options.precision!r} needs an fp16/int8 conversion of the model first"
+            )
+        so = self._session_options(options)
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        with tempfile.TemporaryDirectory(prefix="edged-ort-") as tmp:
+            out = os.path.join(tmp, "optimized.onnx")
+            so.optimized_model_filepath = out
+            if progress:
+                progress(None, "optimising")
+            try:
+                self._ort.InferenceSession(model_path, so, providers=self._providers(options.device))
+            except (BackendUnavailable, BackendError):
+                raise
+            except Exception as exc:  # ORT raises its own exception types per failure
+                raise BackendError(f"{model_path}: onnxruntime cannot load the model: {exc}") from exc
+            with open(out, "rb") as handle:
+                plan = handle.read()
+        if progress:
+            progress(1.0, "done")
+        return BuiltPlan(plan=plan, build_log=[f"optimised with onnxruntime {self.version()}"])
+
+    def load_plan(self, plan: bytes, options: BuildOptions) -> Runner:
+        so = self._session_options(options)
+        # The plan is already optimised; running the optimisers again only costs start time.
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            session = self._ort.InferenceSession(plan, so, providers=self._providers(options.device))
+        except (BackendUnavailable, BackendError):
+            raise
+        except Exception as exc:
+            raise PlanError(f"onnxruntime cannot load the plan: {exc}") from exc
+        return OnnxRuntimeRunner(session)
+
+    def load_model(self, model_path: str, options: BuildOptions) -> Runner:
+        """Build and load in one step, without a cache (benchmarks, checks)."""
+        return self.load_plan(self.build_plan(model_path, options).plan, options)

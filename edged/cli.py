@@ -1,0 +1,145 @@
+"""The ``edged`` command line.
+
+Exit codes: 0 success; 2 usage or configuration error; 1 any other runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from edged import __version__
+from edged.errors import ConfigError, EdgedError
+
+__all__ = ["main", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("edged")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"edged {__version__}")
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from edged.config import file_warnings, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in file_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.file}: ok ({len(config.models)} models, device {config.device.id})")
+    return EXIT_OK
+
+
+def host_info() -> Dict[str, Any]:
+    from edged.backends import available_backends
+
+    return {
+        "edged": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "backends": available_backends(),
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = host_info()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return EXIT_OK
+    for key, value in info.items():
+        if key == "backends":
+            for backend in value:
+                detail = backend.get("version") or backend.get("reason")
+                state = "available" if backend["available"] == "yes" else "unavailable"
+                print(f"backend {backend['name']}: {state} ({detail})")
+        else:
+            print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edged.config import load_config
+    from edged.daemon import Daemon
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    daemon = Daemon(config)
+    daemon.install_signal_handlers()
+    return daemon.run(duration_s=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edged",
+        description="Managed edge-inference daemon for NVIDIA Jetson, dGPU hosts and CPUs.",
+        epilog="Exit codes: 0 ok, 2 usage or configuration error, 1 runtime failure.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument(
+        "--config",
+        default=os.environ.get("EDGED_CONFIG", "/etc/edged/edged.yaml"),
+        help="config file (default: %(default)s)",
+    )
+    run.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this many seconds")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file; exit 2 listing every problem")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    info = sub.add_parser("info", help="platform and available backends")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"edged: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EdgedError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

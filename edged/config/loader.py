@@ -1,0 +1,97 @@
+"""Read a YAML (or JSON) configuration, validate it and build typed sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Union
+
+from edged.config.model import Config, build_config
+from edged.config.schema import fill_defaults, unique_names, validate
+from edged.errors import ConfigError
+
+__all__ = ["DEFAULT_CONFIG_PATH", "load_config", "parse_config", "check_document", "file_warnings"]
+
+DEFAULT_CONFIG_PATH = "/etc/edged/edged.yaml"
+
+
+def check_document(doc: Any) -> List[str]:
+    """All problems of a configuration document: schema first, then cross-field rules."""
+    problems = validate(doc)
+    if isinstance(doc, dict) and isinstance(doc.get("models"), list):
+        problems += unique_names(doc["models"])
+    return problems
+
+
+def parse_config(doc: Any, source: str = "") -> Config:
+    problems = check_document(doc)
+    if problems:
+        raise ConfigError(problems, source)
+    return build_config(fill_defaults(doc))
+
+
+def _read_document(path: Path) -> Dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", str(path)) from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}invalid YAML: {reason}", str(path)) from exc
+    if doc is None:
+        raise ConfigError("the file is empty", str(path))
+    if not isinstance(doc, dict):
+        raise ConfigError("(top level): expected a mapping of sections", str(path))
+    return doc
+
+
+def load_config(path: Union[str, Path]) -> Config:
+    """Load and validate a config file; relative model and folder paths resolve against
+    the file's directory so a config can ship beside its models."""
+    path = Path(path)
+    doc = _read_document(path)
+    problems = check_document(doc)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return build_config(fill_defaults(_resolve_relative(doc, path.parent.resolve())))
+
+
+_RELATIVE_KEYS = (("source", "path"), ("sink", "path"), ("postprocess", "labels"))
+
+
+def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:
+    import copy
+
+    doc = copy.deepcopy(doc)
+    plans = doc.get("plans")
+    if isinstance(plans, dict) and "cache_dir" in plans:
+        plans["cache_dir"] = str(base / plans["cache_dir"])
+    for model in doc.get("models", []):
+        if "path" in model:
+            model["path"] = str(base / model["path"])
+        for section, key in _RELATIVE_KEYS:
+            sub = model.get(section)
+            if isinstance(sub, dict) and key in sub:
+                sub[key] = str(base / sub[key])
+    return doc
+
+
+def file_warnings(config: Config) -> List[str]:
+    """Files the config names that are absent here (fine when checking a config for
+    another machine, fatal when running it)."""
+    warnings = []
+    for index, model in enumerate(config.models):
+        checks: Mapping[str, Any] = {
+            f"models[{index}].path": model.path,
+            f"models[{index}].source.path": model.source.get("path"),
+            f"models[{index}].postprocess.labels": model.postprocess.get("labels"),
+        }
+        for key, value in checks.items():
+            if value and not Path(value).exists():
+                warnings.append(f"{key}: no such file or folder {value!r}")
+    return warnings

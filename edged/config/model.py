@@ -1,0 +1,169 @@
+"""Typed configuration sections built from a schema-validated, defaults-filled document."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+__all__ = [
+    "Config",
+    "DeviceConfig",
+    "MqttConfig",
+    "ModelConfig",
+    "PlansConfig",
+    "PluginConfig",
+    "PreprocessConfig",
+    "TelemetryConfig",
+]
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    groups: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlansConfig:
+    cache_dir: str
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str
+    port: int
+    keepalive_s: int
+    protocol: str
+    client_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    period_s: float
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    size: Optional[Tuple[int, int]]
+    color: str
+    scale: float
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    layout: str
+    dtype: Optional[str]
+    resize: str
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """A source, postprocess or sink section: its ``type`` picks the implementation,
+    which reads its own schema-validated ``params``."""
+
+    type: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.params.get(key, default)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    path: str
+    backend: str
+    precision: str
+    device: str
+    threads: int
+    batch: int
+    max_wait_ms: float
+    queue_size: int
+    source: PluginConfig
+    preprocess: PreprocessConfig
+    postprocess: PluginConfig
+    sink: PluginConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    version: int
+    device: DeviceConfig
+    plans: PlansConfig
+    telemetry: TelemetryConfig
+    models: Tuple[ModelConfig, ...]
+    mqtt: Optional[MqttConfig] = None
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+
+_MODEL_DEFAULTS = {"backend": "onnxruntime", "precision": "fp32", "device": "auto", "threads": 0}
+
+
+def _plugin(section: Mapping[str, Any]) -> PluginConfig:
+    params = {k: v for k, v in section.items() if k != "type"}
+    return PluginConfig(type=section["type"], params=params)
+
+
+def _preprocess(section: Mapping[str, Any]) -> PreprocessConfig:
+    size = section.get("size")
+    return PreprocessConfig(
+        size=(int(size[0]), int(size[1])) if size else None,
+        color=section["color"],
+        scale=float(section["scale"]),
+        mean=tuple(float(v) for v in section["mean"]),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in section["std"]),  # type: ignore[arg-type]
+        layout=section["layout"],
+        dtype=section.get("dtype"),
+        resize=section["resize"],
+    )
+
+
+def build_config(doc: Mapping[str, Any]) -> Config:
+    """Build typed sections from a document that already passed validation and defaults."""
+    device = doc["device"]
+    defaults = dict(_MODEL_DEFAULTS)
+    defaults.update(device.get("defaults", {}))
+    models: List[ModelConfig] = []
+    for entry in doc["models"]:
+        merged: Dict[str, Any] = dict(defaults)
+        merged.update(entry)
+        models.append(
+            ModelConfig(
+                name=merged["name"],
+                path=merged["path"],
+                backend=merged["backend"],
+                precision=merged["precision"],
+                device=merged["device"],
+                threads=int(merged["threads"]),
+                batch=int(merged["batch"]),
+                max_wait_ms=float(merged["max_wait_ms"]),
+                queue_size=int(merged["queue_size"]),
+                source=_plugin(merged["source"]),
+                preprocess=_preprocess(merged["preprocess"]),
+                postprocess=_plugin(merged["postprocess"]),
+                sink=_plugin(merged["sink"]),
+            )
+        )
+    mqtt = doc.get("mqtt")
+    return Config(
+        version=int(doc.get("version", 0)),
+        device=DeviceConfig(id=device["id"], groups=tuple(device.get("groups", ()))),
+        plans=PlansConfig(cache_dir=doc["plans"]["cache_dir"]),
+        telemetry=TelemetryConfig(period_s=float(doc["telemetry"]["period_s"])),
+        models=tuple(models),
+        mqtt=MqttConfig(
+            host=mqtt["host"],
+            port=int(mqtt["port"]),
+            keepalive_s=int(mqtt["keepalive_s"]),
+            protocol=mqtt["protocol"],
+            client_id=mqtt.get("client_id"),
+        )
+        if mqtt
+        else None,
+        document=copy.deepcopy(dict(doc)),
+    )

@@ -1,0 +1,137 @@
+"""The shipped JSON Schema: loading, validation with key-path messages, and defaults."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Union
+
+__all__ = ["load_schema", "validate", "fill_defaults", "format_path"]
+
+_SCHEMA_RESOURCE = "schema.json"
+
+
+@lru_cache(maxsize=None)
+def _schema_text() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).with_name(_SCHEMA_RESOURCE)).read_text(encoding="utf-8")
+
+
+def load_schema() -> Dict[str, Any]:
+    """A fresh copy of the configuration schema shipped in the package."""
+    return json.loads(_schema_text())  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=None)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def format_path(path: Iterable[Union[str, int]]) -> str:
+    """``["models", 1, "precision"]`` -> ``models[1].precision``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _join(path: str, key: str) -> str:
+    return key if path == "(top level)" else f"{path}.{key}"
+
+
+def _messages(error: Any) -> List[str]:
+    path = format_path(error.absolute_path)
+    validator = error.validator
+    if validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        return [f"{path}: {error.instance!r} is not one of {choices}"]
+    if validator == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        return [f"{_join(path, k)}: unknown key" for k in unknown]
+    if validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [f"{_join(path, k)}: required key is missing" for k in missing]
+    if validator == "type":
+        return [f"{path}: {error.instance!r} is not of type {error.validator_value}"]
+    if validator == "pattern":
+        return [f"{path}: {error.instance!r} does not match {error.validator_value}"]
+    return [f"{path}: {error.message}"]
+
+
+def validate(doc: Any) -> List[str]:
+    """Every schema violation in ``doc`` as ``key.path: reason``, in document order."""
+    problems: List[str] = []
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
+        for message in _messages(error):
+            if message not in problems:
+                problems.append(message)
+    return problems
+
+
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        node: Any = root
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        merged = {k: v for k, v in schema.items() if k != "$ref"}
+        merged.update(node)
+        schema = merged
+    return schema
+
+
+def _fill(node: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
+    import jsonschema
+
+    schema = _resolve(schema, root)
+    if isinstance(node, dict):
+        branches: List[Mapping[str, Any]] = [schema]
+        for clause in schema.get("allOf", ()):
+            cond = clause.get("if")
+            if cond is not None and jsonschema.Draft7Validator(cond).is_valid(node):
+                branches.append(_resolve(clause.get("then", {}), root))
+        for branch in branches:
+            for key, sub in branch.get("properties", {}).items():
+                if not isinstance(sub, dict):
+                    continue
+                sub = _resolve(sub, root)
+                if key not in node and "default" in sub:
+                    node[key] = copy.deepcopy(sub["default"])
+                if key in node:
+                    _fill(node[key], sub, root)
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        for item in node:
+            _fill(item, schema["items"], root)
+
+
+def fill_defaults(doc: Dict[str, Any]) -> Dict[str, Any]:
+    """A copy of a valid ``doc`` with every schema default filled in."""
+    schema = load_schema()
+    filled = copy.deepcopy(doc)
+    _fill(filled, schema, schema)
+    return filled
+
+
+def unique_names(models: Sequence[Mapping[str, Any]]) -> List[str]:
+    seen: Dict[str, int] = {}
+    problems = []
+    for index, model in enumerate(models):
+        name = model.get("name") if isinstance(model, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            problems.append(f"models[{index}].name: {name!r} is already used by models[{seen[name]}]")
+        else:
+            seen[name] = index
+    return problems

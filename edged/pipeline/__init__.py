@@ -1,0 +1,1 @@
+"""Continuous inference: source -> preprocess -> batcher -> runner -> postprocess -> sink."""

@@ -1,0 +1,267 @@
+"""One model's continuous inference: three threads joined by bounded queues.
+
+    source thread:  read frame -> preprocess -> in-queue   (drop-oldest if live, else block)
+    infer thread:   in-queue -> batch (max size, max wait) -> runner.infer -> out-queue
+    output thread:  out-queue -> postprocess -> sink
+
+Preprocessing the next frames overlaps inference of the current batch, and ONNX Runtime
+and TensorRT release the GIL while they run. Every frame the source yields is counted in
+``frames_in`` and ends either written (``frames_out``) or dropped with a reason, so
+``frames_in == frames_out + sum(dropped)`` once the pipeline has stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from edged.backends.base import Runner
+from edged.config.model import ModelConfig
+from edged.errors import ConfigError, EdgedError
+from edged.pipeline.frame import Frame
+from edged.pipeline.postprocess import create_postprocessor
+from edged.pipeline.preprocess import Preprocessor
+from edged.pipeline.sinks import create_sink
+from edged.pipeline.sources import create_source
+from edged.pipeline.stats import ModelStats
+
+__all__ = ["ModelPipeline"]
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.05
+Batch = Tuple[List[Frame], Dict[str, np.ndarray], float]
+
+
+class ModelPipeline:
+    def __init__(self, model: ModelConfig, runner: Runner, stats: Optional[ModelStats] = None) -> None:
+        self.model = model
+        self.runner = runner
+        self.stats = stats or ModelStats()
+        if len(runner.inputs) != 1:
+            names = ", ".join(spec.name for spec in runner.inputs)
+            raise ConfigError(
+                f"models: {model.name!r} has {len(runner.inputs)} inputs ({names}); one image input is supported"
+            )
+        self._input = runner.inputs[0]
+        self.preprocess = Preprocessor(model.preprocess, self._input)
+        self._batch_capacity = self._check_batch(model.batch)
+        self.source = create_source(model.source, self.preprocess.hw)
+        self.postprocess = create_postprocessor(model.postprocess, runner.outputs)
+        self.sink = create_sink(model.sink)
+        self._in: queue.Queue[Frame] = queue.Queue(model.queue_size)
+        self._out: queue.Queue[Batch] = queue.Queue(4)
+        self._stop_source = threading.Event()
+        self._abort = threading.Event()
+        self._source_done = threading.Event()
+        self._infer_done = threading.Event()
+        self._threads: List[threading.Thread] = []
+        self.state = "created"
+        self.error: Optional[str] = None
+        self.last_progress = time.monotonic()
+        self._buffer = np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
+
+    def _check_batch(self, batch: int) -> int:
+        fixed = self._input.shape[0] if self._input.shape else None
+        if fixed is not None and batch > fixed:
+            raise ConfigError(f"models: {self.model.name!r} batch {batch} exceeds the model's fixed batch {fixed}")
+        # A fixed batch dimension is padded; a dynamic one runs with the frames at hand.
+        self._pad = fixed is not None
+        return fixed if fixed is not None else batch
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.source.open()
+        self.state = "running"
+        for name, target in (("source", self._source_loop), ("infer", self._infer_loop), ("output", self._output_loop)):
+            thread = threading.Thread(target=target, name=f"edged-{self.model.name}-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 4.0) -> bool:
+        """Stop the source, drain queued frames, and close. True when drained in time;
+        otherwise what was still queued or in flight is counted as dropped ('shutdown')."""
+        deadline = time.monotonic() + timeout
+        self._stop_source.set()
+        self.state = "draining"
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        drained = not any(t.is_alive() for t in self._threads)
+        if not drained:
+            self._abort.set()
+            for thread in self._threads:
+                thread.join(0.5)
+        self._finish()
+        return drained
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait for a finite source to be fully processed; True when it was."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._threads) and not any(t.is_alive() for t in self._threads)
+
+    def _finish(self) -> None:
+        counters = self.stats.counters()
+        dropped = sum(counters["dropped"].values())  # type: ignore[attr-defined]
+        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped  # type: ignore[call-overload]
+        if unaccounted > 0:
+            self.stats.count_drop("shutdown", unaccounted)
+        try:
+            self.sink.close()
+        except OSError as exc:
+            log.error("model %s: closing sink failed: %s", self.model.name, exc)
+        self.source.close()
+        self.runner.close()
+        if self.state != "failed":
+            self.state = "stopped"
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.state = "failed"
+        log.error("model %s: %s", self.model.name, message)
+
+    # -- threads -----------------------------------------------------------------------
+
+    def _source_loop(self) -> None:
+        try:
+            while not self._stop_source.is_set():
+                frame = self.source.read(self._stop_source)
+                if frame is None:
+                    break
+                self.stats.count_in()
+                start = time.perf_counter()
+                frame.tensor = self.preprocess(frame.image)
+                frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
+                frame.enqueue_ts = time.monotonic()
+                self._enqueue(frame)
+                self.last_progress = frame.enqueue_ts
+        except EdgedError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # keep the other models serving; report this one
+            log.exception("model %s: source failed", self.model.name)
+            self._fail(f"source failed: {exc}")
+        finally:
+            self._source_done.set()
+
+    def _enqueue(self, frame: Frame) -> None:
+        if self.source.live:
+            while True:
+                try:
+                    self._in.put_nowait(frame)
+                    return
+                except queue.Full:
+                    try:
+                        self._in.get_nowait()
+                        self.stats.count_drop("queue_full")
+                    except queue.Empty:
+                        pass
+        while not self._abort.is_set():
+            try:
+                self._in.put(frame, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+        self.stats.count_drop("shutdown")
+
+    def _collect(self) -> List[Frame]:
+        try:
+            first = self._in.get(timeout=_POLL_S)
+        except queue.Empty:
+            return []
+        frames = [first]
+        deadline = time.monotonic() + self.model.max_wait_ms / 1000.0
+        while len(frames) < self.model.batch:
+            remaining = deadline - time.monotonic()
+            try:
+                frames.append(self._in.get_nowait() if remaining <= 0 else self._in.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return frames
+
+    def _infer_loop(self) -> None:
+        latency = self.stats.latency
+        try:
+            while not self._abort.is_set():
+                frames = self._collect()
+                if not frames:
+                    if self._source_done.is_set() and self._in.empty():
+                        break
+                    self.last_progress = time.monotonic()
+                    continue
+                start = time.monotonic()
+                n = len(frames)
+                for i, frame in enumerate(frames):
+                    self._buffer[i] = frame.tensor
+                    frame.tensor = None
+                    latency["queue_wait"].record((start - frame.enqueue_ts) * 1000.0, start)
+                    latency["preprocess"].record(frame.preprocess_ms, start)
+                batch = self._buffer if self._pad else self._buffer[:n]
+                try:
+                    outputs = self.runner.infer({self._input.name: batch})
+                except Exception as exc:
+                    log.error("model %s: inference failed: %s", self.model.name, exc)
+                    self.stats.count_drop("inference_error", n)
+                    continue
+                done = time.monotonic()
+                timings = self.runner.last_timings
+                latency["inference"].record(
+                    timings.compute_ms if timings.compute_ms is not None else (done - start) * 1000.0, done
+                )
+                self.stats.count_batch(n)
+                self.last_progress = done
+                self._hand_over((frames, outputs, done))
+        finally:
+            self._infer_done.set()
+
+    def _hand_over(self, item: Batch) -> None:
+        while not self._abort.is_set():
+            try:
+                self._out.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+        self.stats.count_drop("shutdown", len(item[0]))
+
+    def _output_loop(self) -> None:
+        latency = self.stats.latency
+        name = self.model.name
+        while not self._abort.is_set():
+            try:
+                frames, outputs, _ = self._out.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._infer_done.is_set() and self._out.empty():
+                    break
+                continue
+            for index, frame in enumerate(frames):
+                start = time.monotonic()
+                try:
+                    result = self.postprocess(outputs, index)
+                except Exception as exc:
+                    log.error("model %s: postprocess failed: %s", name, exc)
+                    self.stats.count_drop("postprocess_error")
+                    continue
+                post_done = time.monotonic()
+                record = {"model": name, "seq": frame.seq, "origin": frame.origin, "ts": time.time()}
+                record.update(result)
+                try:
+                    self.sink.write(record)
+                except (OSError, ValueError) as exc:
+                    log.error("model %s: sink write failed: %s", name, exc)
+                    self.stats.count_drop("sink_error")
+                    continue
+                end = time.monotonic()
+                latency["postprocess"].record((post_done - start) * 1000.0, end)
+                latency["e2e"].record((end - frame.capture_ts) * 1000.0, end)
+                self.stats.count_out()
+            self.last_progress = time.monotonic()

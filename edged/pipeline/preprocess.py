@@ -1,0 +1,108 @@
+"""Frame (HWC uint8 BGR) to network input tensor: resize, channel order, normalise, layout."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from edged.backends.base import TensorSpec
+from edged.config.model import PreprocessConfig
+from edged.errors import ConfigError
+
+__all__ = ["Preprocessor", "resize", "input_geometry"]
+
+
+def _axis_weights(src: int, dst: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # Half-pixel centres, as OpenCV's INTER_LINEAR and PIL's bilinear both use.
+    pos = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
+    pos = np.clip(pos, 0.0, src - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, src - 1)
+    return lo, hi, (pos - lo).astype(np.float32)
+
+
+def resize(image: np.ndarray, hw: Tuple[int, int], method: str = "bilinear") -> np.ndarray:
+    """Resize HWC ``image`` to ``hw``; OpenCV when installed (faster), numpy otherwise."""
+    h, w = hw
+    if image.shape[0] == h and image.shape[1] == w:
+        return image
+    try:
+        import cv2
+
+        flag = cv2.INTER_LINEAR if method == "bilinear" else cv2.INTER_NEAREST
+        resized: np.ndarray = cv2.resize(image, (w, h), interpolation=flag)
+        return resized
+    except ImportError:
+        pass
+    if method == "nearest":
+        rows = np.minimum((np.arange(h) * image.shape[0] / h).astype(np.intp), image.shape[0] - 1)
+        cols = np.minimum((np.arange(w) * image.shape[1] / w).astype(np.intp), image.shape[1] - 1)
+        nearest: np.ndarray = image[rows][:, cols]
+        return nearest
+    y0, y1, wy = _axis_weights(image.shape[0], h)
+    x0, x1, wx = _axis_weights(image.shape[1], w)
+    img = image.astype(np.float32)
+    top = img[y0]
+    bottom = img[y1]
+    wx3 = wx[None, :, None]
+    upper = top[:, x0] * (1 - wx3) + top[:, x1] * wx3
+    lower = bottom[:, x0] * (1 - wx3) + bottom[:, x1] * wx3
+    out = upper * (1 - wy[:, None, None]) + lower * wy[:, None, None]
+    blended: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return blended
+
+
+def input_geometry(spec: TensorSpec, config: PreprocessConfig) -> Tuple[int, int]:
+    """Network input (height, width) from the config, else from the model's static shape."""
+    if config.size:
+        return config.size
+    shape = spec.shape
+    if len(shape) != 4:
+        raise ConfigError(
+            f"preprocess.size: model input {spec.name!r} has shape {list(shape)}; "
+            "give preprocess.size for a non-image input"
+        )
+    h, w = (shape[2], shape[3]) if config.layout == "nchw" else (shape[1], shape[2])
+    if h is None or w is None:
+        raise ConfigError(f"preprocess.size: model input {spec.name!r} has dynamic height/width; set it")
+    return (h, w)
+
+
+class Preprocessor:
+    """Turns one frame into one sample of the network input (no batch axis)."""
+
+    def __init__(self, config: PreprocessConfig, spec: TensorSpec) -> None:
+        self.config = config
+        self.hw = input_geometry(spec, config)
+        dtype = config.dtype or (spec.dtype if spec.dtype in ("float32", "float16", "uint8") else "float32")
+        self.dtype: np.dtype = np.dtype(dtype)  # type: ignore[type-arg]
+        channels = spec.shape[1] if config.layout == "nchw" else spec.shape[3] if len(spec.shape) == 4 else 3
+        if channels not in (None, 3):
+            raise ConfigError(f"preprocess: model input {spec.name!r} has {channels} channels; only 3 are supported")
+        # (x * scale - mean) / std folded into one multiply-add per pixel.
+        std = np.asarray(config.std, dtype=np.float32)
+        self._gain = (np.float32(config.scale) / std).astype(np.float32)
+        self._offset = (-np.asarray(config.mean, dtype=np.float32) / std).astype(np.float32)
+        h, w = self.hw
+        self.sample_shape = (3, h, w) if config.layout == "nchw" else (h, w, 3)
+
+    def __call__(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an HWC image with 3 channels, got shape {image.shape}")
+        img = resize(image, self.hw, self.config.resize)
+        if self.config.color == "rgb":
+            img = img[:, :, ::-1]
+        if self.dtype == np.uint8:
+            sample = img
+        else:
+            sample = img.astype(np.float32)
+            sample *= self._gain
+            sample += self._offset
+        if self.config.layout == "nchw":
+            sample = sample.transpose(2, 0, 1)
+        if out is not None:
+            out[...] = sample
+            return out
+        tensor: np.ndarray = np.ascontiguousarray(sample, dtype=self.dtype)
+        return tensor

@@ -1,0 +1,60 @@
+"""The source interface and its registry."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import threading
+from typing import Dict, Optional, Tuple
+
+from edged.config.model import PluginConfig
+from edged.errors import ConfigError
+from edged.pipeline.frame import Frame
+
+__all__ = ["Source", "SOURCES", "create_source"]
+
+
+class Source(abc.ABC):
+    """Produces frames. ``live`` sources (cameras, streams, rate-paced generators) drop
+    the oldest queued frame when inference falls behind, to keep latency low; the others
+    (files, folders) block instead, so no frame is ever lost."""
+
+    live: bool = False
+
+    def __init__(self, config: PluginConfig, frame_hw: Tuple[int, int]) -> None:
+        self.config = config
+        self.frame_hw = frame_hw
+        self._seq = 0
+
+    def open(self) -> None:
+        """Acquire the device, stream or folder; raise SourceError naming it on failure."""
+
+    @abc.abstractmethod
+    def read(self, stop: threading.Event) -> Optional[Frame]:
+        """The next frame, or None when the source is exhausted or ``stop`` is set."""
+
+    def close(self) -> None:
+        """Release what ``open`` acquired."""
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+
+# Source type -> "module:class"; imported on use so optional media libraries stay optional.
+SOURCES: Dict[str, str] = {
+    "synthetic": "edged.pipeline.sources.synthetic:SyntheticSource",
+    "images": "edged.pipeline.sources.images:ImageFolderSource",
+}
+
+
+def create_source(config: PluginConfig, frame_hw: Tuple[int, int]) -> Source:
+    try:
+        target = SOURCES[config.type]
+    except KeyError:
+        raise ConfigError(f"source.type: {config.type!r} is not one of {', '.join(sorted(SOURCES))}") from None
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    source: Source = cls(config, frame_hw)
+    return source

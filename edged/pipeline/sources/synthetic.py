@@ -1,0 +1,42 @@
+"""Generated frames at a fixed rate, for demos, soak tests and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional, Tuple
+
+import numpy as np
+
+from edged.config.model import PluginConfig
+from edged.pipeline.frame import Frame
+from edged.pipeline.sources.base import Source
+from edged.pipeline.sources.pacing import Pacer
+
+__all__ = ["SyntheticSource"]
+
+# A small ring of pre-generated frames keeps generation off the hot path.
+_RING = 8
+
+
+class SyntheticSource(Source):
+    def __init__(self, config: PluginConfig, frame_hw: Tuple[int, int]) -> None:
+        size = config.get("size")
+        super().__init__(config, (int(size[0]), int(size[1])) if size else frame_hw)
+        self.fps = float(config.get("fps", 30))
+        self.count = int(config.get("count", 0))
+        self.live = self.fps > 0
+        rng = np.random.default_rng(int(config.get("seed", 0)))
+        h, w = self.frame_hw
+        self._frames = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for _ in range(_RING)]
+        for frame in self._frames:
+            frame.setflags(write=False)
+        self._pacer = Pacer(self.fps)
+
+    def read(self, stop: threading.Event) -> Optional[Frame]:
+        if self.count and self._seq >= self.count:
+            return None
+        if not self._pacer.wait(stop):
+            return None
+        seq = self._next_seq()
+        return Frame(seq, self._frames[seq % _RING], time.monotonic(), origin="synthetic")

@@ -1,0 +1,167 @@
+"""Per-model counters and latency histograms with bounded memory.
+
+Latencies go into log-spaced buckets (about 2% relative width from 1 us to 100 s), so
+a percentile costs a pass over ~900 counters whatever the frame rate, and memory never
+grows. A sliding window is kept as a ring of sub-window histograms.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from typing import Counter as CounterType
+from typing import Dict, List, Mapping, Optional
+
+__all__ = ["LatencyHistogram", "WindowedHistogram", "ModelStats", "STAGES"]
+
+_MIN_MS = 0.001
+_GROWTH = 1.02
+_LOG_GROWTH = math.log(_GROWTH)
+_BUCKETS = int(math.log(100_000.0 / _MIN_MS) / _LOG_GROWTH) + 2
+
+# Stage names, in pipeline order; "e2e" is capture -> result written to the sink.
+STAGES = ("queue_wait", "preprocess", "inference", "postprocess", "e2e")
+
+
+def _bucket(value_ms: float) -> int:
+    if value_ms <= _MIN_MS:
+        return 0
+    return min(int(math.log(value_ms / _MIN_MS) / _LOG_GROWTH) + 1, _BUCKETS - 1)
+
+
+def _bucket_upper(index: int) -> float:
+    return _MIN_MS * _GROWTH**index
+
+
+class LatencyHistogram:
+    """Counts of latencies (ms) in log buckets; exact count, sum and max."""
+
+    __slots__ = ("count", "counts", "max_ms", "total_ms")
+
+    def __init__(self) -> None:
+        self.counts: List[int] = [0] * _BUCKETS
+        self.count = 0
+        self.total_ms = 0.0
+        self.max_ms = 0.0
+
+    def record(self, value_ms: float) -> None:
+        self.counts[_bucket(value_ms)] += 1
+        self.count += 1
+        self.total_ms += value_ms
+        if value_ms > self.max_ms:
+            self.max_ms = value_ms
+
+    def merge(self, other: LatencyHistogram) -> None:
+        for i, c in enumerate(other.counts):
+            if c:
+                self.counts[i] += c
+        self.count += other.count
+        self.total_ms += other.total_ms
+        self.max_ms = max(self.max_ms, other.max_ms)
+
+    def percentile(self, q: float) -> Optional[float]:
+        """Upper edge of the bucket holding the q-th percentile (q in 0..100), capped at max."""
+        if self.count == 0:
+            return None
+        rank = max(1, math.ceil(self.count * q / 100.0))
+        seen = 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen >= rank:
+                return min(_bucket_upper(i), self.max_ms)
+        return self.max_ms
+
+    def summary(self) -> Dict[str, Optional[float]]:
+        return {
+            "count": float(self.count),
+            "mean": self.total_ms / self.count if self.count else None,
+            "p50": self.percentile(50),
+            "p90": self.percentile(90),
+            "p99": self.percentile(99),
+            "max": self.max_ms if self.count else None,
+        }
+
+
+class WindowedHistogram:
+    """The last ``window_s`` seconds of latencies, as ``slices`` rotating sub-histograms."""
+
+    def __init__(self, window_s: float = 30.0, slices: int = 6) -> None:
+        self._slice_s = window_s / slices
+        self._ring = [LatencyHistogram() for _ in range(slices)]
+        self._stamp = [0] * slices
+        self._lock = threading.Lock()
+
+    def _current(self, now: float) -> LatencyHistogram:
+        tick = int(now / self._slice_s)
+        i = tick % len(self._ring)
+        if self._stamp[i] != tick:
+            self._ring[i] = LatencyHistogram()
+            self._stamp[i] = tick
+        return self._ring[i]
+
+    def record(self, value_ms: float, now: Optional[float] = None) -> None:
+        with self._lock:
+            self._current(time.monotonic() if now is None else now).record(value_ms)
+
+    def snapshot(self, now: Optional[float] = None) -> LatencyHistogram:
+        now = time.monotonic() if now is None else now
+        oldest = int(now / self._slice_s) - len(self._ring) + 1
+        merged = LatencyHistogram()
+        with self._lock:
+            for stamp, hist in zip(self._stamp, self._ring):
+                if stamp >= oldest:
+                    merged.merge(hist)
+        return merged
+
+
+class ModelStats:
+    """Counters and stage latencies of one model's pipeline. Thread-safe."""
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        self._lock = threading.Lock()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.batches = 0
+        self.batch_frames = 0
+        self.dropped: CounterType[str] = Counter()
+        self.latency: Dict[str, WindowedHistogram] = {s: WindowedHistogram(window_s) for s in STAGES}
+        self.started = time.monotonic()
+        self._rate_mark = (self.started, 0)
+
+    def count_in(self, n: int = 1) -> None:
+        with self._lock:
+            self.frames_in += n
+
+    def count_out(self, n: int = 1) -> None:
+        with self._lock:
+            self.frames_out += n
+
+    def count_drop(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.dropped[reason] += n
+
+    def count_batch(self, size: int) -> None:
+        with self._lock:
+            self.batches += 1
+            self.batch_frames += size
+
+    def counters(self) -> Mapping[str, object]:
+        with self._lock:
+            return {
+                "frames_in": self.frames_in,
+                "frames_out": self.frames_out,
+                "dropped": dict(self.dropped),
+                "batches": self.batches,
+                "batch_frames": self.batch_frames,
+            }
+
+    def fps_since_last(self) -> float:
+        """Output frames per second since the previous call."""
+        now = time.monotonic()
+        with self._lock:
+            then, out_then = self._rate_mark
+            self._rate_mark = (now, self.frames_out)
+            out = self.frames_out
+        return (out - out_then) / (now - then) if now > then else 0.0

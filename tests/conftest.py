@@ -1,0 +1,43 @@
+"""Shared fixtures: the synthetic demo model, written once per test session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+
+@pytest.fixture(scope="session")
+def demo_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with demo-cnn.onnx, labels.txt and images/ (see tools/make_demo_model.py)."""
+    import make_demo_model
+
+    out = tmp_path_factory.mktemp("demo")
+    assert make_demo_model.main(["--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture()
+def demo_config(demo_assets: Path, tmp_path: Path) -> Dict[str, Any]:
+    """A valid config document serving the demo model from a synthetic source."""
+    return {
+        "device": {"id": "test-node"},
+        "plans": {"cache_dir": str(tmp_path / "plans")},
+        "telemetry": {"period_s": 0.5},
+        "models": [
+            {
+                "name": "demo",
+                "path": str(demo_assets / "demo-cnn.onnx"),
+                "threads": 1,
+                "batch": 4,
+                "source": {"type": "synthetic", "fps": 0, "count": 40, "size": [64, 64]},
+                "postprocess": {"type": "raw"},
+                "sink": {"type": "jsonl", "path": str(tmp_path / "out.jsonl")},
+            }
+        ],
+    }
