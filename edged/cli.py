@@ -83,17 +83,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edged.config import load_config
+    from edged.control.boot import load_effective
     from edged.daemon import Daemon
 
     try:
-        config = load_config(args.config)
+        # The local file, layered with the last accepted push (docs/config-push.md).
+        effective = load_effective(args.config)
     except ConfigError as exc:
         print(f"{args.config}: invalid configuration", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
-    daemon = Daemon(config)
+    daemon = Daemon(effective.config, config_path=args.config)
+    daemon.config_source, daemon.config_digest = effective.source, effective.digest
     daemon.install_signal_handlers()
     return daemon.run(duration_s=args.duration)
 

@@ -10,12 +10,15 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO, Dict, List, Optional
+from typing import IO, TYPE_CHECKING, Callable, Collection, Dict, List, Optional
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
 from edged.errors import EdgedError
 from edged.pipeline.model_pipeline import ModelPipeline
+
+if TYPE_CHECKING:
+    from edged.control.transaction import Changes
 
 __all__ = ["Daemon", "ModelSlot", "build_options"]
 
@@ -56,12 +59,24 @@ class ModelSlot:
 
 
 class Daemon:
-    def __init__(self, config: Config, status_stream: Optional[IO[str]] = None) -> None:
+    def __init__(
+        self, config: Config, status_stream: Optional[IO[str]] = None, config_path: Optional[str] = None
+    ) -> None:
         self.config = config
         self.slots: Dict[str, ModelSlot] = {m.name: ModelSlot(m) for m in config.models}
         self.stop_event = threading.Event()
         self._status_stream = status_stream
         self._signals = 0
+        # The local file reload() re-reads; None when the config did not come from a file.
+        self.config_path = config_path
+        # Called with the new config after every successful apply (push, reload, rebuild).
+        self.config_listeners: List[Callable[[Config], None]] = []
+        # Where the config in force came from ("file" or "pushed") and the digest of the
+        # push that set it, for config/state and duplicate detection.
+        self.config_source = "file"
+        self.config_digest: Optional[str] = None
+        self._apply_lock = threading.Lock()
+        self._reload_requested = threading.Event()
 
     # -- models ------------------------------------------------------------------------
 
@@ -100,6 +115,57 @@ class Daemon:
         for pipeline in pipelines:
             drained = pipeline.stop(max(0.1, deadline - time.monotonic())) and drained
         return drained
+
+    # -- applying a new config ------------------------------------------------------------
+
+    def apply_config(
+        self,
+        new: Config,
+        rebuild: Collection[str] = (),
+        before_switch: Optional[Callable[[Changes], None]] = None,
+        source: Optional[str] = None,
+        digest: Optional[str] = None,
+    ) -> Changes:
+        """Put ``new`` in force atomically (see edged.control.transaction); on failure
+        raise ApplyError and leave the running config, models and plans as they were.
+        ``source``/``digest`` record where the new config came from."""
+        from edged.control.transaction import apply_config
+
+        with self._apply_lock:
+            changes = apply_config(self, new, rebuild, before_switch)
+            if source is not None:
+                self.config_source, self.config_digest = source, digest
+        for listener in list(self.config_listeners):
+            try:
+                listener(self.config)
+            except Exception:
+                log.exception("config listener failed")
+        return changes
+
+    def _switch(self, config: Config, slots: Dict[str, ModelSlot]) -> None:
+        # Readers (status, telemetry) pick up either the old or the new pair: assign the
+        # slots first, they are what the main loop iterates.
+        self.slots = slots
+        self.config = config
+
+    def reload(self) -> None:
+        """Re-read the local config file (layered with the persisted push, as at boot) and
+        apply it like a push. Raises EdgedError naming the cause; the previous config then
+        stays in force."""
+        if not self.config_path:
+            raise EdgedError("reload: this daemon was not started from a config file")
+        from edged.control.boot import load_effective
+
+        effective = load_effective(self.config_path)
+        log.info("reloading %s (%s config, version %d)", self.config_path, effective.source, effective.config.version)
+        self.apply_config(effective.config, source=effective.source, digest=effective.digest)
+
+    def _handle_reload_request(self) -> None:
+        self._reload_requested.clear()
+        try:
+            self.reload()
+        except EdgedError as exc:
+            log.error("reload failed, previous config stays in force: %s", exc)
 
     # -- status ------------------------------------------------------------------------
 
@@ -140,6 +206,11 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self, signum: int, frame: Optional[FrameType]) -> None:
+        # Applying builds plans and drains pipelines: the main loop does it, not the handler.
+        self._reload_requested.set()
 
     def _all_finished(self) -> bool:
         pipelines = [s.pipeline for s in self.slots.values() if s.pipeline]
@@ -155,6 +226,8 @@ class Daemon:
             now = time.monotonic()
             if duration_s is not None and now - started >= duration_s:
                 break
+            if self._reload_requested.is_set():
+                self._handle_reload_request()
             if self._all_finished():
                 break
             if now >= next_status:

@@ -1,0 +1,243 @@
+"""Validation of a config push, before anything changes.
+
+A push is a JSON object::
+
+    {"version": 7, "patch": {...}}            # RFC 7396 merge patch against the current config
+    {"version": 7, "config": {...}}           # or a full config
+    optional: "id" (echoed in the result), "target" (device id or group the push was meant
+    for), "signature" (Ed25519, base64, over the canonical payload; see canonical.py)
+
+Checks, in order: size, JSON, envelope, signature, version (stale and replayed versions
+are refused), local-only keys, the shipped schema, path confinement, model files present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from edged.config.loader import check_document
+from edged.config.model import Config
+from edged.config.schema import fill_defaults
+from edged.control.canonical import SignatureError, canonical_bytes, verify_signature
+from edged.control.merge_patch import merge_patch
+from edged.control.paths import confinement_problem
+from edged.control.settings import LOCAL_ONLY, ControlSettings
+from edged.errors import EdgedError
+
+__all__ = ["Push", "PushRejected", "DuplicatePush", "parse_push", "decode_json"]
+
+_ENVELOPE_KEYS = ("version", "config", "patch", "id", "target", "signature")
+_MAX_DEPTH = 64
+_MISSING = object()
+
+
+class PushRejected(EdgedError):
+    """A push failed validation; ``problems`` name each cause with its key path."""
+
+    def __init__(self, problems: Sequence[str], request_id: Optional[str] = None, version: Optional[int] = None):
+        self.problems = list(problems)
+        self.request_id = request_id
+        self.version = version
+        super().__init__("; ".join(self.problems))
+
+
+class DuplicatePush(EdgedError):
+    """The push that is already in force, delivered again (an MQTT QoS 1 redelivery)."""
+
+    def __init__(self, version: int, request_id: Optional[str]) -> None:
+        self.version = version
+        self.request_id = request_id
+        super().__init__(f"version {version} is already applied")
+
+
+@dataclass(frozen=True)
+class Push:
+    version: int
+    document: Dict[str, Any]
+    request_id: Optional[str]
+    digest: str
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(node: Any, limit: int) -> int:
+    stack = [(node, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def decode_json(raw: bytes, max_bytes: int) -> Any:
+    if len(raw) > max_bytes:
+        raise PushRejected([f"payload: {len(raw)} bytes exceeds control.max_payload_bytes ({max_bytes})"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PushRejected([f"payload: not UTF-8 ({exc.reason} at byte {exc.start})"]) from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"]) from None
+    except ValueError as exc:
+        raise PushRejected([f"payload: invalid JSON: {exc}"]) from None
+    if _depth(doc, _MAX_DEPTH) > _MAX_DEPTH:
+        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"])
+    return doc
+
+
+def _envelope(doc: Any) -> Tuple[Optional[str], Optional[int], List[str]]:
+    if not isinstance(doc, dict):
+        return None, None, ["payload: expected a JSON object with version and config or patch"]
+    problems = [
+        f"{key}: unknown key (expected {', '.join(_ENVELOPE_KEYS)})" for key in doc if key not in _ENVELOPE_KEYS
+    ]
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        problems.append("id: expected a string")
+        request_id = None
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        problems.append("version: required, an integer >= 0")
+        version = None
+    if ("config" in doc) == ("patch" in doc):
+        problems.append("config/patch: give exactly one of them")
+    else:
+        key = "config" if "config" in doc else "patch"
+        if not isinstance(doc[key], dict):
+            problems.append(f"{key}: expected an object")
+    target = doc.get("target")
+    if target is not None and not isinstance(target, str):
+        problems.append("target: expected a string")
+    return request_id, version, problems
+
+
+def _get(doc: Mapping[str, Any], path: Tuple[str, ...]) -> Any:
+    node: Any = doc
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _set(doc: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
+    node = doc
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return  # the schema check reports the malformed parent
+        node = child
+    if value is _MISSING:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+
+
+def _local_only(proposed: Dict[str, Any], current: Mapping[str, Any]) -> List[str]:
+    problems = []
+    for path in LOCAL_ONLY:
+        mine, theirs = _get(current, path), _get(proposed, path)
+        if theirs is not _MISSING and theirs != mine:
+            problems.append(f"{'.'.join(path)}: set only in the local config file; a push may not change it")
+        _set(proposed, path, mine)
+    return problems
+
+
+def _file_problems(doc: Mapping[str, Any], current: Config, settings: ControlSettings) -> List[str]:
+    """Pushed paths must be confined; paths the current config already uses stay allowed,
+    so a patch may leave models from the local file untouched."""
+    in_use = set()
+    for model in current.document.get("models", []):
+        in_use.add(model.get("path"))
+        for section in ("source", "postprocess", "sink"):
+            sub = model.get(section) or {}
+            in_use.update(v for k, v in sub.items() if k in ("path", "labels"))
+    problems = []
+    for index, model in enumerate(doc.get("models", [])):
+        checks = [
+            (f"models[{index}].path", model.get("path"), settings.model_dirs, "control.model_dirs", True),
+            (f"models[{index}].postprocess.labels", (model.get("postprocess") or {}).get("labels"), settings.model_dirs,
+             "control.model_dirs", True),
+            (f"models[{index}].source.path", (model.get("source") or {}).get("path"), settings.data_dirs,
+             "control.data_dirs", True),
+            (f"models[{index}].sink.path", (model.get("sink") or {}).get("path"), settings.data_dirs,
+             "control.data_dirs", False),
+        ]  # fmt: skip
+        for key, value, dirs, setting, must_exist in checks:
+            if not isinstance(value, str) or value in in_use:
+                continue
+            problem = confinement_problem(value, dirs, setting)
+            if problem:
+                problems.append(f"{key}: {value!r} {problem}")
+            elif must_exist and not _exists(value):
+                problems.append(f"{key}: no such file or folder {value!r}")
+    return problems
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
+
+
+def parse_push(
+    raw: bytes,
+    current: Config,
+    settings: ControlSettings,
+    public_keys: Sequence[Any] = (),
+    applied_digest: Optional[str] = None,
+    targets: Sequence[str] = (),
+) -> Push:
+    """Validate ``raw`` against the config in force; return the complete proposed config
+    document. Raises PushRejected naming every problem found, or DuplicatePush."""
+    doc = decode_json(raw, settings.max_payload_bytes)
+    request_id, version, problems = _envelope(doc)
+    if problems:
+        raise PushRejected(problems, request_id, version)
+    assert version is not None
+    if public_keys:
+        try:
+            verify_signature(doc, public_keys)
+        except SignatureError as exc:
+            raise PushRejected([str(exc)], request_id, version) from None
+    digest = hashlib.sha256(canonical_bytes(doc)).hexdigest()
+    if version <= current.version:
+        if version == current.version and digest == applied_digest:
+            raise DuplicatePush(version, request_id)
+        raise PushRejected(
+            [f"version: {version} is not newer than the applied version {current.version} (stale or replayed)"],
+            request_id,
+            version,
+        )
+    target = doc.get("target")
+    if target is not None and targets and target not in targets:
+        raise PushRejected([f"target: {target!r} is not this device or one of its groups"], request_id, version)
+    if "config" in doc:
+        proposed: Dict[str, Any] = json.loads(json.dumps(doc["config"]))
+        if proposed.get("version", version) != version:
+            problems.append(f"config.version: {proposed['version']!r} differs from the push version {version}")
+    else:
+        proposed = merge_patch(dict(current.document), doc["patch"])
+    proposed["version"] = version
+    problems += _local_only(proposed, current.document)
+    problems += check_document(proposed)
+    if problems:
+        raise PushRejected(problems, request_id, version)
+    filled = fill_defaults(proposed)
+    problems = _file_problems(filled, current, settings)
+    if problems:
+        raise PushRejected(problems, request_id, version)
+    return Push(version=version, document=filled, request_id=request_id, digest=digest)
