@@ -8,7 +8,7 @@ from typing import Any, Mapping, Tuple
 
 from edged.config.model import Config
 
-__all__ = ["ControlSettings", "control_settings", "LOCAL_ONLY", "redact"]
+__all__ = ["ControlSettings", "control_settings", "LOCAL_ONLY", "REDACTED", "redact"]
 
 # Key paths a push may not change: identity, broker access, trust anchors and where edged
 # writes. A push that omits them inherits the local values; one that changes them is refused.
