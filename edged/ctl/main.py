@@ -1,0 +1,291 @@
+"""The ``edgectl`` command line.
+
+Exit codes: 0 every addressed device applied the push; 1 a device rejected it or rolled
+it back; 2 usage error; 3 no device answered in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edged.ctl.session import BrokerOptions, Received, Session, SessionError
+from edged.ctl.table import render_table, status_row, telemetry_rows
+from edged.errors import EdgedError
+
+__all__ = ["main", "build_parser", "load_push_file", "broker_options"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
+GOOD = ("applied", "duplicate")
+
+
+def _read_mqtt_section(path: str) -> Dict[str, Any]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise EdgedError(f"{path}: cannot read: {exc}") from exc
+    section = doc.get("mqtt") if isinstance(doc, dict) else None
+    if not isinstance(section, dict):
+        raise EdgedError(f"{path}: no mqtt section")
+    return section
+
+
+def broker_options(args: argparse.Namespace) -> BrokerOptions:
+    """Command-line flags win over the ``mqtt`` section of ``--config``."""
+    section: Dict[str, Any] = _read_mqtt_section(args.config) if args.config else {}
+    tls = section.get("tls")
+    tls_doc = tls if isinstance(tls, dict) else {}
+
+    def pick(flag: Any, *keys: str, default: Any = None) -> Any:
+        if flag is not None:
+            return flag
+        for key in keys:
+            for source in (section, tls_doc):
+                if source.get(key) is not None:
+                    return source[key]
+        return default
+
+    protocol = str(pick(args.mqtt_version, "protocol", default="5"))
+    return BrokerOptions(
+        host=pick(args.host, "host", default="localhost"),
+        port=int(pick(args.port, "port", default=1883)),
+        protocol="3.1.1" if protocol == "3.1.1" else "5",
+        username=pick(args.username, "username"),
+        password=pick(args.password or os.environ.get("EDGECTL_PASSWORD"), "password"),
+        tls=bool(args.tls or tls),
+        cafile=pick(args.cafile, "cafile", "ca_file", "ca"),
+        certfile=pick(args.certfile, "certfile", "cert_file", "cert"),
+        keyfile=pick(args.keyfile, "keyfile", "key_file", "key"),
+        insecure=bool(args.insecure),
+    )
+
+
+def load_push_file(path: str, version: Optional[int]) -> Dict[str, Any]:
+    """A push envelope ({version, patch|config}) or a bare config document, from JSON or
+    YAML; a bare document becomes a full-config push."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise EdgedError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise EdgedError(f"{path}: expected a mapping")
+    if "patch" not in doc and "config" not in doc:
+        doc = {"version": doc.get("version"), "config": doc}
+    if version is not None:
+        doc["version"] = version
+    if not isinstance(doc.get("version"), int):
+        raise EdgedError(f"{path}: the push needs an integer version (in the file or --version)")
+    return doc
+
+
+def _describe(result: Dict[str, Any]) -> str:
+    device, status = result.get("device", "?"), result.get("status", "?")
+    line = f"{device}: {status} version {result.get('version')}"
+    changes = result.get("changes")
+    if isinstance(changes, dict):
+        parts = [f"{k} {', '.join(v)}" for k, v in changes.items() if v and k != "unchanged"]
+        line += f" ({'; '.join(parts) or 'no model changes'})"
+    for error in result.get("errors") or []:
+        line += f"\n  {error}"
+    return line
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    if bool(args.device) == bool(args.group):
+        print("edgectl push: give a DEVICE or --group G, not both", file=sys.stderr)
+        return EXIT_USAGE
+    payload = load_push_file(args.file, args.version)
+    request_id = uuid.uuid4().hex
+    payload["id"] = request_id
+    payload["target"] = args.device or args.group
+    if args.sign:
+        from edged.control.canonical import load_private_key, sign_payload
+
+        payload.pop("signature", None)
+        payload["signature"] = sign_payload(payload, load_private_key(Path(args.sign).read_bytes()))
+    topic = f"edged/{args.device}/config/set" if args.device else f"edged/group/{args.group}/config/set"
+    session = Session(broker_options(args), client_id=f"edgectl-{request_id[:12]}")
+    session.connect(args.timeout)
+    reply_topic = f"edgectl/{request_id}/result"
+    results: Dict[str, Dict[str, Any]] = {}
+    try:
+        session.subscribe(reply_topic)
+        # MQTT 3.1.1 brokers drop the response topic: the result also arrives on the
+        # device's config/result, matched by the request id.
+        session.subscribe(f"edged/{args.device or '+'}/config/result")
+        time.sleep(0.1)  # let the SUBACKs land before the device can answer
+        body = json.dumps(payload).encode()
+        session.publish(topic, body, qos=1, response_topic=reply_topic, correlation_data=request_id.encode())
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            if args.device and results:
+                break
+            if args.expect and len(results) >= args.expect:
+                break
+            msg = _next(session, deadline)
+            if msg is None:
+                continue
+            try:
+                result = json.loads(msg.payload)
+            except ValueError:
+                continue
+            if isinstance(result, dict) and result.get("id") == request_id:
+                device = str(result.get("device"))
+                if device not in results:
+                    results[device] = result
+                    print(_describe(result), flush=True)
+    finally:
+        session.close()
+    if not results:
+        print(f"edgectl: no answer on {topic} within {args.timeout:g}s", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    if args.expect and len(results) < args.expect:
+        print(f"edgectl: {len(results)} of {args.expect} devices answered", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    return EXIT_OK if all(r.get("status") in GOOD for r in results.values()) else EXIT_FAILED
+
+
+def _next(session: Session, deadline: float) -> Optional[Received]:
+    import queue
+
+    try:
+        return session.messages.get(timeout=max(0.01, min(0.2, deadline - time.monotonic())))
+    except queue.Empty:
+        return None
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    session = Session(broker_options(args), client_id=f"edgectl-{uuid.uuid4().hex[:12]}")
+    session.connect(args.timeout)
+    rows: Dict[str, Dict[str, Any]] = {}
+    try:
+        session.subscribe("edged/+/status")
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            msg = _next(session, deadline)
+            if msg is not None and msg.payload:
+                device = msg.topic.split("/")[1]
+                rows[device] = status_row(device, msg.payload)
+    finally:
+        session.close()
+    print(render_table([rows[d] for d in sorted(rows)], ["device"]))
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    session = Session(broker_options(args), client_id=f"edgectl-{uuid.uuid4().hex[:12]}")
+    session.connect(args.timeout)
+    status = "-"
+    shown = 0
+    clear = sys.stdout.isatty()
+    try:
+        session.subscribe(f"edged/{args.device}/status")
+        session.subscribe(f"edged/{args.device}/telemetry", qos=0)
+        while args.count == 0 or shown < args.count:
+            msg = _next(session, time.monotonic() + 1.0)
+            if msg is None:
+                continue
+            if msg.topic.endswith("/status"):
+                status = msg.payload.decode("utf-8", "replace")[:60]
+                continue
+            try:
+                telemetry = json.loads(msg.payload)
+            except ValueError:
+                continue
+            if not isinstance(telemetry, dict):
+                continue
+            text = render_table(telemetry_rows(telemetry))
+            if clear:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            sys.stdout.write(f"{args.device}  status: {status}  {time.strftime('%H:%M:%S')}\n{text}\n\n")
+            sys.stdout.flush()
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from edged.control.canonical import public_key_text
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    print(public_key_text(key))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgectl",
+        description="Push configs to edged devices over MQTT and watch them.",
+        epilog="Exit codes: 0 ok, 1 a device rejected or rolled back, 2 usage, 3 no answer in time.",
+    )
+    broker = parser.add_argument_group("broker")
+    broker.add_argument("--config", metavar="FILE", help="reuse the mqtt section of an edged config file")
+    broker.add_argument("--host", help="broker host (default localhost)")
+    broker.add_argument("--port", type=int, help="broker port (default 1883)")
+    broker.add_argument("--mqtt-version", choices=["5", "3.1.1"], help="protocol (default 5)")
+    broker.add_argument("--username")
+    broker.add_argument("--password", help="or set EDGECTL_PASSWORD")
+    broker.add_argument("--tls", action="store_true", help="connect with TLS")
+    broker.add_argument("--cafile", help="CA certificate(s) to verify the broker")
+    broker.add_argument("--certfile", help="client certificate")
+    broker.add_argument("--keyfile", help="client key")
+    broker.add_argument("--insecure", action="store_true", help="do not check the broker's host name")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait (default 10)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    push = sub.add_parser("push", help="push a config or merge patch and print each device's result")
+    push.add_argument("device", nargs="?", help="device id")
+    push.add_argument("--group", help="push to a fleet group instead")
+    push.add_argument("file", help="JSON/YAML: {version, patch|config} or a bare config")
+    push.add_argument("--version", type=int, help="set the push version")
+    push.add_argument("--sign", metavar="KEY", help="Ed25519 private key (PEM) to sign with")
+    push.add_argument("--expect", type=int, default=0, metavar="N", help="group: wait for N devices")
+    push.set_defaults(func=cmd_push)
+
+    watch = sub.add_parser("watch", help="live telemetry of a device as a refreshing table")
+    watch.add_argument("device")
+    watch.add_argument("--count", type=int, default=0, help="stop after N telemetry messages (0: never)")
+    watch.set_defaults(func=cmd_watch)
+
+    devices = sub.add_parser("devices", help="devices and their retained status")
+    devices.add_argument("--wait", type=float, default=1.0, metavar="S", help="seconds to collect (default 1)")
+    devices.set_defaults(func=cmd_devices)
+
+    keygen = sub.add_parser("keygen", help="write an Ed25519 private key and print its public key")
+    keygen.add_argument("out", help="private key file to create (mode 0600)")
+    keygen.set_defaults(func=cmd_keygen)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (SessionError, EdgedError) as exc:
+        print(f"edgectl: {exc}", file=sys.stderr)
+        return EXIT_USAGE if not isinstance(exc, SessionError) else EXIT_NO_ANSWER
+    except FileExistsError as exc:
+        print(f"edgectl: {exc.filename}: already exists", file=sys.stderr)
+        return EXIT_USAGE
