@@ -101,8 +101,11 @@ def _describe(result: Dict[str, Any]) -> str:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    if bool(args.device) == bool(args.group):
-        print("edgectl push: give a DEVICE or --group G, not both", file=sys.stderr)
+    # argparse cannot mix an optional positional with a flag in between: split by hand.
+    args.device = args.targets[0] if len(args.targets) == 2 else None
+    args.file = args.targets[-1]
+    if len(args.targets) > 2 or bool(args.device) == bool(args.group):
+        print("edgectl push: give DEVICE FILE or --group G FILE", file=sys.stderr)
         return EXIT_USAGE
     payload = load_push_file(args.file, args.version)
     request_id = uuid.uuid4().hex
@@ -255,9 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     push = sub.add_parser("push", help="push a config or merge patch and print each device's result")
-    push.add_argument("device", nargs="?", help="device id")
-    push.add_argument("--group", help="push to a fleet group instead")
-    push.add_argument("file", help="JSON/YAML: {version, patch|config} or a bare config")
+    push.add_argument(
+        "targets", nargs="+", metavar="[DEVICE] FILE", help="device id (or --group) and a JSON/YAML push file"
+    )
+    push.add_argument("--group", help="push to a fleet group instead of a device")
     push.add_argument("--version", type=int, help="set the push version")
     push.add_argument("--sign", metavar="KEY", help="Ed25519 private key (PEM) to sign with")
     push.add_argument("--expect", type=int, default=0, metavar="N", help="group: wait for N devices")

@@ -255,3 +255,48 @@ def test_reload_rereads_the_file_and_keeps_the_old_config_on_errors(
         assert {n: s.pipeline for n, s in daemon.slots.items()} == kept
     finally:
         daemon.stop_models()
+
+
+def test_signed_pushes_only_when_public_keys_are_configured(
+    base_doc: Dict[str, Any], control_dirs: Dict[str, Path]
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from edged.control.canonical import public_key_text, sign_payload
+
+    trusted, stranger = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    base_doc["control"]["public_keys"] = [public_key_text(trusted)]
+    h = Harness(base_doc)
+    try:
+        payload: Dict[str, Any] = {"version": 2, "target": "node-1", "patch": {"telemetry": {"period_s": 1}}}
+        before = snapshot(h)
+        for signature, expected in (
+            (None, "signature: required"),
+            (sign_payload(payload, stranger), "does not verify"),
+            (sign_payload(dict(payload, version=3), trusted), "does not verify"),
+        ):
+            attempt = dict(payload) if signature is None else dict(payload, signature=signature)
+            result = push(h, attempt)
+            assert result["status"] == "rejected" and expected in result["errors"][0]
+            assert snapshot(h) == before
+        assert push(h, dict(payload, signature=sign_payload(payload, trusted)))["status"] == "applied"
+        command = h.plane.process(Message("edged/node-1/cmd/snapshot", b"{}"))
+        assert command["status"] == "rejected" and "signature: required" in command["errors"][0]
+    finally:
+        h.close()
+
+
+def test_boot_layering_takes_local_only_keys_from_the_file(
+    harness: Harness, base_doc: Dict[str, Any], control_dirs: Dict[str, Path]
+) -> None:
+    assert push(harness, {"version": 5, "patch": {"telemetry": {"period_s": 3}}})["status"] == "applied"
+    base_doc["device"]["id"] = "renamed"
+    base_doc["device"]["groups"] = []
+    effective = combine(parse_config(base_doc))
+    assert effective.source == "pushed" and effective.config.version == 5
+    assert effective.config.device.id == "renamed" and effective.config.device.groups == ()
+    assert effective.config.telemetry.period_s == 3
+    store = Path(base_doc["control"]["state_dir"]) / STORE_NAME
+    assert oct(store.stat().st_mode & 0o777) == "0o600"
+    store.write_text("{not json")
+    assert combine(parse_config(base_doc)).source == "file"
