@@ -101,7 +101,6 @@ def _describe(result: Dict[str, Any]) -> str:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    # argparse cannot mix an optional positional with a flag in between: split by hand.
     args.device = args.targets[0] if len(args.targets) == 2 else None
     args.file = args.targets[-1]
     if len(args.targets) > 2 or bool(args.device) == bool(args.group):
@@ -283,7 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `push DEVICE --group G FILE` leaves FILE over: argparse does not resume positionals
+    # after a flag. Hand such leftovers to push, which reports the misuse itself.
+    if extra and args.command == "push" and not any(e.startswith("-") for e in extra):
+        args.targets += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.func(args)
         return code
