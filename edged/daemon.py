@@ -219,6 +219,9 @@ class Daemon:
     def run(self, duration_s: Optional[float] = None) -> int:
         """Serve until a signal, ``duration_s``, or every (finite) source is exhausted."""
         self.start_models()
+        from edged.control.binding import start_control
+
+        control = start_control(self)
         period = self.config.telemetry.period_s
         started = time.monotonic()
         next_status = started + period
@@ -234,6 +237,8 @@ class Daemon:
                 self._print_status()
                 next_status += period
             self.stop_event.wait(min(0.2, max(0.0, next_status - now)))
+        if control is not None:
+            control.stop()
         drained = self.stop_models()
         self._print_status()
         if not drained:

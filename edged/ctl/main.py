@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from edged.ctl.session import BrokerOptions, Received, Session, SessionError
+from edged.control.session import BrokerOptions, Received, Session, SessionError, options_from_section
 from edged.ctl.table import render_table, status_row, telemetry_rows
 from edged.errors import EdgedError
 
@@ -40,31 +40,20 @@ def _read_mqtt_section(path: str) -> Dict[str, Any]:
 
 def broker_options(args: argparse.Namespace) -> BrokerOptions:
     """Command-line flags win over the ``mqtt`` section of ``--config``."""
-    section: Dict[str, Any] = _read_mqtt_section(args.config) if args.config else {}
-    tls = section.get("tls")
-    tls_doc = tls if isinstance(tls, dict) else {}
-
-    def pick(flag: Any, *keys: str, default: Any = None) -> Any:
-        if flag is not None:
-            return flag
-        for key in keys:
-            for source in (section, tls_doc):
-                if source.get(key) is not None:
-                    return source[key]
-        return default
-
-    protocol = str(pick(args.mqtt_version, "protocol", default="5"))
+    base = options_from_section(_read_mqtt_section(args.config) if args.config else {})
+    password = args.password or os.environ.get("EDGECTL_PASSWORD")
     return BrokerOptions(
-        host=pick(args.host, "host", default="localhost"),
-        port=int(pick(args.port, "port", default=1883)),
-        protocol="3.1.1" if protocol == "3.1.1" else "5",
-        username=pick(args.username, "username"),
-        password=pick(args.password or os.environ.get("EDGECTL_PASSWORD"), "password"),
-        tls=bool(args.tls or tls),
-        cafile=pick(args.cafile, "cafile", "ca_file", "ca"),
-        certfile=pick(args.certfile, "certfile", "cert_file", "cert"),
-        keyfile=pick(args.keyfile, "keyfile", "key_file", "key"),
+        host=args.host or base.host,
+        port=args.port or base.port,
+        protocol=args.mqtt_version or base.protocol,
+        username=args.username or base.username,
+        password=password or base.password,
+        tls=bool(args.tls or base.tls or args.cafile),
+        cafile=args.cafile or base.cafile,
+        certfile=args.certfile or base.certfile,
+        keyfile=args.keyfile or base.keyfile,
         insecure=bool(args.insecure),
+        keepalive_s=base.keepalive_s,
     )
 
 

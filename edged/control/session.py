@@ -1,0 +1,214 @@
+"""An MQTT session for the control plane and for edgectl: connect with the broker options,
+subscribe (again after every reconnect), publish with MQTT 5 request/response properties,
+and hand received messages over (to a callback that must not block, or to a queue).
+
+A persistent session (clean_session false / clean_start false with a session expiry) lets
+the broker keep the device's subscriptions and queue QoS 1 pushes while it is offline.
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from edged.errors import EdgedError
+
+__all__ = ["BrokerOptions", "Received", "Session", "SessionError", "options_from_section"]
+
+
+class SessionError(EdgedError):
+    """The broker could not be reached or refused the session."""
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    host: str = "localhost"
+    port: int = 1883
+    protocol: str = "5"  # "5" or "3.1.1"
+    username: Optional[str] = None
+    password: Optional[str] = None
+    tls: bool = False
+    cafile: Optional[str] = None
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    insecure: bool = False
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retained: bool
+    correlation_data: Optional[bytes] = None
+    response_topic: Optional[str] = None
+
+
+def _paho() -> Any:
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError as exc:
+        raise SessionError("edgectl needs paho-mqtt: apt install python3-paho-mqtt (or pip install paho-mqtt)") from exc
+    return mqtt
+
+
+# How long the broker keeps a persistent session of a disconnected device (MQTT 5).
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class Session:
+    def __init__(
+        self,
+        options: BrokerOptions,
+        client_id: str = "",
+        persistent: bool = False,
+        on_message: Optional[Callable[[Received], None]] = None,
+    ) -> None:
+        mqtt = _paho()
+        self.options = options
+        self.v5 = options.protocol == "5"
+        self.persistent = persistent and bool(client_id)
+        protocol = mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311
+        kwargs: Any = {"client_id": client_id, "protocol": protocol}
+        if not self.v5:
+            kwargs["clean_session"] = not self.persistent
+        # paho 2.x wants the callback API version first; 1.6 has no such enum.
+        api = getattr(mqtt, "CallbackAPIVersion", None)
+        self._client = mqtt.Client(api.VERSION2, **kwargs) if api else mqtt.Client(**kwargs)
+        if options.username:
+            self._client.username_pw_set(options.username, options.password)
+        if options.tls or options.cafile:
+            self._client.tls_set(
+                ca_certs=options.cafile, certfile=options.certfile, keyfile=options.keyfile, cert_reqs=ssl.CERT_REQUIRED
+            )
+            self._client.tls_insecure_set(options.insecure)
+        self._client.reconnect_delay_set(0.2, 5)
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self._handler = on_message or self.messages.put
+        self._subscriptions: Dict[str, int] = {}
+        self._connected = threading.Event()
+        self._refused: Optional[str] = None
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, *rest: Any) -> None:
+        code = getattr(rc, "value", rc)
+        if code == 0:
+            # After a reconnect to a broker that lost the session, subscribe again;
+            # paho does not. Copy: subscribe() may run concurrently on another thread.
+            for topic, qos in list(self._subscriptions.items()):
+                client.subscribe(topic, qos)
+        else:
+            self._refused = str(rc)
+        self._connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        props = getattr(msg, "properties", None)
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        response = getattr(props, "ResponseTopic", None) if props is not None else None
+        self._handler(Received(msg.topic, bytes(msg.payload), bool(msg.retain), correlation, response))
+
+    def connect(self, timeout_s: float = 10.0, block: bool = True) -> None:
+        """Connect; with ``block`` false, return at once and keep trying in the background
+        (a daemon must start while its broker is down)."""
+        o = self.options
+        kwargs: Any = {}
+        if self.v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            kwargs["clean_start"] = not self.persistent
+            if self.persistent:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+                kwargs["properties"] = props
+        if not block:
+            self._client.connect_async(o.host, o.port, o.keepalive_s, **kwargs)
+            self._client.loop_start()
+            return
+        try:
+            self._client.connect(o.host, o.port, o.keepalive_s, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise SessionError(f"cannot connect to {o.host}:{o.port}: {exc}") from exc
+        self._client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.close()
+            raise SessionError(f"{o.host}:{o.port}: no CONNACK within {timeout_s:g}s")
+        if self._refused:
+            self.close()
+            raise SessionError(f"{o.host}:{o.port}: connection refused: {self._refused}")
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._client.is_connected())
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        self._subscriptions[topic] = qos
+        self._client.subscribe(topic, qos)
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        response_topic: Optional[str] = None,
+        correlation_data: Optional[bytes] = None,
+        retain: bool = False,
+        wait_s: float = 10.0,
+    ) -> None:
+        """Publish; with QoS > 0 wait up to ``wait_s`` for the broker's acknowledgement
+        (0: do not wait; paho keeps the message and sends it after a reconnect)."""
+        properties = None
+        if self.v5 and (response_topic or correlation_data is not None):
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.PUBLISH)
+            if response_topic:
+                properties.ResponseTopic = response_topic
+            if correlation_data is not None:
+                properties.CorrelationData = correlation_data
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if qos == 0 or wait_s <= 0:
+            return
+        deadline = time.monotonic() + wait_s
+        while not info.is_published() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not info.is_published():
+            raise SessionError(f"{topic}: the broker did not acknowledge the publish within {wait_s:g}s")
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def options_from_section(section: Mapping[str, Any]) -> BrokerOptions:
+    """Broker options from an ``mqtt`` config section; TLS and credential keys are read
+    under the common spellings (``tls`` may be true or a mapping of file names)."""
+    tls = section.get("tls")
+    tls_doc: Mapping[str, Any] = tls if isinstance(tls, dict) else {}
+
+    def first(*keys: str) -> Any:
+        for key in keys:
+            for source in (section, tls_doc):
+                if source.get(key) is not None:
+                    return source[key]
+        return None
+
+    protocol = str(section.get("protocol", "5"))
+    return BrokerOptions(
+        host=str(section.get("host", "localhost")),
+        port=int(section.get("port", 1883)),
+        protocol="3.1.1" if protocol == "3.1.1" else "5",
+        username=first("username"),
+        password=first("password"),
+        tls=bool(tls),
+        cafile=first("cafile", "ca_file", "ca"),
+        certfile=first("certfile", "cert_file", "cert"),
+        keyfile=first("keyfile", "key_file", "key"),
+        keepalive_s=int(section.get("keepalive_s", 30)),
+    )
