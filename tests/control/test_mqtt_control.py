@@ -171,14 +171,19 @@ def test_pushes_over_mqtt_end_to_end(
         assert reply.topic == "test/reply" and reply.correlation_data == b"c1"
         assert json.loads(reply.payload)["models"]["added"]["state"] == "running"
 
-        # 6. A restarted edged comes up with the pushed config.
+        # 6. A group push through edgectl, waiting for the one member.
+        push_file.write_text(json.dumps({"patch": {"telemetry": {"period_s": 0.2}}}))
+        out = edgectl(broker.port, "push", "--group", "lab", str(push_file), "--version", "6", "--expect", "1")
+        assert out.returncode == 0 and out.stdout.startswith("node-1: applied version 6"), out.stdout + out.stderr
+
+        # 7. A restarted edged comes up with the pushed config.
         edged.stop()
         edged = None
         watcher.seen.clear()
         restarted = time.time()
         edged = Edged(config)
         state = watcher.wait_for("edged/node-1/config/state", lambda d: d["ts"] > restarted)
-        assert state["version"] == 5 and state["source"] == "pushed"
+        assert state["version"] == 6 and state["source"] == "pushed"
         time.sleep(1.5)
         assert {name for _, name, _ in edged.lines} == {"base", "added"}
         assert edged.proc.poll() is None

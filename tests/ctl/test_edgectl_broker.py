@@ -1,0 +1,67 @@
+"""edgectl devices and watch against a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from edged.control.session import BrokerOptions, Session
+from tests.control.broker import Mosquitto
+
+
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path / "broker", persistence=False)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _edgectl(port: int, *args: str) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, "-m", "edged.ctl", "--host", "127.0.0.1", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_devices_lists_retained_status_and_watch_renders_telemetry(broker: Mosquitto) -> None:
+    device = Session(BrokerOptions(host="127.0.0.1", port=broker.port), client_id="fake-device")
+    device.connect()
+    device.publish("edged/node-1/status", json.dumps({"status": "online", "version": "0.1.0"}).encode(), retain=True)
+    device.publish("edged/node-2/status", b"offline", retain=True)
+
+    out = _edgectl(broker.port, "devices", "--wait", "0.5").communicate(timeout=20)[0]
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["device", "status"]
+    assert lines[1].split()[:3] == ["node-1", "online", "0.1.0"]
+    assert lines[2].split()[:2] == ["node-2", "offline"]
+
+    watch = _edgectl(broker.port, "watch", "node-1", "--count", "2")
+    time.sleep(1.0)
+    for fps in (29.5, 30.5):
+        body = {"ts": time.time(), "models": {"cam": {"fps": fps, "latency_ms": {"p99": 12.25}}}}
+        device.publish("edged/node-1/telemetry", json.dumps(body).encode(), qos=0)
+        time.sleep(0.2)
+    out, err = watch.communicate(timeout=20)
+    device.close()
+    assert watch.returncode == 0, err
+    frames = out.strip().split("\n\n")
+    assert len(frames) == 2
+    assert frames[0].splitlines()[0].startswith("node-1  status: ")
+    header, row = frames[1].splitlines()[1:3]
+    assert header.split() == ["model", "fps", "latency_ms.p99"] and row.split() == ["cam", "30.5", "12.2"]
+
+
+def test_push_without_an_answer_exits_3(broker: Mosquitto, tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text('{"version": 1, "patch": {}}')
+    proc = _edgectl(broker.port, "--timeout", "1", "push", "nobody", str(tmp_path / "p.json"))
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 3 and "no answer on edged/nobody/config/set" in err
