@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,9 @@ class Mosquitto:
             f"persistence_location {workdir}/\n"
             f"log_dest file {workdir}/mosquitto.log\n"
             "log_type all\n"
+            # Started as root, mosquitto drops to the 'mosquitto' user, which could not
+            # write its persistence file or log here: stay the user running the tests.
+            f"user {getpass.getuser()}\n"
         )
         self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
 
