@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from edged.control.plane import ControlPlane, Message
 from edged.control.session import Received, Session, options_from_section
+from edged.errors import EdgedError
 
 if TYPE_CHECKING:
     from edged.daemon import Daemon
@@ -54,9 +55,16 @@ class ControlBinding:
 
 
 def start_control(daemon: Daemon) -> Optional[ControlBinding]:
-    """The control plane for a daemon whose config has an ``mqtt`` section, started."""
+    """The control plane for a daemon whose config has an ``mqtt`` section, started.
+    A missing library (paho-mqtt, or cryptography with public keys configured) disables
+    it with an error naming what to install; the models serve regardless, and no push is
+    accepted unchecked."""
     if not daemon.config.document.get("mqtt"):
         return None
-    binding = ControlBinding(daemon)
+    try:
+        binding = ControlBinding(daemon)
+    except EdgedError as exc:
+        log.error("control plane disabled: %s", exc)
+        return None
     binding.start()
     return binding

@@ -16,20 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Collection, Dict, List, Optional
+from typing import Callable, Collection, Dict, List, Optional
 
 from edged.config.model import Config
+from edged.daemon import DRAIN_TIMEOUT_S, Daemon, ModelSlot
 from edged.errors import EdgedError
 from edged.pipeline.model_pipeline import ModelPipeline
-
-if TYPE_CHECKING:
-    from edged.daemon import Daemon, ModelSlot
 
 __all__ = ["ApplyError", "Changes", "diff_models", "apply_config"]
 
 log = logging.getLogger(__name__)
-
-DRAIN_TIMEOUT_S = 4.0
 
 
 class ApplyError(EdgedError):
@@ -87,8 +83,6 @@ def apply_config(
 ) -> Changes:
     """``before_switch`` runs once everything is built and started (persisting the config):
     if it raises, the apply fails like a model that did not load."""
-    from edged.daemon import ModelSlot
-
     old = daemon.config
     old_slots: Dict[str, ModelSlot] = daemon.slots
     changes = diff_models(old, new, rebuild)
