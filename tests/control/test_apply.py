@@ -193,6 +193,12 @@ def test_quick_pushes_are_acknowledged_in_order_and_the_higher_version_wins(harn
     results = [json.loads(p) for t, p, *_ in harness.published if t.endswith("/result")]
     assert [(r["version"], r["status"]) for r in results] == [(2, "applied"), (3, "applied")]
     assert harness.daemon.config.version == 3 and harness.daemon.config.telemetry.period_s == 2.0
+    # Overtaken: the lower version arriving second is answered, and changes nothing.
+    for version, period in ((5, 4.0), (4, 3.0)):
+        push(harness, {"version": version, "patch": {"telemetry": {"period_s": period}}})
+    results = [json.loads(p) for t, p, *_ in harness.published if t.endswith("/result")]
+    assert [(r["version"], r["status"]) for r in results[2:]] == [(5, "applied"), (4, "rejected")]
+    assert harness.daemon.config.version == 5 and harness.daemon.config.telemetry.period_s == 4.0
 
 
 def test_a_redelivered_push_is_applied_once(harness: Harness) -> None:

@@ -121,3 +121,16 @@ def test_paths_already_in_use_may_stay_outside(base_doc: Dict[str, Any], control
     config = parse_config(base_doc)
     raw = json.dumps({"version": 2, "patch": {"telemetry": {"period_s": 1}}}).encode()
     assert parse_push(raw, config, control_settings(config)).document["telemetry"]["period_s"] == 1
+
+
+def test_sinks_and_labels_inside_the_configured_directories_pass(base_doc: Dict[str, Any], control_dirs: Any) -> None:
+    config = parse_config(base_doc)
+    payload = _add(base_doc, str(control_dirs["models"] / "second.onnx"))
+    (control_dirs["models"] / "labels.txt").write_text("a\nb\n")
+    payload["patch"]["models"][1]["sink"] = {"type": "jsonl", "path": str(control_dirs["data"] / "out" / "r.jsonl")}
+    payload["patch"]["models"][1]["postprocess"] = {
+        "type": "classify",
+        "labels": str(control_dirs["models"] / "labels.txt"),
+    }
+    push = parse_push(json.dumps(payload).encode(), config, control_settings(config))
+    assert push.document["models"][1]["sink"]["path"].endswith("r.jsonl")
