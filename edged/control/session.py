@@ -82,10 +82,16 @@ class Session:
         if options.username:
             self._client.username_pw_set(options.username, options.password)
         if options.tls or options.cafile:
-            self._client.tls_set(
-                ca_certs=options.cafile, certfile=options.certfile, keyfile=options.keyfile, cert_reqs=ssl.CERT_REQUIRED
-            )
-            self._client.tls_insecure_set(options.insecure)
+            # Our own context: paho 1.6's tls_set builds one with a deprecated protocol constant.
+            try:
+                context = ssl.create_default_context(cafile=options.cafile)
+                if options.certfile:
+                    context.load_cert_chain(options.certfile, options.keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise SessionError(f"TLS files (cafile/certfile/keyfile): {exc}") from exc
+            if options.insecure:
+                context.check_hostname = False
+            self._client.tls_set_context(context)
         self._client.reconnect_delay_set(0.2, 5)
         self.messages: queue.Queue[Received] = queue.Queue()
         self._handler = on_message or self.messages.put

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -21,14 +21,27 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path, persistence: bool = True) -> None:
+    """``tls`` is (cafile, certfile, keyfile) for the listener; ``password_file`` a
+    mosquitto_passwd file, which turns anonymous access off."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        persistence: bool = True,
+        tls: Optional[Tuple[Path, Path, Path]] = None,
+        password_file: Optional[Path] = None,
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
+        extra = ""
+        if tls:
+            extra += f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\n"
+        if password_file:
+            extra += f"password_file {password_file}\n"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\n" + extra + f"allow_anonymous {'false' if password_file else 'true'}\n"
             f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {workdir}/\n"
             f"log_dest file {workdir}/mosquitto.log\n"
