@@ -146,6 +146,40 @@ def cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.get("status") in GOOD for r in results.values()) else EXIT_FAILED
 
 
+def cmd_command(args: argparse.Namespace) -> int:
+    request_id = uuid.uuid4().hex
+    request: Dict[str, Any] = {"id": request_id}
+    if args.models:
+        request["models"] = [m for m in args.models.split(",") if m]
+    if args.sign:
+        from edged.control.canonical import load_private_key, sign_payload
+
+        request["signature"] = sign_payload(request, load_private_key(Path(args.sign).read_bytes()))
+    session = Session(broker_options(args), client_id=f"edgectl-{request_id[:12]}")
+    session.connect(args.timeout)
+    result_topic = f"edged/{args.device}/cmd/{args.verb}/result"
+    try:
+        session.subscribe(result_topic)
+        time.sleep(0.1)
+        session.publish(f"edged/{args.device}/cmd/{args.verb}", json.dumps(request).encode(), qos=1)
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            msg = _next(session, deadline)
+            if msg is None:
+                continue
+            try:
+                result = json.loads(msg.payload)
+            except ValueError:
+                continue
+            if isinstance(result, dict) and result.get("id") == request_id:
+                print(json.dumps(result, indent=2, sort_keys=True))
+                return EXIT_OK if result.get("status") == "ok" else EXIT_FAILED
+    finally:
+        session.close()
+    print(f"edgectl: no answer on {result_topic} within {args.timeout:g}s", file=sys.stderr)
+    return EXIT_NO_ANSWER
+
+
 def _next(session: Session, deadline: float) -> Optional[Received]:
     import queue
 
@@ -254,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--sign", metavar="KEY", help="Ed25519 private key (PEM) to sign with")
     push.add_argument("--expect", type=int, default=0, metavar="N", help="group: wait for N devices")
     push.set_defaults(func=cmd_push)
+
+    command = sub.add_parser("cmd", help="run reload, rebuild-plans or snapshot on a device; print the result")
+    command.add_argument("device")
+    command.add_argument("verb", choices=["reload", "rebuild-plans", "snapshot"])
+    command.add_argument("--models", help="rebuild-plans: comma-separated model names (default: all)")
+    command.add_argument("--sign", metavar="KEY", help="Ed25519 private key (PEM) to sign with")
+    command.set_defaults(func=cmd_command)
 
     watch = sub.add_parser("watch", help="live telemetry of a device as a refreshing table")
     watch.add_argument("device")

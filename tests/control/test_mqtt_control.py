@@ -171,6 +171,11 @@ def test_pushes_over_mqtt_end_to_end(
         assert reply.topic == "test/reply" and reply.correlation_data == b"c1"
         assert json.loads(reply.payload)["models"]["added"]["state"] == "running"
 
+        out = edgectl(broker.port, "cmd", "node-1", "rebuild-plans", "--models", "added")
+        assert out.returncode == 0 and json.loads(out.stdout)["changes"]["changed"] == ["added"], out.stdout
+        out = edgectl(broker.port, "cmd", "node-1", "rebuild-plans", "--models", "ghost")
+        assert out.returncode == 1 and "unknown model(s) ['ghost']" in out.stdout
+
         # 6. A group push through edgectl, waiting for the one member.
         push_file.write_text(json.dumps({"patch": {"telemetry": {"period_s": 0.2}}}))
         out = edgectl(broker.port, "push", "--group", "lab", str(push_file), "--version", "6", "--expect", "1")
