@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pytest
 import yaml
 
 from edged.config import parse_config
 from edged.control.store import ConfigStore
 from tests.control.conftest import serving_model
+
+pytestmark = pytest.mark.slow
 
 
 def _wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 15.0) -> List[str]:  # type: ignore[type-arg]
