@@ -34,14 +34,14 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def to_fp16(model_path: str, out_path: str) -> str:
+def to_fp16(model_path: str, out_path: str, keep_io_types: bool = True) -> str:
     onnx = _import_onnx()
     try:
         from onnxruntime.transformers.float16 import convert_float_to_float16
     except ImportError as exc:
         raise BackendUnavailable("precision fp16 conversion needs onnxruntime: pip install onnxruntime") from exc
     model = onnx.load(model_path)
-    converted = convert_float_to_float16(model, keep_io_types=True)
+    converted = convert_float_to_float16(model, keep_io_types=keep_io_types)
     onnx.save(converted, out_path)
     return out_path
 
@@ -95,12 +95,15 @@ def quantize_qdq(model_path: str, out_path: str, calibration: CalibrationSet) ->
     return out_path
 
 
-def convert_model(model_path: str, precision: str, out_dir: str, calibration: Optional[CalibrationSet]) -> str:
-    """Path of ``model_path`` converted to ``precision`` inside ``out_dir``."""
+def convert_model(
+    model_path: str, precision: str, out_dir: str, calibration: Optional[CalibrationSet], keep_io_types: bool = True
+) -> str:
+    """Path of ``model_path`` converted to ``precision`` inside ``out_dir``. With
+    ``keep_io_types`` an fp16 model keeps float32 inputs and outputs behind Cast nodes."""
     if precision == "fp32":
         return model_path
     if precision == "fp16":
-        return to_fp16(model_path, os.path.join(out_dir, "model-fp16.onnx"))
+        return to_fp16(model_path, os.path.join(out_dir, "model-fp16.onnx"), keep_io_types)
     if precision == "int8":
         if calibration is None:
             raise BackendError("calibration.images: precision int8 needs a folder of calibration images")

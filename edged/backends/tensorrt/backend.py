@@ -15,6 +15,7 @@ from edged.backends.tensorrt.engine import deserialize
 from edged.backends.tensorrt.network import NetworkSource, OnnxNetwork
 from edged.backends.tensorrt.options import parse_options
 from edged.backends.tensorrt.runner import TensorRTRunner
+from edged.errors import BackendUnavailable, CudaError
 
 __all__ = ["TensorRTBackend"]
 
@@ -29,7 +30,10 @@ class TensorRTBackend(Backend):
         if cuda is None:
             from edged.cuda import load_runtime
 
-            cuda = load_runtime()
+            try:
+                cuda = load_runtime()
+            except CudaError as exc:
+                raise BackendUnavailable(f"backend 'tensorrt' needs a usable NVIDIA GPU: {exc}") from exc
         self.cuda = cuda
         self.tail = LogTail()
         self.logger = make_logger(self.api, self.tail)
@@ -64,7 +68,9 @@ class TensorRTBackend(Backend):
         with tempfile.TemporaryDirectory(prefix="edged-trt-") as tmp:
             if progress is not None:
                 progress(None, f"converting the model to {opts.precision}")
-            converted = convert_model(source.path, opts.precision, tmp, calibration)
+            # float16 inputs and outputs: edge Casts would be GPU layers between DLA and memory, and
+            # the runner casts feeds to the plan's input dtype anyway.
+            converted = convert_model(source.path, opts.precision, tmp, calibration, keep_io_types=False)
             built = self._builder.build(OnnxNetwork(converted), opts, None, progress)
         built.build_log.insert(0, f"INFO: {source.path} converted to {opts.precision} for a strongly typed build")
         return built
