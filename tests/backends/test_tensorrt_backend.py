@@ -45,7 +45,7 @@ def header(plan: bytes) -> Dict[str, Any]:
 @ALL
 @pytest.mark.parametrize("integrated", [True, False], ids=["zero-copy", "pinned+copies"])
 def test_fp32_build_load_infer_is_bit_exact(make_trt: Any, demo_model: str, version: str, integrated: bool) -> None:
-    trt_backend, double = backend(make_trt, version, integrated=integrated)
+    trt_backend, _ = backend(make_trt, version, integrated=integrated)
     options = BuildOptions(device="gpu", batch=4)
     built = trt_backend.build_plan(demo_model, options)
     runner = trt_backend.load_plan(built.plan, options)
@@ -73,7 +73,7 @@ def test_two_slots_double_buffer(make_trt: Any, demo_model: str, version: str) -
     xs = [np.full((2, 3, 64, 64), v, np.float32) for v in (0.1, 0.7)]
     first, second = runner.submit({"images": xs[0]}), runner.submit({"images": xs[1]})
     assert first != second
-    with pytest.raises(BackendError, match="uncollected"):
+    with pytest.raises(BackendError, match=r"uncollected"):
         runner.submit({"images": xs[0]})
     outs = [runner.collect(first), runner.collect(second)]
     for x, out in zip(xs, outs):
@@ -118,7 +118,7 @@ def test_dla_without_fallback_fails_on_a_gpu_only_layer(make_trt: Any, demo_mode
 
 @ALL
 def test_dla_without_fallback_builds_an_all_dla_model(make_trt: Any, conv_model: str, version: str) -> None:
-    trt_backend, double = backend(make_trt, version)
+    trt_backend, _ = backend(make_trt, version)
     options = BuildOptions(device="dla0", precision="fp16", gpu_fallback=False, batch=2)
     built = trt_backend.build_plan(conv_model, options)
     assert "GPU_FALLBACK" not in header(built.plan)["flags"]
@@ -131,9 +131,9 @@ def test_dla_without_fallback_builds_an_all_dla_model(make_trt: Any, conv_model:
 
 def test_dla_checks_before_tensorrt(make_trt: Any, demo_model: str) -> None:
     trt_backend, _ = backend(make_trt, "8.5", dla=1)
-    with pytest.raises(BackendError, match="dla1 asked for, this device has 1 DLA core"):
+    with pytest.raises(BackendError, match=r"dla1 asked for, this device has 1 DLA core"):
         trt_backend.build_plan(demo_model, BuildOptions(device="dla1", precision="fp16"))
-    with pytest.raises(BackendError, match="DLA runs fp16 or int8 only"):
+    with pytest.raises(BackendError, match=r"DLA runs fp16 or int8 only"):
         trt_backend.build_plan(demo_model, BuildOptions(device="dla0", precision="fp32"))
     with pytest.raises(BackendError, match=r"tensorrt.dla_pools.managed_sram: 5000 bytes is not a power of two"):
         trt_backend.build_plan(
@@ -151,7 +151,7 @@ def test_dla_pools_and_layer_overrides(make_trt: Any, conv_model: str, version: 
     devices = {row["layer"]: row["device"] for row in built.layer_placement or []}
     assert devices["sigmoid1"] == "gpu"
     bad = BuildOptions(device="dla0", precision="fp16", extra={"layer_devices": {"nope": "gpu"}})
-    with pytest.raises(BackendError, match="tensorrt.layer_devices: no layer named nope"):
+    with pytest.raises(BackendError, match=r"tensorrt.layer_devices: no layer named nope"):
         trt_backend.build_plan(conv_model, bad)
 
 
@@ -161,13 +161,13 @@ def test_foreign_plans_raise_plan_error_with_tensorrts_reason(make_trt: Any, dem
     old_backend, _ = backend(make_trt, other)
     foreign_version = old_backend.build_plan(demo_model, BuildOptions(device="gpu")).plan
     trt_backend, _ = backend(make_trt, version)
-    with pytest.raises(PlanError, match="not compatible with this version of TensorRT, expecting library version"):
+    with pytest.raises(PlanError, match=r"not compatible with this version of TensorRT, expecting library version"):
         trt_backend.load_plan(foreign_version, BuildOptions(device="gpu"))
     xavier_backend, _ = backend(make_trt, version, compute=(7, 2))
     foreign_device = xavier_backend.build_plan(demo_model, BuildOptions(device="gpu")).plan
-    with pytest.raises(PlanError, match="incompatible device, expecting compute 8.7 got compute 7.2"):
+    with pytest.raises(PlanError, match=r"incompatible device, expecting compute 8.7 got compute 7.2"):
         trt_backend.load_plan(foreign_device, BuildOptions(device="gpu"))
-    with pytest.raises(PlanError, match="Magic Tag does not match"):
+    with pytest.raises(PlanError, match=r"Magic Tag does not match"):
         trt_backend.load_plan(b"not a plan", BuildOptions(device="gpu"))
     # What the plan cache does next: rebuild here, and the new plan loads.
     rebuilt = trt_backend.build_plan(demo_model, BuildOptions(device="gpu")).plan
@@ -205,7 +205,7 @@ def test_int8_calibration_cache_is_written_then_reused(
 
 def test_int8_without_images_is_a_clear_error(make_trt: Any, demo_model: str, tmp_path: Path) -> None:
     trt_backend, _ = backend(make_trt, "10.3")
-    with pytest.raises(BackendError, match="calibration.images: precision int8 needs"):
+    with pytest.raises(BackendError, match=r"calibration.images: precision int8 needs"):
         trt_backend.build_plan(
             demo_model, BuildOptions(device="gpu", precision="int8", extra={"state_dir": str(tmp_path)})
         )
@@ -216,7 +216,7 @@ def test_int8_without_images_is_a_clear_error(make_trt: Any, demo_model: str, tm
 
 
 def test_11_takes_precision_from_the_model(make_trt: Any, demo_model: str, demo_assets: Path, tmp_path: Path) -> None:
-    trt_backend, double = backend(make_trt, "11.1")
+    trt_backend, _ = backend(make_trt, "11.1")
     with pytest.raises(AttributeError):
         _ = trt_backend.api.trt.BuilderFlag.FP16  # removed in 11: the backend must not need it
     built = trt_backend.build_plan(demo_model, _int8_options(demo_assets, tmp_path))
@@ -270,7 +270,7 @@ def test_registry_and_missing_tensorrt(monkeypatch: pytest.MonkeyPatch, make_trt
 
     assert REGISTRY["tensorrt"].startswith("edged.backends.tensorrt.")
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` fail
-    with pytest.raises(BackendUnavailable, match="python3-libnvinfer"):
+    with pytest.raises(BackendUnavailable, match=r"python3-libnvinfer"):
         get_backend("tensorrt")
     monkeypatch.setitem(sys.modules, "tensorrt", make_trt("10.3"))
     monkeypatch.setenv("EDGED_CUDART", os.devnull)
@@ -279,7 +279,7 @@ def test_registry_and_missing_tensorrt(monkeypatch: pytest.MonkeyPatch, make_trt
     monkeypatch.setattr(edged.cuda, "LIBRARY_NAMES", ("libcudart-absent.so",))
     monkeypatch.setattr(edged.cuda, "LIBRARY_DIRS", ())
     monkeypatch.setattr(edged.cuda.load_runtime, "__defaults__", (0, ("libcudart-absent.so",)))
-    with pytest.raises(BackendUnavailable, match="CUDA runtime library was not found|needs a usable NVIDIA GPU"):
+    with pytest.raises(BackendUnavailable, match=r"CUDA runtime library was not found|needs a usable NVIDIA GPU"):
         get_backend("tensorrt")
 
 
@@ -289,5 +289,5 @@ def test_old_tensorrt_is_refused() -> None:
     class Old:
         __version__ = "8.4.1.5"
 
-    with pytest.raises(BackendUnavailable, match="8.4.1.5 is too old; edged needs 8.5"):
+    with pytest.raises(BackendUnavailable, match=r"8.4.1.5 is too old; edged needs 8.5"):
         import_tensorrt(Old())

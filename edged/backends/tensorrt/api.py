@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import collections
+import functools
 import importlib
 import logging
 import threading
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple, TypeVar
 
-from edged.errors import BackendUnavailable
+from edged.errors import BackendError, BackendUnavailable
 
-__all__ = ["TrtApi", "import_tensorrt", "make_logger"]
+__all__ = ["TrtApi", "gate", "import_tensorrt", "make_logger"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,26 @@ class TrtApi:
             raise BackendUnavailable(
                 f"TensorRT {self.version_string} is too old; edged needs 8.5 or newer (JetPack 5.1+)"
             )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def gate(min_major: int = 0, max_major: int = 99) -> Callable[[F], F]:
+    """Marks a function (first argument: the TrtApi) that uses names existing only in
+    TensorRT majors ``min_major..max_major``. Calling it on another major is a bug and
+    raises; the API-surface test reads the range to check the names inside."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(api: TrtApi, *args: Any, **kwargs: Any) -> Any:
+            if not min_major <= api.major <= max_major:
+                raise BackendError(f"{fn.__name__} needs TensorRT {min_major}..{max_major}, not {api.version_string}")
+            return fn(api, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def import_tensorrt(module: Optional[Any] = None) -> TrtApi:

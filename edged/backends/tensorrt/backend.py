@@ -40,7 +40,7 @@ class TensorRTBackend(Backend):
         props = cuda.properties()
         tag = re.sub(r"[^A-Za-z0-9]+", "-", props.name).strip("-")
         self.device_tag = "{}-sm{}{}".format(tag, *props.compute_capability)
-        self._builder = EngineBuilder(self.api, cuda, self.logger, self.tail, self.device_tag)
+        self._engines = EngineBuilder(self.api, cuda, self.logger, self.tail, self.device_tag)
 
     def version(self) -> str:
         return self.api.version_string
@@ -61,7 +61,7 @@ class TensorRTBackend(Backend):
         opts = parse_options(options)
         calibration = calibration_set(options) if opts.precision == "int8" else None
         if self.api.major < 11 or opts.precision == "fp32":
-            return self._builder.build(source, opts, calibration, progress)
+            return self._engines.build(source, opts, calibration, progress)
         # 11.x builds strongly typed networks: reduced precision must be in the model itself.
         from edged.backends.onnxruntime.precision import convert_model
 
@@ -71,7 +71,7 @@ class TensorRTBackend(Backend):
             # float16 inputs and outputs: edge Casts would be GPU layers between DLA and memory, and
             # the runner casts feeds to the plan's input dtype anyway.
             converted = convert_model(source.path, opts.precision, tmp, calibration, keep_io_types=False)
-            built = self._builder.build(OnnxNetwork(converted), opts, None, progress)
+            built = self._engines.build(OnnxNetwork(converted), opts, None, progress)
         built.build_log.insert(0, f"INFO: {source.path} converted to {opts.precision} for a strongly typed build")
         return built
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 
 from edged.backends.base import ProgressCallback
-from edged.backends.tensorrt.api import TrtApi
+from edged.backends.tensorrt.api import TrtApi, gate
 from edged.cuda import H2D
 
 __all__ = ["make_calibrator", "make_progress_monitor", "write_atomic"]
@@ -31,6 +31,7 @@ def write_atomic(path: str, data: bytes) -> None:
         raise
 
 
+@gate(max_major=10)  # IInt8EntropyCalibrator2 was removed in 11
 def make_calibrator(api: TrtApi, cuda: Any, batches: Iterator[np.ndarray], batch: int, cache_path: str) -> Any:
     """An IInt8EntropyCalibrator2 feeding ``batches`` through one device buffer.
 
@@ -86,6 +87,7 @@ def make_calibrator(api: TrtApi, cuda: Any, batches: Iterator[np.ndarray], batch
     return _Calibrator()
 
 
+@gate(min_major=10)  # IProgressMonitor arrived in 10.0
 def make_progress_monitor(api: TrtApi, progress: ProgressCallback) -> Any:
     """An IProgressMonitor that reports the outermost phase's step fraction."""
     trt = api.trt

@@ -61,7 +61,7 @@ class OnnxNetwork(NetworkSource):
         parser = trt.OnnxParser(network, logger)
         # TensorRT >= 10.16 / 11.x parsers can report per-node DLA support; older ones lack the member.
         report_dla = getattr(getattr(trt, "OnnxParserFlag", None), "REPORT_CAPABILITY_DLA", None)
-        if dla and report_dla is not None:
+        if dla and report_dla is not None and api.major >= 10:
             parser.set_flag(report_dla)
         # parse_from_file resolves external weight files relative to the model.
         if parser.parse_from_file(self.path):

@@ -82,8 +82,8 @@ class TensorRTRunner(Runner):
             dims = self._max_shape[spec.name]
             self._max_shape[spec.name] = tuple(batch if d < 0 else d for d in dims)
         for name, dims in self._max_shape.items():
-            dtype: np.dtype = np.dtype(next(s.dtype for s in self.inputs + self.outputs if s.name == name))
-            self.max_bytes[name] = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            itemsize = np.dtype(next(s.dtype for s in self.inputs + self.outputs if s.name == name)).itemsize
+            self.max_bytes[name] = int(np.prod(dims, dtype=np.int64)) * itemsize
         self._slots: List[_Slot] = []
         try:
             for _ in range(slots):
