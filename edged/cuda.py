@@ -336,7 +336,11 @@ _RUNTIMES_LOCK = threading.Lock()
 
 def load_runtime(device: int = 0, names: Sequence[str] = LIBRARY_NAMES) -> CudaRuntime:
     """The process's CudaRuntime for ``device``; BackendUnavailable when there is no
-    libcudart, CudaError (e.g. cudaErrorNoDevice) when there is no usable GPU."""
+    libcudart, CudaError (e.g. cudaErrorNoDevice) when there is no usable GPU.
+
+    CUDA's current device is per thread and only the creating thread is switched to
+    ``device``; other threads use device 0. Jetsons have one GPU, so edged uses device 0.
+    """
     with _RUNTIMES_LOCK:
         key = (device, tuple(names))
         if key not in _RUNTIMES:
