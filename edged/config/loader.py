@@ -61,7 +61,7 @@ def load_config(path: Union[str, Path]) -> Config:
     return build_config(fill_defaults(_resolve_relative(doc, path.parent.resolve())))
 
 
-_RELATIVE_KEYS = (("source", "path"), ("sink", "path"), ("postprocess", "labels"))
+_RELATIVE_KEYS = (("source", "path"), ("sink", "path"), ("postprocess", "labels"), ("calibration", "images"))
 
 
 def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:

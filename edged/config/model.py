@@ -82,6 +82,8 @@ class ModelConfig:
     preprocess: PreprocessConfig
     postprocess: PluginConfig
     sink: PluginConfig
+    calibration: Optional[Mapping[str, Any]] = None
+    tensorrt: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 preprocess=_preprocess(merged["preprocess"]),
                 postprocess=_plugin(merged["postprocess"]),
                 sink=_plugin(merged["sink"]),
+                calibration=merged.get("calibration"),
+                tensorrt=merged.get("tensorrt", {}),
             )
         )
     mqtt = doc.get("mqtt")
