@@ -71,6 +71,15 @@ def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:
     plans = doc.get("plans")
     if isinstance(plans, dict) and "cache_dir" in plans:
         plans["cache_dir"] = str(base / plans["cache_dir"])
+    mqtt = doc.get("mqtt")
+    if isinstance(mqtt, dict):
+        if "password_file" in mqtt:
+            mqtt["password_file"] = str(base / mqtt["password_file"])
+        tls = mqtt.get("tls")
+        if isinstance(tls, dict):
+            for key in ("ca_file", "cert_file", "key_file"):
+                if key in tls:
+                    tls[key] = str(base / tls[key])
     for model in doc.get("models", []):
         if "path" in model:
             model["path"] = str(base / model["path"])
