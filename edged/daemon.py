@@ -11,12 +11,16 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
 from edged.errors import EdgedError
 from edged.pipeline.model_pipeline import ModelPipeline
+from edged.pipeline.stats import ModelStats
+
+if TYPE_CHECKING:
+    from edged.telemetry.service import TelemetryService
 
 __all__ = ["Daemon", "ModelSlot", "build_options"]
 
@@ -80,6 +84,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self._status_stream = status_stream
         self._signals = 0
+        self.telemetry: Optional["TelemetryService"] = None
 
     # -- models ------------------------------------------------------------------------
 
@@ -91,7 +96,7 @@ class Daemon:
             raise EdgedError(f"{model.path}: model file not found")
         runner = backend.load_plan(backend.build_plan(model.path, options).plan, options)
         try:
-            return ModelPipeline(model, runner)
+            return ModelPipeline(model, runner, ModelStats(window_s=self.config.telemetry.window_s))
         except Exception:
             runner.close()
             raise
@@ -107,6 +112,14 @@ class Daemon:
             except EdgedError as exc:
                 slot.error = str(exc)
                 log.error("model %s: not serving: %s", slot.config.name, exc)
+
+    def start_telemetry(self) -> None:
+        """The MQTT link and telemetry, when the config has an mqtt section."""
+        from edged.telemetry.service import TelemetryService
+
+        self.telemetry = TelemetryService.maybe(self)
+        if self.telemetry is not None:
+            self.telemetry.start()
 
     def stop_models(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
         pipelines = [s.pipeline for s in self.slots.values() if s.pipeline]
@@ -130,7 +143,7 @@ class Daemon:
             stats = slot.pipeline.stats
             e2e = stats.latency["e2e"].snapshot()
             counters = stats.counters()
-            dropped = sum(counters["dropped"].values())  # type: ignore[attr-defined]
+            dropped = sum(counters["dropped"].values())
             p50, p99 = e2e.percentile(50), e2e.percentile(99)
             lines.append(
                 f"{name}: {slot.state} fps {stats.fps_since_last():.1f} "
@@ -165,6 +178,7 @@ class Daemon:
 
     def run(self, duration_s: Optional[float] = None) -> int:
         """Serve until a signal, ``duration_s``, or every (finite) source is exhausted."""
+        self.start_telemetry()
         self.start_models()
         period = self.config.telemetry.period_s
         started = time.monotonic()
@@ -181,6 +195,8 @@ class Daemon:
             self.stop_event.wait(min(0.2, max(0.0, next_status - now)))
         drained = self.stop_models()
         self._print_status()
+        if self.telemetry is not None:
+            self.telemetry.stop()
         if not drained:
             log.warning("drain timed out; unfinished frames were counted as dropped")
         return 0

@@ -117,8 +117,8 @@ class ModelPipeline:
 
     def _finish(self) -> None:
         counters = self.stats.counters()
-        dropped = sum(counters["dropped"].values())  # type: ignore[attr-defined]
-        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped  # type: ignore[call-overload]
+        dropped = sum(counters["dropped"].values())
+        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped
         if unaccounted > 0:
             self.stats.count_drop("shutdown", unaccounted)
         try:
