@@ -28,6 +28,8 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class PlansConfig:
     cache_dir: str
+    max_size_mb: int = 0
+    max_plans: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,11 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     return Config(
         version=int(doc.get("version", 0)),
         device=DeviceConfig(id=device["id"], groups=tuple(device.get("groups", ()))),
-        plans=PlansConfig(cache_dir=doc["plans"]["cache_dir"]),
+        plans=PlansConfig(
+            cache_dir=doc["plans"]["cache_dir"],
+            max_size_mb=int(doc["plans"]["max_size_mb"]),
+            max_plans=int(doc["plans"]["max_plans"]),
+        ),
         telemetry=TelemetryConfig(
             period_s=float(doc["telemetry"]["period_s"]),
             window_s=float(doc["telemetry"]["window_s"]),

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -63,6 +63,7 @@ class ModelPipeline:
         self._infer_done = threading.Event()
         self._threads: List[threading.Thread] = []
         self.state = "created"
+        self.plan_key: Optional[Any] = None  # the plan cache key of the runner, set by the daemon
         self.error: Optional[str] = None
         self.last_progress = time.monotonic()
         self._buffer = np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
