@@ -8,8 +8,8 @@ tensor address that is not inside a live buffer (a wrong or freed pointer in the
 from __future__ import annotations
 
 import ctypes
-import weakref
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
