@@ -64,7 +64,8 @@ def test_cache_locations_do_not_change_the_key(demo_assets: Path) -> None:
 def test_keys_are_identical_across_processes_and_hash_seeds(demo_assets: Path) -> None:
     script = (
         "import sys; from edged.backends.base import BuildOptions; from edged.plans.key import plan_key\n"
-        "opts = BuildOptions(precision='int8', device='dla1', batch=2, extra={'layer_devices': {'a': 'gpu', 'b': 'dla'}})\n"
+        "extra = {'layer_devices': {'a': 'gpu', 'b': 'dla'}}\n"
+        "opts = BuildOptions(precision='int8', device='dla1', batch=2, extra=extra)\n"
         "identity = {'soc': 'tegra234', 'gpus': [['Orin', '8.7', None]], 'flags': ['b', 'a']}\n"
         "print(plan_key('m', sys.argv[1], 'tensorrt', '10.3.0', identity, opts).digest)\n"
     )
