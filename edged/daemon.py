@@ -127,8 +127,9 @@ class Daemon:
     def start_models(self) -> None:
         """Plans are obtained one model at a time on a background thread (builds are CPU and
         memory heavy on a Jetson); each model serves as soon as its own plan is ready."""
-        self._builder = threading.Thread(target=self._build_and_start, name="edged-plans", daemon=True)
-        self._builder.start()
+        builder = threading.Thread(target=self._build_and_start, name="edged-plans", daemon=True)
+        builder.start()
+        self._builder = builder
 
     def _build_and_start(self) -> None:
         for slot in list(self.slots.values()):
@@ -156,10 +157,13 @@ class Daemon:
 
     def wait_started(self, timeout: Optional[float] = None) -> bool:
         """Wait until every model is serving or has failed; True when that happened in time."""
-        if self._builder is not None:
-            self._builder.join(timeout)
-            return not self._builder.is_alive()
-        return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._builder is None:  # run() has not reached start_models yet
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        self._builder.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not self._builder.is_alive()
 
     def start_telemetry(self) -> None:
         """The MQTT link and telemetry, when the config has an mqtt section."""

@@ -71,6 +71,8 @@ class PreprocessConfig:
     layout: str
     dtype: Optional[str]
     resize: str
+    letterbox: bool = False
+    pad_value: int = 114
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ def _preprocess(section: Mapping[str, Any]) -> PreprocessConfig:
         layout=section["layout"],
         dtype=section.get("dtype"),
         resize=section["resize"],
+        letterbox=bool(section["letterbox"]),
+        pad_value=int(section["pad_value"]),
     )
 
 

@@ -53,7 +53,7 @@ class ModelPipeline:
         self.preprocess = Preprocessor(model.preprocess, self._input)
         self._batch_capacity = self._check_batch(model.batch)
         self.source = create_source(model.source, self.preprocess.hw)
-        self.postprocess = create_postprocessor(model.postprocess, runner.outputs)
+        self.postprocess = create_postprocessor(model.postprocess, runner.outputs, self.preprocess.hw)
         self.sink = create_sink(model.sink)
         self._in: queue.Queue[Frame] = queue.Queue(model.queue_size)
         self._out: queue.Queue[Batch] = queue.Queue(4)
@@ -146,7 +146,7 @@ class ModelPipeline:
                     break
                 self.stats.count_in()
                 start = time.perf_counter()
-                frame.tensor = self.preprocess(frame.image, self._take_tensor())
+                frame.tensor = self.preprocess(frame.image, self._take_tensor(), frame.meta)
                 frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
                 frame.enqueue_ts = time.monotonic()
                 self._enqueue(frame)
@@ -276,7 +276,7 @@ class ModelPipeline:
             for index, frame in enumerate(frames):
                 start = time.monotonic()
                 try:
-                    result = self.postprocess(outputs, index)
+                    result = self.postprocess(outputs, index, frame)
                 except Exception as exc:
                     log.error("model %s: postprocess failed: %s", name, exc)
                     self.stats.count_drop("postprocess_error")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -94,11 +94,26 @@ class Preprocessor:
         h, w = self.hw
         self.sample_shape = (3, h, w) if config.layout == "nchw" else (h, w, 3)
 
-    def __call__(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """One sample of ``sample_shape``, written into ``out`` when given."""
+    def _letterbox(self, image: np.ndarray, meta: Optional[Dict[str, Any]]) -> np.ndarray:
+        from edged.pipeline.detection.geometry import letterbox_for
+
+        transform, inner_hw = letterbox_for(image.shape[:2], self.hw)
+        if meta is not None:
+            meta["letterbox"] = transform
+        canvas = np.full((*self.hw, 3), self.config.pad_value, dtype=np.uint8)
+        top, left = int(transform.pad_y), int(transform.pad_x)
+        canvas[top : top + inner_hw[0], left : left + inner_hw[1]] = resize(image, inner_hw, self.config.resize)
+        padded: np.ndarray = canvas
+        return padded
+
+    def __call__(
+        self, image: np.ndarray, out: Optional[np.ndarray] = None, meta: Optional[Dict[str, Any]] = None
+    ) -> np.ndarray:
+        """One sample of ``sample_shape``, written into ``out`` when given. With letterboxing,
+        the transform back to source pixels is stored in ``meta["letterbox"]``."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HWC image with 3 channels, got shape {image.shape}")
-        img = resize(image, self.hw, self.config.resize)
+        img = self._letterbox(image, meta) if self.config.letterbox else resize(image, self.hw, self.config.resize)
         if out is None:
             out = np.empty(self.sample_shape, dtype=self.dtype)
         nchw = self.config.layout == "nchw"

@@ -16,9 +16,23 @@ from edged.telemetry.snapshot import ModelView, Snapshotter
 if TYPE_CHECKING:
     from edged.daemon import Daemon
 
-__all__ = ["TelemetryService"]
+__all__ = ["TelemetryService", "model_views"]
 
 log = logging.getLogger(__name__)
+
+
+def model_views(daemon: "Daemon") -> Dict[str, ModelView]:
+    """What telemetry reports of each configured model, read from the daemon's slots."""
+    from edged.daemon import resolve_device
+
+    out = {}
+    for name, slot in list(daemon.slots.items()):
+        stats = slot.pipeline.stats if slot.pipeline else None
+        status = getattr(slot.pipeline.source, "status", None) if slot.pipeline else None
+        source = status() if callable(status) else None
+        device = resolve_device(slot.config)
+        out[name] = ModelView(name, device, slot.config.batch, slot.state, stats, slot.error, source)
+    return out
 
 
 class TelemetryService:
@@ -47,13 +61,7 @@ class TelemetryService:
         )
 
     def views(self) -> Mapping[str, ModelView]:
-        from edged.daemon import resolve_device
-
-        out = {}
-        for name, slot in list(self.daemon.slots.items()):
-            stats = slot.pipeline.stats if slot.pipeline else None
-            out[name] = ModelView(name, resolve_device(slot.config), slot.config.batch, slot.state, stats, slot.error)
-        return out
+        return model_views(self.daemon)
 
     def start(self) -> None:
         self.link.start()

@@ -35,6 +35,7 @@ class ModelView:
     state: str
     stats: Optional[ModelStats]
     error: Optional[str] = None
+    source: Optional[Dict[str, Any]] = None  # state and counters of sources that report them
 
 
 def _latency(stats: ModelStats, now: float) -> Dict[str, Dict[str, float]]:
@@ -70,6 +71,8 @@ class Snapshotter:
         doc: Dict[str, Any] = {"state": view.state, "device": view.device}
         if view.error:
             doc["error"] = view.error
+        if view.source is not None:
+            doc["source"] = view.source
         if view.stats is None:
             return doc
         counters = view.stats.counters()
