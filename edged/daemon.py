@@ -122,6 +122,10 @@ class Daemon:
             self.plans().release(key)
             raise
         pipeline.plan_key = key
+        if self.telemetry is not None and model.publish_results_hz > 0:
+            from edged.telemetry.results import ResultsPublisher
+
+            pipeline.results_hook = ResultsPublisher(self.telemetry.link, model.name, model.publish_results_hz)
         return pipeline
 
     def start_models(self) -> None:

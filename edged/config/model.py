@@ -104,6 +104,7 @@ class ModelConfig:
     sink: PluginConfig
     calibration: Optional[Mapping[str, Any]] = None
     tensorrt: Mapping[str, Any] = field(default_factory=dict)
+    publish_results_hz: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 sink=_plugin(merged["sink"]),
                 calibration=merged.get("calibration"),
                 tensorrt=merged.get("tensorrt", {}),
+                publish_results_hz=float(merged["publish_results_hz"]),
             )
         )
     mqtt = doc.get("mqtt")

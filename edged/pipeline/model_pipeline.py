@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class ModelPipeline:
         self._threads: List[threading.Thread] = []
         self.state = "created"
         self.plan_key: Optional[Any] = None  # the plan cache key of the runner, set by the daemon
+        self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
         self.last_progress = time.monotonic()
         self._buffer = np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
@@ -290,6 +291,8 @@ class ModelPipeline:
                     log.error("model %s: sink write failed: %s", name, exc)
                     self.stats.count_drop("sink_error")
                     continue
+                if self.results_hook is not None:
+                    self.results_hook(record)
                 end = time.monotonic()
                 latency["postprocess"].record((post_done - start) * 1000.0, end)
                 latency["e2e"].record((end - frame.capture_ts) * 1000.0, end)

@@ -42,6 +42,7 @@ def _config(tmp_path: Path, demo_assets: Path, port: int, fps: float, **mqtt: An
                 "batch": 2,
                 "source": {"type": "synthetic", "fps": fps, "size": [64, 64]},
                 "sink": {"type": "jsonl", "path": str(tmp_path / "cam.jsonl")},
+                "publish_results_hz": 4,
             }
         ],
     }
@@ -91,6 +92,10 @@ def test_birth_then_telemetry_that_validates_and_matches_the_pipeline(
     assert messages[-1]["power"]["total_mw"] == pytest.approx(14016.0)
     assert messages[-1]["devices"]["cpu"]["models"] == ["cam"]
     assert messages[-1]["temps_c"]["cpu-thermal"] == 45.5
+    results = observer.payloads("edged/tele-1/models/cam/results")
+    assert results and all(r["model"] == "cam" and "outputs" in r for r in results)
+    seconds = (messages[-1]["seq"] - messages[0]["seq"] + 1) * 0.5
+    assert len(results) <= 4 * seconds + 2  # rate-limited to 4/s of a 40 fps stream
 
 
 def test_kill_9_of_edged_publishes_offline_through_the_last_will(
