@@ -20,6 +20,7 @@ from edged.pipeline.model_pipeline import ModelPipeline
 from edged.pipeline.stats import ModelStats
 from edged.plans import PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform, discover
+from edged.platform.discover import probe_versions
 
 if TYPE_CHECKING:
     from edged.telemetry.service import TelemetryService
@@ -97,7 +98,11 @@ class Daemon:
     @property
     def platform(self) -> Platform:
         if self._platform is None:
-            self._platform = discover()
+            if any(resolve_device(m) != "cpu" for m in self.config.models):
+                self._platform = discover()
+            else:
+                # CPU-only configs never touch CUDA: a GPU context would cost >100 MB of RAM.
+                self._platform = discover(versions=lambda: probe_versions(cuda=False), gpu_probe=list)
         return self._platform
 
     def plans(self) -> PlanManager:

@@ -54,14 +54,18 @@ def _cpu(root: str) -> Tuple[str, str, Tuple[str, ...]]:
     return vendor, model, tuple(f for f in ORT_CPU_FLAGS if f in flags)
 
 
-def probe_versions() -> Dict[str, str]:
-    """Installed inference library versions (absent ones are left out)."""
+def probe_versions(cuda: bool = True) -> Dict[str, str]:
+    """Installed inference library versions (absent ones are left out). Asking CUDA
+    creates a GPU context (over 100 MB of host memory), so callers serving only CPU
+    models pass ``cuda=False``."""
     versions = {}
     for name, module in (("tensorrt", "tensorrt"), ("onnxruntime", "onnxruntime")):
         try:
             versions[name] = str(importlib.import_module(module).__version__)
         except Exception:  # any import failure means "not usable here"
             continue
+    if not cuda:
+        return versions
     try:
         from edged.cuda import load_runtime
 
