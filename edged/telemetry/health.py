@@ -7,18 +7,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from edged.sysfs import read_text as _read
+
 __all__ = ["HealthSpec", "HealthReader", "discover_health"]
 
 # devfreq names of Jetson GPUs: ga10b (Orin), gv11b (Xavier), gp10b (TX2), gb10b (Thor).
 _GPU_DEVFREQ = ("ga10b", "gv11b", "gp10b", "gb10b", "gpu")
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from edged.sysfs import read_text as _read
+
 __all__ = ["Rail", "PowerSpec", "PowerSample", "discover_power", "read_power", "TOTAL_RAILS"]
 
 # Rails that already measure the whole module's input; where present they are the total
@@ -47,14 +49,6 @@ class PowerSample:
     ts: float
     rails_mw: Dict[str, float] = field(default_factory=dict)
     total_mw: Optional[float] = None
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _hwmon_rails(root: str) -> List[Rail]:
