@@ -199,3 +199,19 @@ def test_stalled_worker_stops_watchdog_pings(listener: NotifyListener, demo_asse
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_reload_validates_the_config_file(demo_assets: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edged.config import load_config
+    from edged.daemon import Daemon
+
+    path = _daemon_config(demo_assets, tmp_path, stall_after=0)
+    daemon = Daemon(load_config(path))
+    daemon.config_path = str(path)
+    caplog.set_level(logging.INFO)
+    assert daemon.reload()
+    assert f"reload: {path} valid (1 models)" in caplog.text
+    path.write_text("models: [{name: 3}]\n")
+    assert not daemon.reload()
+    assert "invalid, keeping the running config" in caplog.text
+    assert daemon.config.models[0].name == "cam0"

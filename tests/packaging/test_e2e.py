@@ -161,6 +161,11 @@ def test_start_serves_the_demo_model(env: Env) -> None:
     _wait(lambda: env.results() >= 20, 60, "20 inference results", env.journal)
     _wait(lambda: "1/1 models serving" in tree.show("edged", "StatusText"), 30, "STATUS= shows serving", env.journal)
     assert "model demo: serving" in env.journal()
+    # Structured journald fields from JournalHandler (python3-systemd is in the tree).
+    by_model = tree.run("journalctl", "--no-pager", "-o", "cat", "MODEL=demo", "DEVICE=cpu").stdout
+    assert "model demo: serving" in by_model
+    # The plan went to the CacheDirectory, writable under ProtectSystem=strict.
+    assert tree.run("sh", "-c", "ls /var/cache/edged/plans/demo.*.plan").returncode == 0
 
 
 def test_telemetry_reaches_the_host_broker(env: Env) -> None:
