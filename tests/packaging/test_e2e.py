@@ -117,6 +117,7 @@ def env(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         broker.stop()
     assert not tree.cgroup.exists(), f"{tree.cgroup} left behind"
     assert not tree.work.exists()
+    assert str(tree.work) not in Path("/proc/self/mountinfo").read_text()
 
 
 def test_apt_install_creates_user_and_enables_service(env: Env) -> None:
