@@ -38,3 +38,6 @@ def test_gpu_access_is_an_allow_list_not_private_devices() -> None:
     allowed = [line.split("=", 1)[1].split()[0] for line in text.splitlines() if line.startswith("DeviceAllow=")]
     for node in ("/dev/nvmap", "/dev/nvhost-ctrl-gpu", "/dev/nvhost-nvdla0", "/dev/nvidiactl", "/dev/nvidia-uvm"):
         assert node in allowed, node
+    # Device classes as named in /proc/devices of an NVIDIA dGPU host (H100, driver of 2025).
+    for cls in ("char-nvidia", "char-nvidia-uvm", "char-nvidia-caps"):
+        assert cls in allowed, cls
