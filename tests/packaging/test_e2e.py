@@ -14,6 +14,7 @@ diagnostic option ``stall_after``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -165,6 +166,10 @@ def test_start_serves_the_demo_model(env: Env) -> None:
     # Structured journald fields from JournalHandler (python3-systemd is in the tree).
     by_model = tree.run("journalctl", "--no-pager", "-o", "cat", "MODEL=demo", "DEVICE=cpu").stdout
     assert "model demo: serving" in by_model
+    # The installed unit, as loaded by the running systemd, keeps its hardening score.
+    review = tree.run("systemd-analyze", "security", "--no-pager", "edged", check=False).stdout
+    score = re.search(r"Overall exposure level for edged\.service: (\d+\.\d+)", review)
+    assert score and float(score.group(1)) <= 1.9, review[-2000:]
     # The plan went to the CacheDirectory, writable under ProtectSystem=strict.
     assert tree.run("sh", "-c", "ls /var/cache/edged/plans/demo.*.plan").returncode == 0
 
