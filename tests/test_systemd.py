@@ -215,3 +215,16 @@ def test_reload_validates_the_config_file(demo_assets: Path, tmp_path: Path, cap
     assert not daemon.reload()
     assert "invalid, keeping the running config" in caplog.text
     assert daemon.config.models[0].name == "cam0"
+
+
+def test_synthetic_stall_after_blocks_until_stopped() -> None:
+    from edged.config.model import PluginConfig
+    from edged.pipeline.sources.synthetic import SyntheticSource
+
+    source = SyntheticSource(PluginConfig("synthetic", {"type": "synthetic", "fps": 0, "stall_after": 3}), (8, 8))
+    stop = threading.Event()
+    assert [source.read(stop).seq for _ in range(3)] == [0, 1, 2]  # type: ignore[union-attr]
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    assert source.read(stop) is None
+    assert time.monotonic() - started >= 0.25
