@@ -100,7 +100,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if os.environ.get("JOURNAL_STREAM"):
+        # Started by systemd: structured records to journald when systemd-python is there.
+        from edged.systemd import setup_logging
+
+        setup_logging(logging.getLogger().level, journal=True)
     daemon = Daemon(config)
+    daemon.config_path = args.config
     daemon.install_signal_handlers()
     return daemon.run(duration_s=args.duration)
 

@@ -21,6 +21,7 @@ from edged.pipeline.stats import ModelStats
 from edged.plans import PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform, discover
 from edged.platform.discover import probe_versions
+from edged.systemd import ServiceHooks, log_fields
 
 if TYPE_CHECKING:
     from edged.telemetry.service import TelemetryService
@@ -92,6 +93,10 @@ class Daemon:
         self._platform: Optional[Platform] = None
         self._plans: Optional[PlanManager] = None
         self._builder: Optional[threading.Thread] = None
+        # The file the config came from, for reloads (set by the CLI).
+        self.config_path: Optional[str] = None
+        self._reload_requested = threading.Event()
+        self.systemd = ServiceHooks(self)
 
     # -- models ------------------------------------------------------------------------
 
@@ -157,12 +162,13 @@ class Daemon:
                     slot.config.backend,
                     resolve_device(slot.config),
                     slot.plan.source,
+                    extra=log_fields(slot.config.name, resolve_device(slot.config), _key_text(pipeline.plan_key)),
                 )
             except EdgedError as exc:
                 slot.error = str(exc)
                 slot.plan.state = "failed"
                 slot.plan.error = str(exc)
-                log.error("model %s: not serving: %s", slot.config.name, exc)
+                log.error("model %s: not serving: %s", slot.config.name, exc, extra=log_fields(slot.config.name))
 
     def wait_started(self, timeout: Optional[float] = None) -> bool:
         """Wait until every model is serving or has failed; True when that happened in time."""
@@ -216,6 +222,15 @@ class Daemon:
             )
         return lines
 
+    def status_summary(self) -> str:
+        """One line for systemd's STATUS=: models serving, and each plan still in progress."""
+        serving = [n for n, s in self.slots.items() if s.pipeline is not None and s.pipeline.state == "running"]
+        parts = [f"{len(serving)}/{len(self.slots)} models serving"]
+        for name, slot in self.slots.items():
+            if slot.pipeline is None:
+                parts.append(f"{name}: {slot.state}")
+        return "; ".join(parts)
+
     def _print_status(self) -> None:
         stream = self._status_stream or sys.stdout
         for line in self.status_lines():
@@ -235,6 +250,40 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_reload_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        # Handled by the main loop: a signal handler must not take locks or do I/O.
+        self._reload_requested.set()
+
+    def reload(self) -> bool:
+        """Minimal reload: re-read and validate the config file and log the result; the
+        running models keep the config they started with. True when the file is valid."""
+        from edged.config import load_config
+        from edged.errors import ConfigError
+
+        if self.config_path is None:
+            log.warning("reload: no config file to re-read")
+            return False
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload: %s invalid, keeping the running config: %s", self.config_path, "; ".join(exc.problems))
+            return False
+        except EdgedError as exc:
+            log.error("reload: %s: %s; keeping the running config", self.config_path, exc)
+            return False
+        log.info("reload: %s valid (%d models); running models unchanged", self.config_path, len(config.models))
+        return True
+
+    def _handle_reload(self) -> None:
+        self._reload_requested.clear()
+        self.systemd.notifier.reloading()
+        log.info("reload requested (SIGHUP)")
+        try:
+            self.reload()
+        finally:
+            self.systemd.ready()
 
     def _all_finished(self) -> bool:
         if self._builder is not None and self._builder.is_alive():
@@ -246,6 +295,8 @@ class Daemon:
         """Serve until a signal, ``duration_s``, or every (finite) source is exhausted."""
         self.start_telemetry()
         self.start_models()
+        # Ready once config and telemetry are up; plan builds go on and show in STATUS=.
+        self.systemd.ready()
         period = self.config.telemetry.period_s
         started = time.monotonic()
         next_status = started + period
@@ -255,10 +306,14 @@ class Daemon:
                 break
             if self._all_finished():
                 break
+            if self._reload_requested.is_set():
+                self._handle_reload()
+            self.systemd.tick(now)
             if now >= next_status:
                 self._print_status()
                 next_status += period
             self.stop_event.wait(min(0.2, max(0.0, next_status - now)))
+        self.systemd.notifier.stopping()
         drained = self.stop_models()
         self._print_status()
         if self.telemetry is not None:
@@ -266,6 +321,12 @@ class Daemon:
         if not drained:
             log.warning("drain timed out; unfinished frames were counted as dropped")
         return 0
+
+
+def _key_text(key: Any) -> Optional[str]:
+    if key is None:
+        return None
+    return str(getattr(key, "name", None) or key)
 
 
 def _ms(value: Optional[float]) -> str:
