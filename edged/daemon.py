@@ -28,6 +28,8 @@ def resolve_device(model: ModelConfig) -> str:
     """The concrete device a model's plan targets on this host."""
     if model.backend == "onnxruntime":
         return "cpu" if model.device in ("auto", "cpu") else "gpu"
+    if model.backend == "opencv":
+        return "cpu" if model.device in ("auto", "cpu") else model.device
     return "gpu" if model.device == "auto" else model.device
 
 
@@ -37,6 +39,7 @@ def build_options(model: ModelConfig) -> BuildOptions:
         device=resolve_device(model),
         batch=model.batch,
         threads=model.threads,
+        model_format=model.format,
     )
 
 

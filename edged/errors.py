@@ -7,6 +7,7 @@ __all__ = [
     "ConfigError",
     "BackendUnavailable",
     "BackendError",
+    "NetworkBuilderError",
     "PlanError",
     "SourceError",
 ]
@@ -32,6 +33,15 @@ class BackendUnavailable(EdgedError):
 
 class BackendError(EdgedError):
     """A backend failed to build, load or run a model."""
+
+
+class NetworkBuilderError(BackendError):
+    """A configured network-builder function could not be loaded or raised while building;
+    ``user_traceback`` holds the frames from the user's code, edged's own left out."""
+
+    def __init__(self, message: str, user_traceback: str = "") -> None:
+        self.user_traceback = user_traceback
+        super().__init__(message)
 
 
 class PlanError(EdgedError):

@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from edged.formats.spec import DEFAULT_BACKEND, ModelFormat, format_from_section
+
 __all__ = [
     "Config",
     "DeviceConfig",
@@ -82,6 +84,7 @@ class ModelConfig:
     preprocess: PreprocessConfig
     postprocess: PluginConfig
     sink: PluginConfig
+    format: ModelFormat = field(default_factory=ModelFormat)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     for entry in doc["models"]:
         merged: Dict[str, Any] = dict(defaults)
         merged.update(entry)
+        model_format = format_from_section(merged.get("format"))
+        if "backend" not in entry and "backend" not in device.get("defaults", {}):
+            merged["backend"] = DEFAULT_BACKEND[model_format.type]
         models.append(
             ModelConfig(
                 name=merged["name"],
@@ -147,6 +153,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 preprocess=_preprocess(merged["preprocess"]),
                 postprocess=_plugin(merged["postprocess"]),
                 sink=_plugin(merged["sink"]),
+                format=model_format,
             )
         )
     mqtt = doc.get("mqtt")
