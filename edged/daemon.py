@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -10,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO, Dict, List, Optional
+from typing import IO, Any, Dict, List, Optional
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
@@ -33,13 +34,30 @@ def resolve_device(model: ModelConfig) -> str:
     return "gpu" if model.device == "auto" else model.device
 
 
-def build_options(model: ModelConfig) -> BuildOptions:
+def build_options(model: ModelConfig, state_dir: Optional[str] = None) -> BuildOptions:
+    """``state_dir`` holds TensorRT's timing and calibration caches (the plan cache dir)."""
+    trt = model.tensorrt
+    extra: Dict[str, Any] = {}
+    if model.calibration:
+        extra["calibration_images"] = model.calibration["images"]
+        extra["calibration_max_images"] = int(model.calibration.get("max_images", 0))
+        extra["preprocess"] = dataclasses.asdict(model.preprocess)
+    if model.backend == "tensorrt":
+        if trt.get("dla_pools_kib"):
+            extra["dla_pools"] = {k: int(v) * 1024 for k, v in trt["dla_pools_kib"].items()}
+        if trt.get("layer_devices"):
+            extra["layer_devices"] = dict(trt["layer_devices"])
+        if state_dir:
+            extra["state_dir"] = state_dir
     return BuildOptions(
         precision=model.precision,
         device=resolve_device(model),
+        gpu_fallback=bool(trt.get("gpu_fallback", True)),
         batch=model.batch,
         threads=model.threads,
         model_format=model.format,
+        workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
+        extra=extra,
     )
 
 
@@ -71,7 +89,7 @@ class Daemon:
     def load_model(self, model: ModelConfig) -> ModelPipeline:
         """Build, load and wire one model's pipeline (not started)."""
         backend = get_backend(model.backend)
-        options = build_options(model)
+        options = build_options(model, self.config.plans.cache_dir)
         if not os.path.isfile(model.path):
             raise EdgedError(f"{model.path}: model file not found")
         runner = backend.load_plan(backend.build_plan(model.path, options).plan, options)

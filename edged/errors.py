@@ -9,6 +9,7 @@ __all__ = [
     "BackendError",
     "NetworkBuilderError",
     "PlanError",
+    "CudaError",
     "SourceError",
 ]
 
@@ -50,3 +51,13 @@ class PlanError(EdgedError):
 
 class SourceError(EdgedError):
     """An input source failed (unreadable folder, stream down, camera gone)."""
+
+
+class CudaError(BackendError):
+    """A CUDA runtime call failed; carries CUDA's error name and message."""
+
+    def __init__(self, call: str, code: int, name: str, message: str) -> None:
+        self.call = call
+        self.code = code
+        self.name = name
+        super().__init__(f"{call} failed: {name} ({code}): {message}")

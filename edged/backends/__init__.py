@@ -25,6 +25,7 @@ __all__ = [
 REGISTRY: Dict[str, str] = {
     "onnxruntime": "edged.backends.onnxruntime.backend:OnnxRuntimeBackend",
     "opencv": "edged.backends.opencv.backend:OpenCvBackend",
+    "tensorrt": "edged.backends.tensorrt.backend:TensorRTBackend",
 }
 
 

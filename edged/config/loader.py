@@ -71,6 +71,7 @@ _RELATIVE_KEYS = (
     ("postprocess", "labels"),
     ("format", "prototxt"),
     ("format", "python_path"),
+    ("calibration", "images"),
 )
 
 

@@ -85,6 +85,8 @@ class ModelConfig:
     postprocess: PluginConfig
     sink: PluginConfig
     format: ModelFormat = field(default_factory=ModelFormat)
+    calibration: Optional[Mapping[str, Any]] = None
+    tensorrt: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 postprocess=_plugin(merged["postprocess"]),
                 sink=_plugin(merged["sink"]),
                 format=model_format,
+                calibration=merged.get("calibration"),
+                tensorrt=merged.get("tensorrt", {}),
             )
         )
     mqtt = doc.get("mqtt")
