@@ -56,12 +56,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def host_info() -> Dict[str, Any]:
     from edged.backends import available_backends
+    from edged.platform import discover
 
     return {
         "edged": __version__,
         "python": platform.python_version(),
-        "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
+        "platform": discover().as_dict(),
         "backends": available_backends(),
     }
 
@@ -72,7 +73,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, sort_keys=True))
         return EXIT_OK
     for key, value in info.items():
-        if key == "backends":
+        if key == "platform":
+            for field, detail in value.items():
+                if isinstance(detail, (list, tuple)) and detail and not isinstance(detail[0], dict):
+                    detail = " ".join(str(d) for d in detail)
+                if detail not in (None, "", [], (), {}):
+                    print(f"{field}: {detail}")
+        elif key == "backends":
             for backend in value:
                 detail = backend.get("version") or backend.get("reason")
                 state = "available" if backend["available"] == "yes" else "unavailable"
@@ -124,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="platform and available backends")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    from edged.plans.commands import add_plan_parser
+
+    add_plan_parser(sub, os.environ.get("EDGED_CONFIG", "/etc/edged/edged.yaml"))
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)

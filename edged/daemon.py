@@ -9,14 +9,20 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
 from edged.errors import EdgedError
 from edged.pipeline.model_pipeline import ModelPipeline
+from edged.pipeline.stats import ModelStats
+from edged.plans import PlanManager, PlanProgress, PlanStore
+from edged.platform import Platform, discover
+
+if TYPE_CHECKING:
+    from edged.telemetry.service import TelemetryService
 
 __all__ = ["Daemon", "ModelSlot", "build_options"]
 
@@ -68,12 +74,13 @@ class ModelSlot:
     config: ModelConfig
     pipeline: Optional[ModelPipeline] = None
     error: Optional[str] = None
+    plan: PlanProgress = field(default_factory=PlanProgress)
 
     @property
     def state(self) -> str:
         if self.error:
             return "failed"
-        return self.pipeline.state if self.pipeline else "starting"
+        return self.pipeline.state if self.pipeline else self.plan.describe()
 
 
 class Daemon:
@@ -83,35 +90,96 @@ class Daemon:
         self.stop_event = threading.Event()
         self._status_stream = status_stream
         self._signals = 0
+        self.telemetry: Optional["TelemetryService"] = None
+        self._platform: Optional[Platform] = None
+        self._plans: Optional[PlanManager] = None
+        self._builder: Optional[threading.Thread] = None
 
     # -- models ------------------------------------------------------------------------
 
-    def load_model(self, model: ModelConfig) -> ModelPipeline:
-        """Build, load and wire one model's pipeline (not started)."""
+    @property
+    def platform(self) -> Platform:
+        if self._platform is None:
+            self._platform = discover()
+        return self._platform
+
+    def plans(self) -> PlanManager:
+        """The plan cache; raises PlanError naming the directory when it is unusable."""
+        if self._plans is None:
+            plans = self.config.plans
+            store = PlanStore(plans.cache_dir, plans.max_size_mb << 20, plans.max_plans)
+            self._plans = PlanManager(store, self.platform)
+        return self._plans
+
+    def load_model(self, model: ModelConfig, progress: Optional[PlanProgress] = None) -> ModelPipeline:
+        """Plan (cached or built), runner and pipeline for one model (not started)."""
         backend = get_backend(model.backend)
         options = build_options(model, self.config.plans.cache_dir)
         if not os.path.isfile(model.path):
             raise EdgedError(f"{model.path}: model file not found")
-        runner = backend.load_plan(backend.build_plan(model.path, options).plan, options)
+        runner, key = self.plans().obtain(model, backend, options, progress)
         try:
-            return ModelPipeline(model, runner)
+            pipeline = ModelPipeline(model, runner, ModelStats(window_s=self.config.telemetry.window_s))
         except Exception:
             runner.close()
+            self.plans().release(key)
             raise
+        pipeline.plan_key = key
+        return pipeline
 
     def start_models(self) -> None:
-        for slot in self.slots.values():
+        """Plans are obtained one model at a time on a background thread (builds are CPU and
+        memory heavy on a Jetson); each model serves as soon as its own plan is ready."""
+        builder = threading.Thread(target=self._build_and_start, name="edged-plans", daemon=True)
+        builder.start()
+        self._builder = builder
+
+    def _build_and_start(self) -> None:
+        for slot in list(self.slots.values()):
+            if self.stop_event.is_set():
+                return
             try:
-                slot.pipeline = self.load_model(slot.config)
-                slot.pipeline.start()
+                pipeline = self.load_model(slot.config, slot.plan)
+                if self.stop_event.is_set():
+                    pipeline.runner.close()
+                    return
+                slot.pipeline = pipeline
+                pipeline.start()
                 log.info(
-                    "model %s: serving (%s, %s)", slot.config.name, slot.config.backend, resolve_device(slot.config)
+                    "model %s: serving (%s, %s, plan from %s)",
+                    slot.config.name,
+                    slot.config.backend,
+                    resolve_device(slot.config),
+                    slot.plan.source,
                 )
             except EdgedError as exc:
                 slot.error = str(exc)
+                slot.plan.state = "failed"
+                slot.plan.error = str(exc)
                 log.error("model %s: not serving: %s", slot.config.name, exc)
 
+    def wait_started(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every model is serving or has failed; True when that happened in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._builder is None:  # run() has not reached start_models yet
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        self._builder.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not self._builder.is_alive()
+
+    def start_telemetry(self) -> None:
+        """The MQTT link and telemetry, when the config has an mqtt section."""
+        from edged.telemetry.service import TelemetryService
+
+        self.telemetry = TelemetryService.maybe(self)
+        if self.telemetry is not None:
+            self.telemetry.start()
+
     def stop_models(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+        if self._builder is not None:
+            # A build in progress cannot be interrupted; no model starts after the stop.
+            self._builder.join(0.5)
         pipelines = [s.pipeline for s in self.slots.values() if s.pipeline]
         # Stop every source first so all models drain in parallel within one timeout.
         for pipeline in pipelines:
@@ -133,7 +201,7 @@ class Daemon:
             stats = slot.pipeline.stats
             e2e = stats.latency["e2e"].snapshot()
             counters = stats.counters()
-            dropped = sum(counters["dropped"].values())  # type: ignore[attr-defined]
+            dropped = sum(counters["dropped"].values())
             p50, p99 = e2e.percentile(50), e2e.percentile(99)
             lines.append(
                 f"{name}: {slot.state} fps {stats.fps_since_last():.1f} "
@@ -163,11 +231,14 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _all_finished(self) -> bool:
+        if self._builder is not None and self._builder.is_alive():
+            return False
         pipelines = [s.pipeline for s in self.slots.values() if s.pipeline]
         return bool(pipelines) and all(p.finished for p in pipelines)
 
     def run(self, duration_s: Optional[float] = None) -> int:
         """Serve until a signal, ``duration_s``, or every (finite) source is exhausted."""
+        self.start_telemetry()
         self.start_models()
         period = self.config.telemetry.period_s
         started = time.monotonic()
@@ -184,6 +255,8 @@ class Daemon:
             self.stop_event.wait(min(0.2, max(0.0, next_status - now)))
         drained = self.stop_models()
         self._print_status()
+        if self.telemetry is not None:
+            self.telemetry.stop()
         if not drained:
             log.warning("drain timed out; unfinished frames were counted as dropped")
         return 0

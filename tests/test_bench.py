@@ -57,3 +57,14 @@ def test_pipeline_efficiency_tool_reports_every_figure(demo_assets: Path, tmp_pa
         assert row["ratio"] == pytest.approx(row["pipeline_median_ips"] / row["raw_median_ips"])
     assert report["latency"]["pipeline_e2e_p99_ms"] > 0
     assert report["memory"]["daemon_rss_mb"] > report["memory"]["backend_only_rss_mb"] > 0
+
+
+def test_warm_start_tool_times_cold_and_warm_boots(tmp_path: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_warm_start.py"
+    out = tmp_path / "warm.json"
+    result = subprocess.run(
+        [sys.executable, str(tool), "--runs", "1", "--json", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert 0 < report["warm_median_s"] < 30 and 0 < report["cold_s"] < 60

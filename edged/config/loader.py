@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Union
 
@@ -81,14 +82,23 @@ def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:
     doc = copy.deepcopy(doc)
     plans = doc.get("plans")
     if isinstance(plans, dict) and "cache_dir" in plans:
-        plans["cache_dir"] = str(base / plans["cache_dir"])
+        plans["cache_dir"] = os.path.normpath(base / plans["cache_dir"])
+    mqtt = doc.get("mqtt")
+    if isinstance(mqtt, dict):
+        if "password_file" in mqtt:
+            mqtt["password_file"] = os.path.normpath(base / mqtt["password_file"])
+        tls = mqtt.get("tls")
+        if isinstance(tls, dict):
+            for key in ("ca_file", "cert_file", "key_file"):
+                if key in tls:
+                    tls[key] = os.path.normpath(base / tls[key])
     for model in doc.get("models", []):
         if "path" in model:
-            model["path"] = str(base / model["path"])
+            model["path"] = os.path.normpath(base / model["path"])
         for section, key in _RELATIVE_KEYS:
             sub = model.get(section)
             if isinstance(sub, dict) and key in sub:
-                sub[key] = str(base / sub[key])
+                sub[key] = os.path.normpath(base / sub[key])
     return doc
 
 

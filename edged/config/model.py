@@ -17,6 +17,7 @@ __all__ = [
     "PluginConfig",
     "PreprocessConfig",
     "TelemetryConfig",
+    "TlsConfig",
 ]
 
 
@@ -29,6 +30,15 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class PlansConfig:
     cache_dir: str
+    max_size_mb: int = 0
+    max_plans: int = 0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca_file: str
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -38,11 +48,19 @@ class MqttConfig:
     keepalive_s: int
     protocol: str
     client_id: Optional[str] = None
+    username: Optional[str] = None
+    password_file: Optional[str] = None
+    tls: Optional[TlsConfig] = None
+    buffer_messages: int = 1000
+    backoff_max_s: float = 60.0
 
 
 @dataclass(frozen=True)
 class TelemetryConfig:
     period_s: float
+    window_s: float = 30.0
+    expiry_s: Optional[int] = None
+    root: str = "/"
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,8 @@ class PreprocessConfig:
     layout: str
     dtype: Optional[str]
     resize: str
+    letterbox: bool = False
+    pad_value: int = 114
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,24 @@ def _preprocess(section: Mapping[str, Any]) -> PreprocessConfig:
         layout=section["layout"],
         dtype=section.get("dtype"),
         resize=section["resize"],
+        letterbox=bool(section["letterbox"]),
+        pad_value=int(section["pad_value"]),
+    )
+
+
+def _mqtt(section: Mapping[str, Any]) -> MqttConfig:
+    tls = section.get("tls")
+    return MqttConfig(
+        host=section["host"],
+        port=int(section["port"]),
+        keepalive_s=int(section["keepalive_s"]),
+        protocol=section["protocol"],
+        client_id=section.get("client_id"),
+        username=section.get("username"),
+        password_file=section.get("password_file"),
+        tls=TlsConfig(tls["ca_file"], tls.get("cert_file"), tls.get("key_file")) if tls else None,
+        buffer_messages=int(section["buffer_messages"]),
+        backoff_max_s=float(section["backoff_max_s"]),
     )
 
 
@@ -164,17 +202,18 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     return Config(
         version=int(doc.get("version", 0)),
         device=DeviceConfig(id=device["id"], groups=tuple(device.get("groups", ()))),
-        plans=PlansConfig(cache_dir=doc["plans"]["cache_dir"]),
-        telemetry=TelemetryConfig(period_s=float(doc["telemetry"]["period_s"])),
+        plans=PlansConfig(
+            cache_dir=doc["plans"]["cache_dir"],
+            max_size_mb=int(doc["plans"]["max_size_mb"]),
+            max_plans=int(doc["plans"]["max_plans"]),
+        ),
+        telemetry=TelemetryConfig(
+            period_s=float(doc["telemetry"]["period_s"]),
+            window_s=float(doc["telemetry"]["window_s"]),
+            expiry_s=doc["telemetry"].get("expiry_s"),
+            root=doc["telemetry"]["root"],
+        ),
         models=tuple(models),
-        mqtt=MqttConfig(
-            host=mqtt["host"],
-            port=int(mqtt["port"]),
-            keepalive_s=int(mqtt["keepalive_s"]),
-            protocol=mqtt["protocol"],
-            client_id=mqtt.get("client_id"),
-        )
-        if mqtt
-        else None,
+        mqtt=_mqtt(mqtt) if mqtt else None,
         document=copy.deepcopy(dict(doc)),
     )

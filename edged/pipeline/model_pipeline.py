@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class ModelPipeline:
         self.preprocess = Preprocessor(model.preprocess, self._input)
         self._batch_capacity = self._check_batch(model.batch)
         self.source = create_source(model.source, self.preprocess.hw)
-        self.postprocess = create_postprocessor(model.postprocess, runner.outputs)
+        self.postprocess = create_postprocessor(model.postprocess, runner.outputs, self.preprocess.hw)
         self.sink = create_sink(model.sink)
         self._in: queue.Queue[Frame] = queue.Queue(model.queue_size)
         self._out: queue.Queue[Batch] = queue.Queue(4)
@@ -63,6 +63,7 @@ class ModelPipeline:
         self._infer_done = threading.Event()
         self._threads: List[threading.Thread] = []
         self.state = "created"
+        self.plan_key: Optional[Any] = None  # the plan cache key of the runner, set by the daemon
         self.error: Optional[str] = None
         self.last_progress = time.monotonic()
         self._buffer = np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
@@ -117,8 +118,8 @@ class ModelPipeline:
 
     def _finish(self) -> None:
         counters = self.stats.counters()
-        dropped = sum(counters["dropped"].values())  # type: ignore[attr-defined]
-        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped  # type: ignore[call-overload]
+        dropped = sum(counters["dropped"].values())
+        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped
         if unaccounted > 0:
             self.stats.count_drop("shutdown", unaccounted)
         try:
@@ -145,7 +146,7 @@ class ModelPipeline:
                     break
                 self.stats.count_in()
                 start = time.perf_counter()
-                frame.tensor = self.preprocess(frame.image, self._take_tensor())
+                frame.tensor = self.preprocess(frame.image, self._take_tensor(), frame.meta)
                 frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
                 frame.enqueue_ts = time.monotonic()
                 self._enqueue(frame)
@@ -275,7 +276,7 @@ class ModelPipeline:
             for index, frame in enumerate(frames):
                 start = time.monotonic()
                 try:
-                    result = self.postprocess(outputs, index)
+                    result = self.postprocess(outputs, index, frame)
                 except Exception as exc:
                     log.error("model %s: postprocess failed: %s", name, exc)
                     self.stats.count_drop("postprocess_error")

@@ -53,3 +53,15 @@ def test_bilinear_resize_keeps_flat_images_flat_and_hits_the_size() -> None:
     ramp = np.tile(np.linspace(0, 255, 100).astype(np.uint8)[None, :, None], (10, 1, 3))
     small = resize(ramp, (10, 25)).astype(int)
     assert np.all(np.diff(small[0, :, 0]) >= 0)  # monotone ramp stays monotone
+
+
+def test_float16_tensors_hold_the_rounded_float32_values() -> None:
+    config = _config(size=[8, 8], dtype="float16", mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0])
+    pre = Preprocessor(config, TensorSpec("x", (None, 3, 8, 8), "float16"))
+    image = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    full = Preprocessor(
+        _config(size=[8, 8], mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0]), TensorSpec("x", (None, 3, 8, 8), "float32")
+    )
+    got = pre(image)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, full(image).astype(np.float16))

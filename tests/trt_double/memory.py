@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -30,6 +31,9 @@ class _Buffer:
         self._raw: Optional[Any] = ctypes.create_string_buffer(max(nbytes, 1))
         self._address = ctypes.addressof(self._raw)
         LIVE[self._address] = max(nbytes, 1)
+        # A buffer dropped without free() releases its memory too; forget it then, or a later
+        # allocation at the same address would look live through the stale entry.
+        self._forget = weakref.finalize(self, LIVE.pop, self._address, None)
 
     @property
     def host_ptr(self) -> int:
@@ -49,7 +53,7 @@ class _Buffer:
 
     def free(self) -> None:
         if self._raw is not None:
-            del LIVE[self._address]
+            self._forget()
             self._raw = None
 
 

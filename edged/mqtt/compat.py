@@ -1,0 +1,65 @@
+"""The differences between paho-mqtt 1.6 (Debian/Ubuntu packages) and 2.x (PyPI)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from edged.errors import EdgedError
+
+__all__ = ["import_paho", "new_client", "reason_value", "publish_properties", "message_properties"]
+
+
+def import_paho() -> Any:
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError as exc:
+        raise EdgedError("MQTT needs paho-mqtt: apt install python3-paho-mqtt or pip install paho-mqtt") from exc
+    return mqtt
+
+
+def new_client(mqtt: Any, client_id: str, v5: bool) -> Any:
+    protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+    version2 = getattr(mqtt, "CallbackAPIVersion", None)
+    if version2 is not None:
+        # 2.x refuses to guess the callback signatures; VERSION2 gives the same ones for 3.1.1 and 5.
+        return mqtt.Client(version2.VERSION2, client_id=client_id, protocol=protocol)
+    if v5:
+        return mqtt.Client(client_id=client_id, protocol=protocol)
+    return mqtt.Client(client_id=client_id, clean_session=True, protocol=protocol)
+
+
+def reason_value(code: Any) -> int:
+    """CONNACK/DISCONNECT result as an int, whether paho gave an int or a reason-code object."""
+    value = getattr(code, "value", code)
+    return int(value) if value is not None else 0
+
+
+def publish_properties(
+    mqtt: Any, expiry_s: Optional[int], response_topic: Optional[str], correlation: Optional[bytes]
+) -> Any:
+    if expiry_s is None and response_topic is None and correlation is None:
+        return None
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    if expiry_s is not None:
+        props.MessageExpiryInterval = int(expiry_s)
+    if response_topic is not None:
+        props.ResponseTopic = response_topic
+    if correlation is not None:
+        props.CorrelationData = correlation
+    return props
+
+
+def message_properties(message: Any) -> Dict[str, Any]:
+    """Response topic and correlation data of an MQTT 5 message, when present."""
+    props = getattr(message, "properties", None)
+    found: Dict[str, Any] = {}
+    if props is None:
+        return found
+    for attr, key in (("ResponseTopic", "response_topic"), ("CorrelationData", "correlation_data")):
+        value = getattr(props, attr, None)
+        if value is not None:
+            found[key] = value
+    return found
