@@ -9,6 +9,7 @@ __all__ = [
     "BackendError",
     "PlanError",
     "SourceError",
+    "PlacementError",
 ]
 
 
@@ -40,3 +41,7 @@ class PlanError(EdgedError):
 
 class SourceError(EdgedError):
     """An input source failed (unreadable folder, stream down, camera gone)."""
+
+
+class PlacementError(EdgedError):
+    """A model could not be analysed or placed (unreadable model, unknown platform)."""
