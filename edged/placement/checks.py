@@ -274,7 +274,7 @@ def _shuffle(ctx: CheckContext, node: Node) -> Check:
         return ctx.ok("flatten.absorbed", "folds into the following constant-weight Gemm")
     src, dst = ctx.in_shape(node), ctx.out_shape(node)
     if src is None or dst is None or len(src) != 4 or len(dst) != 4:
-        ranks = f"{len(src) if src else '?'}-D -> {len(dst) if dst else '?'}-D"
+        ranks = f"reshapes a {len(src) if src else '?'}-D tensor to {len(dst) if dst else '?'}-D"
         return ctx.fail("shuffle.rank", ranks)
     if node.op == "Transpose" and list(node.attrs.get("perm", [0]))[0] != 0:
         return ctx.fail("shuffle.batch", f"perm {list(node.attrs['perm'])} moves the batch axis")

@@ -1,0 +1,252 @@
+"""Place several models on DLA cores and GPUs: meet every target, then least power, then balance.
+
+Each device is a single server: a DLA core runs one loadable at a time, and GPU contexts
+share the same SMs, so a model at ``fps`` keeps its device busy ``fps × latency`` of the
+time (plus ``gpu_ms`` on the GPU for a DLA placement's fallback layers). A placement is
+feasible when every device stays under UTILISATION_CAP and every model's latency meets its
+budget. Among feasible placements the solver picks, in this order:
+
+1. fewest unmet models, then the smallest total shortfall (for infeasible sets);
+2. fewest moved models, when re-planning (a model keeps its devices if they still work);
+3. least predicted power (the DLA's perf/W is 3-5× the GPU's, so this prefers the DLA);
+4. lowest peak device utilisation (balance);
+5. device names in a fixed order, so the same input always gives the same answer.
+
+Options per model: any one device, or all its DLA cores together (the rate split evenly,
+one engine instance per core) when one core is not enough. The search is exhaustive over
+these options; edge devices serve a handful of models, so this stays small. Above
+SEARCH_LIMIT combinations it places models one at a time in decreasing load instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from edged.placement.profiles import Profile
+
+__all__ = ["Request", "Assignment", "Placement", "place", "UTILISATION_CAP"]
+
+UTILISATION_CAP = 0.9  # headroom for jitter, pre/post-processing copies and thermal throttling
+SEARCH_LIMIT = 200_000
+BEST_EFFORT_FPS = 30.0  # assumed rate of a model with no target (a typical camera)
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    profiles: Mapping[str, Profile]  # device → profile, only devices the model may use
+    target_fps: Optional[float] = None
+    latency_budget_ms: Optional[float] = None
+    excluded: Mapping[str, str] = field(default_factory=dict)  # device → why not (data)
+
+    @property
+    def fps(self) -> float:
+        return self.target_fps if self.target_fps else BEST_EFFORT_FPS
+
+    def without(self, device: str, reason: str) -> "Request":
+        """This request with ``device`` ruled out (a failed DLA build, a missed budget)."""
+        profiles = {d: p for d, p in self.profiles.items() if d != device}
+        excluded = dict(self.excluded)
+        excluded[device] = reason
+        return Request(self.model, profiles, self.target_fps, self.latency_budget_ms, excluded)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    model: str
+    devices: Tuple[str, ...]
+    target_fps: float
+    predicted_fps: float
+    latency_ms: float
+    power_mw: float
+    met: bool
+    reason: str
+    excluded: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        """The device the model's first (often only) engine instance runs on."""
+        return self.devices[0]
+
+    @property
+    def instances(self) -> int:
+        return len(self.devices)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.model,
+            "devices": list(self.devices),
+            "instances": self.instances,
+            "target_fps": round(self.target_fps, 2),
+            "predicted_fps": round(self.predicted_fps, 2),
+            "latency_ms": round(self.latency_ms, 3),
+            "power_mw": round(self.power_mw, 1),
+            "met": self.met,
+            "reason": self.reason,
+            "not_on": dict(self.excluded),
+        }
+
+
+@dataclass
+class Placement:
+    assignments: Dict[str, Assignment]
+    utilisation: Dict[str, float]  # device → predicted busy fraction
+    shortfalls: List[str]
+
+    @property
+    def feasible(self) -> bool:
+        return not self.shortfalls
+
+    @property
+    def power_mw(self) -> float:
+        return sum(a.power_mw for a in self.assignments.values())
+
+    def devices_of(self, model: str) -> Tuple[str, ...]:
+        return self.assignments[model].devices
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "feasible": self.feasible,
+            "shortfalls": list(self.shortfalls),
+            "power_mw": round(self.power_mw, 1),
+            "utilisation": {d: round(u, 3) for d, u in self.utilisation.items()},
+            "models": {name: a.as_dict() for name, a in sorted(self.assignments.items())},
+        }
+
+
+Option = Tuple[str, ...]
+
+
+def _options(req: Request, order: Sequence[str]) -> List[Option]:
+    usable = [d for d in order if d in req.profiles]
+    if req.latency_budget_ms is not None:
+        usable = [d for d in usable if req.profiles[d].latency_ms <= req.latency_budget_ms]
+    options: List[Option] = [(d,) for d in usable]
+    dlas = tuple(d for d in usable if d.startswith("dla"))
+    if len(dlas) > 1:
+        options.append(dlas)
+    return options
+
+
+def _load(requests: Sequence[Request], choice: Sequence[Option], devices: Sequence[str]) -> Dict[str, float]:
+    util = {d: 0.0 for d in devices}
+    gpu = next((d for d in devices if d.startswith("gpu")), None)
+    for req, option in zip(requests, choice):
+        share = req.fps / len(option)
+        for device in option:
+            prof = req.profiles[device]
+            util[device] += prof.busy(share)
+            if prof.gpu_ms and gpu is not None:
+                util[gpu] += share / prof.batch * prof.gpu_ms / 1000.0
+    return util
+
+
+def _score(
+    requests: Sequence[Request],
+    choice: Sequence[Option],
+    devices: Sequence[str],
+    previous: Mapping[str, Option],
+) -> Tuple[Any, ...]:
+    util = _load(requests, choice, devices)
+    unmet, shortfall, power = 0, 0.0, 0.0
+    for req, option in zip(requests, choice):
+        scale = min(1.0, *(UTILISATION_CAP / util[d] for d in option if util[d] > 0))
+        if scale < 1.0 - 1e-9:
+            unmet += 1
+            shortfall += 1.0 - scale
+        power += sum(req.profiles[d].power_at(req.fps / len(option)) for d in option)
+    moved = sum(1 for req, option in zip(requests, choice) if req.model in previous and previous[req.model] != option)
+    rank = [[devices.index(d) for d in option] for option in choice]
+    return (unmet, round(shortfall, 9), moved, round(power, 6), round(max(util.values(), default=0.0), 9), rank)
+
+
+def place(
+    requests: Sequence[Request],
+    devices: Sequence[str],
+    previous: Optional[Mapping[str, Sequence[str]]] = None,
+) -> Placement:
+    """Choose devices for every request; ``previous`` is the last placement (model → devices)."""
+    reqs = sorted(requests, key=lambda r: r.model)
+    prev = {k: tuple(v) for k, v in (previous or {}).items()}
+    options = [_options(r, devices) for r in reqs]
+    empty = [r for r, opts in zip(reqs, options) if not opts]
+    placeable = [(r, o) for r, o in zip(reqs, options) if o]
+    best: Optional[Tuple[Tuple[Any, ...], Tuple[Option, ...]]] = None
+    total = 1
+    for _, opts in placeable:
+        total *= len(opts)
+    if total <= SEARCH_LIMIT:
+        for choice in itertools.product(*(o for _, o in placeable)):
+            score = _score([r for r, _ in placeable], choice, devices, prev)
+            if best is None or score < best[0]:
+                best = (score, choice)
+        chosen = best[1] if best else ()
+    else:
+        chosen = _greedy(placeable, devices, prev)
+    return _result([r for r, _ in placeable], chosen, devices, empty)
+
+
+def _greedy(
+    placeable: Sequence[Tuple[Request, List[Option]]], devices: Sequence[str], prev: Mapping[str, Option]
+) -> Tuple[Option, ...]:
+    order = sorted(range(len(placeable)), key=lambda i: -min(p.busy(placeable[i][0].fps) for p in placeable[i][0].profiles.values()))
+    picked: Dict[int, Option] = {}
+    for i in order:
+        req, opts = placeable[i]
+        done = sorted(picked)
+        best = min(
+            opts,
+            key=lambda o: _score([placeable[j][0] for j in done] + [req], [picked[j] for j in done] + [o], devices, prev),
+        )
+        picked[i] = best
+    return tuple(picked[i] for i in range(len(placeable)))
+
+
+def _result(
+    reqs: Sequence[Request], chosen: Sequence[Option], devices: Sequence[str], empty: Sequence[Request]
+) -> Placement:
+    util = _load(reqs, chosen, devices)
+    assignments: Dict[str, Assignment] = {}
+    shortfalls: List[str] = []
+    for req, option in zip(reqs, chosen):
+        scale = min(1.0, *(UTILISATION_CAP / util[d] for d in option if util[d] > 0))
+        predicted = req.fps * scale
+        latency = max(req.profiles[d].latency_ms for d in option)
+        met = scale >= 1.0 - 1e-9
+        busiest = max(option, key=lambda d: util[d])
+        if met:
+            reason = _why(req, option, util)
+        else:
+            reason = f"{busiest} would be {util[busiest]:.0%} busy; only {predicted:.1f} of {req.fps:g} fps fit"
+            shortfalls.append(f"{req.model}: needs {req.fps:g} fps, best placement gives {predicted:.1f} ({reason})")
+        power = sum(req.profiles[d].power_at(req.fps / len(option)) for d in option) * scale
+        assignments[req.model] = Assignment(
+            req.model, option, req.fps, predicted, latency, power, met, reason, dict(req.excluded)
+        )
+    for req in empty:
+        why = _no_device(req)
+        shortfalls.append(f"{req.model}: cannot be placed: {why}")
+        assignments[req.model] = Assignment(req.model, (), req.fps, 0.0, 0.0, 0.0, False, why, dict(req.excluded))
+    return Placement(assignments, util, shortfalls)
+
+
+def _why(req: Request, option: Option, util: Mapping[str, float]) -> str:
+    where = " + ".join(option)
+    source = req.profiles[option[0]].source
+    parts = [f"{where}: {req.fps:g} fps at {req.profiles[option[0]].latency_ms:.2f} ms ({source})"]
+    if req.latency_budget_ms is not None:
+        parts.append(f"within the {req.latency_budget_ms:g} ms budget")
+    cheaper = [d for d in req.profiles if (d,) != option and req.profiles[d].power_at(req.fps) < req.profiles[option[0]].power_at(req.fps)]
+    if cheaper:
+        parts.append(f"lower-power {', '.join(cheaper)} left to other models or kept as placed")
+    elif option[0].startswith("dla"):
+        parts.append("DLA chosen for lower power")
+    return "; ".join(parts)
+
+
+def _no_device(req: Request) -> str:
+    over = [f"{d}: {p.latency_ms:.2f} ms > {req.latency_budget_ms:g} ms budget" for d, p in sorted(req.profiles.items())]
+    excluded = [f"{d}: {why}" for d, why in sorted(req.excluded.items())]
+    return "; ".join(over + excluded) or "no usable device"
