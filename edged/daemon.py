@@ -14,8 +14,9 @@ from typing import IO, Dict, List, Optional
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
-from edged.errors import EdgedError
+from edged.errors import BackendError, EdgedError
 from edged.pipeline.model_pipeline import ModelPipeline
+from edged.placement.service import Placer, local_target
 
 __all__ = ["Daemon", "ModelSlot", "build_options"]
 
@@ -31,10 +32,11 @@ def resolve_device(model: ModelConfig) -> str:
     return "gpu" if model.device == "auto" else model.device
 
 
-def build_options(model: ModelConfig) -> BuildOptions:
+def build_options(model: ModelConfig, device: Optional[str] = None) -> BuildOptions:
     return BuildOptions(
         precision=model.precision,
-        device=resolve_device(model),
+        device=device or resolve_device(model),
+        gpu_fallback=model.gpu_fallback,
         batch=model.batch,
         threads=model.threads,
     )
@@ -62,16 +64,27 @@ class Daemon:
         self.stop_event = threading.Event()
         self._status_stream = status_stream
         self._signals = 0
+        # Which device each model's plan targets (DLA cores, GPU, CPU); see edged/placement.
+        self.placer = Placer(local_target())
+        self.placer.plan(config.models)
 
     # -- models ------------------------------------------------------------------------
 
     def load_model(self, model: ModelConfig) -> ModelPipeline:
         """Build, load and wire one model's pipeline (not started)."""
         backend = get_backend(model.backend)
-        options = build_options(model)
         if not os.path.isfile(model.path):
             raise EdgedError(f"{model.path}: model file not found")
-        runner = backend.load_plan(backend.build_plan(model.path, options).plan, options)
+        options = build_options(model, self.placer.device_for(model.name))
+        try:
+            built = backend.build_plan(model.path, options)
+        except BackendError as exc:
+            if not options.device.startswith("dla"):
+                raise
+            # A failed DLA build moves the model to the GPU; the reason stays in placer.status().
+            options = build_options(model, self.placer.fall_back(model.name, options.device, str(exc)))
+            built = backend.build_plan(model.path, options)
+        runner = backend.load_plan(built.plan, options)
         try:
             return ModelPipeline(model, runner)
         except Exception:
@@ -84,7 +97,10 @@ class Daemon:
                 slot.pipeline = self.load_model(slot.config)
                 slot.pipeline.start()
                 log.info(
-                    "model %s: serving (%s, %s)", slot.config.name, slot.config.backend, resolve_device(slot.config)
+                    "model %s: serving (%s, %s)",
+                    slot.config.name,
+                    slot.config.backend,
+                    self.placer.device_for(slot.config.name),
                 )
             except EdgedError as exc:
                 slot.error = str(exc)

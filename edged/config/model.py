@@ -82,6 +82,11 @@ class ModelConfig:
     preprocess: PreprocessConfig
     postprocess: PluginConfig
     sink: PluginConfig
+    # Placement policy (see docs/placement.md).
+    gpu_fallback: bool = True
+    max_dla_subgraphs: int = 4
+    latency_budget_ms: Optional[float] = None
+    target_fps: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,10 @@ def _preprocess(section: Mapping[str, Any]) -> PreprocessConfig:
     )
 
 
+def _optional_float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
 def build_config(doc: Mapping[str, Any]) -> Config:
     """Build typed sections from a document that already passed validation and defaults."""
     device = doc["device"]
@@ -147,6 +156,10 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 preprocess=_preprocess(merged["preprocess"]),
                 postprocess=_plugin(merged["postprocess"]),
                 sink=_plugin(merged["sink"]),
+                gpu_fallback=bool(merged.get("gpu_fallback", True)),
+                max_dla_subgraphs=int(merged.get("max_dla_subgraphs", 4)),
+                latency_budget_ms=_optional_float(merged.get("latency_budget_ms")),
+                target_fps=_optional_float(merged.get("target_fps")),
             )
         )
     mqtt = doc.get("mqtt")

@@ -320,7 +320,9 @@ def _verdict(a: Analysis, gpu_fallback: bool) -> None:
         return
     if not gpu_fallback:
         a.verdict = "gpu"
-        a.reasons = [f"gpu_fallback is off and {len(placed) - len(dla)} layer(s) cannot run on the DLA: the build would fail"]
+        a.reasons = [
+            f"gpu_fallback is off and {len(placed) - len(dla)} layer(s) cannot run on the DLA: the build would fail"
+        ]
         return
     if len(a.subgraphs) > a.max_dla_subgraphs:
         a.verdict = "fragmented"
@@ -330,4 +332,6 @@ def _verdict(a: Analysis, gpu_fallback: bool) -> None:
         ]
         return
     a.verdict = "dla_fallback"
-    a.reasons = [f"{len(placed) - len(dla)} of {len(placed)} layers run on the GPU in {len(a.subgraphs)} DLA subgraph(s)"]
+    a.reasons = [
+        f"{len(placed) - len(dla)} of {len(placed)} layers run on the GPU in {len(a.subgraphs)} DLA subgraph(s)"
+    ]

@@ -96,7 +96,9 @@ def _cbuf(ctx: CheckContext, node: Node, weight: Shape, kernel: List[int], dilat
     kh, kw = kernel[0], kernel[1]
     weight_bytes = per_group_cin * kh * kw * b
     wt_banks = math.ceil((math.ceil(weight_bytes / 128) * 128) / 32768)
-    data_banks = math.ceil(math.ceil(math.ceil(per_group_cin * b / 32) * width / 4) * ((kh - 1) * dilations[0] + 1) / 256)
+    data_banks = math.ceil(
+        math.ceil(math.ceil(per_group_cin * b / 32) * width / 4) * ((kh - 1) * dilations[0] + 1) / 256
+    )
     limit = ctx.rules["conv.cbuf"].params["banks"]
     if wt_banks + data_banks > limit:
         return ctx.fail("conv.cbuf", f"needs {wt_banks} weight + {data_banks} data banks > {limit}")
@@ -133,9 +135,9 @@ def _pool(ctx: CheckContext, node: Node) -> Check:
     )
     if problem:
         return problem
-    if node.op == "AveragePool" and "pool.avg_xavier" in ctx.rules.rules and any(node.attrs.get("pads", [])):
-        if not node.attrs.get("count_include_pad", 0):
-            return ctx.fail("pool.avg_xavier", "padded average pool excludes padding (count_include_pad=0)")
+    xavier_avg = node.op == "AveragePool" and "pool.avg_xavier" in ctx.rules.rules
+    if xavier_avg and any(node.attrs.get("pads", [])) and not node.attrs.get("count_include_pad", 0):
+        return ctx.fail("pool.avg_xavier", "padded average pool excludes padding (count_include_pad=0)")
     return ctx.ok()
 
 
@@ -276,7 +278,7 @@ def _shuffle(ctx: CheckContext, node: Node) -> Check:
     if src is None or dst is None or len(src) != 4 or len(dst) != 4:
         ranks = f"reshapes a {len(src) if src else '?'}-D tensor to {len(dst) if dst else '?'}-D"
         return ctx.fail("shuffle.rank", ranks)
-    if node.op == "Transpose" and list(node.attrs.get("perm", [0]))[0] != 0:
+    if node.op == "Transpose" and next(iter(node.attrs.get("perm", [0]))) != 0:
         return ctx.fail("shuffle.batch", f"perm {list(node.attrs['perm'])} moves the batch axis")
     if src[0] != dst[0]:
         return ctx.fail("shuffle.batch", f"batch {src[0]} -> {dst[0]}")
@@ -365,11 +367,31 @@ for _op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "Re
     _CHECKS[_op] = _reduce
 for _op in UNARY_OPS:
     _CHECKS[_op] = _unary
-_UNSUPPORTED = (
-    "InstanceNormalization GroupNormalization LayerNormalization Gather GatherElements GatherND Shape "
-    "ConstantOfShape Range Where TopK NonMaxSuppression Einsum ScatterND ScatterElements Loop If Cast "
-    "Expand Tile Pad QuantizeLinear DequantizeLinear"
-).split()
+_UNSUPPORTED = [  # fact sheet §3.17: no DLA implementation
+    "InstanceNormalization",
+    "GroupNormalization",
+    "LayerNormalization",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Shape",
+    "ConstantOfShape",
+    "Range",
+    "Where",
+    "TopK",
+    "NonMaxSuppression",
+    "Einsum",
+    "ScatterND",
+    "ScatterElements",
+    "Loop",
+    "If",
+    "Cast",
+    "Expand",
+    "Tile",
+    "Pad",
+    "QuantizeLinear",
+    "DequantizeLinear",
+]
 for _op in _UNSUPPORTED:
     _CHECKS[_op] = _unsupported
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from edged.placement.analysis import DEFAULT_MAX_DLA_SUBGRAPHS, Analysis, analyse
+from edged.placement.analysis import DEFAULT_MAX_DLA_SUBGRAPHS, Analysis, NodeResult, analyse
 from edged.placement.graph import load_graph
 from edged.placement.profiles import estimate_profiles
 from edged.placement.solver import UTILISATION_CAP, Placement, Request, place
@@ -97,14 +97,14 @@ def explain(policies: Sequence[ModelPolicy], target: Target) -> Report:
     return Report(target, analyses, place(requests, target.devices()), notes)
 
 
-def _where(node: Any) -> str:
+def _where(node: NodeResult) -> str:
     if node.device == "dla":
         return f"DLA (piece {node.subgraph + 1})" if node.subgraph is not None else "DLA"
     return {"gpu": "GPU", "build-time": "(folded)", "removed": "(removed)"}.get(node.device, node.device)
 
 
-def _why(node: Any) -> str:
-    if node.rule is None or node.device == "dla" and node.detail == "supported":
+def _why(node: NodeResult) -> str:
+    if node.rule is None or (node.device == "dla" and node.detail == "supported"):
         return node.detail
     mark = f", {node.rule.mark}" if node.rule.mark else ""
     return f"{node.detail}  [{node.rule.id}, confidence {node.rule.confidence}{mark}]"
@@ -125,13 +125,21 @@ def render_analysis(a: Analysis, path: str) -> List[str]:
             f"and more than {a.max_dla_subgraphs} is treated as too fragmented"
         )
         lines.append(f"  GPU<->DLA hand-overs: {a.transitions} (each converts the tensor format and waits)")
+    placed = a.placed
+    reasons = {(n.device, n.rule.id if n.rule else "") for n in placed}
+    if placed and len(reasons) == 1 and placed[0].device == "gpu":
+        # One reason for every layer (FP32, no DLA): a table would repeat it N times.
+        lines.append(f"  All {len(placed)} layers run on the GPU: {_why(placed[0])}")
+        return lines
     rows = [["#", "layer (ONNX node)", "op", "TensorRT layer", "runs on", "why"]]
     for i, node in enumerate(a.nodes, 1):
         rows.append([str(i), node.name, node.op, "+".join(node.layers), _where(node), _why(node)])
     lines += _table(rows)
     marked = sorted({n.rule.id for n in a.nodes if n.rule is not None and n.rule.mark})
     if marked:
-        lines.append(f"  Unconfirmed rules used ([REC]: recalled, L: single source; confirm on a device): {', '.join(marked)}")
+        lines.append(
+            f"  Unconfirmed rules used ([REC]: recalled, L: single source; confirm on a device): {', '.join(marked)}"
+        )
     return lines
 
 
@@ -164,7 +172,8 @@ def render_text(report: Report, paths: Dict[str, str]) -> str:
     t = report.target
     trt = f"TensorRT {t.trt_version}" if t.trt_version else "no TensorRT (ONNX Runtime)"
     lines = [
-        f"Platform {t.name}: {t.soc or 'not a Jetson'}, {t.dla_cores} DLA core(s), {trt}, devices {', '.join(t.devices())}",
+        f"Platform {t.name}: {t.soc or 'not a Jetson'}, {t.dla_cores} DLA core(s), {trt}, "
+        f"devices {', '.join(t.devices())}",
         "The DLA is a low-power inference engine beside the GPU; layers it cannot run fall back to the GPU.",
     ]
     lines += [f"Note: {n}" for n in report.notes]

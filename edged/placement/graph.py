@@ -55,7 +55,9 @@ def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise PlacementError("reading ONNX models needs the onnx package: install python3-onnx or pip install onnx")
+        raise PlacementError(
+            "reading ONNX models needs the onnx package: install python3-onnx or pip install onnx"
+        ) from None
     return onnx
 
 

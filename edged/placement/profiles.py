@@ -4,12 +4,12 @@ A measured profile (a short benchmark right after the build, stored in the plan 
 always replaces an estimate. Estimates exist so placement can start before anything is
 built; they are deliberately simple and labelled ``estimated`` everywhere they appear.
 
-Estimate model: latency = fixed overhead + MACs / rate, with rate = speed × BASE_MACS_PER_S
+Estimate model: latency = fixed overhead + MACs / rate, with rate = speed x BASE_MACS_PER_S
 for the precision. BASE is one AGX Orin GPU at batch 1, calibrated on NVIDIA's published
 points (DESIGN.md §6): 2 DLA cores run ResNet-50 INT8 (≈4.1 GMAC) at ≈2000 img/s, so one
 core ≈ 4.1 TMAC/s effective; YOLOv5s INT8 at batch 1 takes 3.8 ms on a DLA and 1.8 ms on
-the GPU, so the GPU ≈ 2.1× one core ≈ 8.6 TMAC/s. FP16 is taken as half the INT8 rate
-(an assumption, not a published figure). Active power: the DLA's 3–5× better perf/W puts a
+the GPU, so the GPU ≈ 2.1x one core ≈ 8.6 TMAC/s. FP16 is taken as half the INT8 rate
+(an assumption, not a published figure). Active power: the DLA's 3-5x better perf/W puts a
 core near 2 W where the GPU draws ~15 W for the same kind of work.
 """
 
@@ -48,7 +48,7 @@ class Profile:
         return fps / self.batch * self.latency_ms / 1000.0
 
     def power_at(self, fps: float) -> float:
-        """Average extra power (mW) at ``fps``: energy per batch × batches per second."""
+        """Average extra power (mW) at ``fps``: energy per batch x batches per second."""
         return self.power_mw * self.busy(fps)
 
     def as_dict(self) -> Dict[str, Any]:

@@ -1,14 +1,14 @@
 """Place several models on DLA cores and GPUs: meet every target, then least power, then balance.
 
 Each device is a single server: a DLA core runs one loadable at a time, and GPU contexts
-share the same SMs, so a model at ``fps`` keeps its device busy ``fps × latency`` of the
+share the same SMs, so a model at ``fps`` keeps its device busy ``fps x latency`` of the
 time (plus ``gpu_ms`` on the GPU for a DLA placement's fallback layers). A placement is
 feasible when every device stays under UTILISATION_CAP and every model's latency meets its
 budget. Among feasible placements the solver picks, in this order:
 
 1. fewest unmet models, then the smallest total shortfall (for infeasible sets);
 2. fewest moved models, when re-planning (a model keeps its devices if they still work);
-3. least predicted power (the DLA's perf/W is 3-5× the GPU's, so this prefers the DLA);
+3. least predicted power (the DLA's perf/W is 3-5x the GPU's, so this prefers the DLA);
 4. lowest peak device utilisation (balance);
 5. device names in a fixed order, so the same input always gives the same answer.
 
@@ -191,14 +191,19 @@ def place(
 def _greedy(
     placeable: Sequence[Tuple[Request, List[Option]]], devices: Sequence[str], prev: Mapping[str, Option]
 ) -> Tuple[Option, ...]:
-    order = sorted(range(len(placeable)), key=lambda i: -min(p.busy(placeable[i][0].fps) for p in placeable[i][0].profiles.values()))
+    order = sorted(
+        range(len(placeable)),
+        key=lambda i: -min(p.busy(placeable[i][0].fps) for p in placeable[i][0].profiles.values()),
+    )
     picked: Dict[int, Option] = {}
     for i in order:
         req, opts = placeable[i]
         done = sorted(picked)
         best = min(
             opts,
-            key=lambda o: _score([placeable[j][0] for j in done] + [req], [picked[j] for j in done] + [o], devices, prev),
+            key=lambda o: _score(
+                [placeable[j][0] for j in done] + [req], [picked[j] for j in done] + [o], devices, prev
+            ),
         )
         picked[i] = best
     return tuple(picked[i] for i in range(len(placeable)))
@@ -238,7 +243,11 @@ def _why(req: Request, option: Option, util: Mapping[str, float]) -> str:
     parts = [f"{where}: {req.fps:g} fps at {req.profiles[option[0]].latency_ms:.2f} ms ({source})"]
     if req.latency_budget_ms is not None:
         parts.append(f"within the {req.latency_budget_ms:g} ms budget")
-    cheaper = [d for d in req.profiles if (d,) != option and req.profiles[d].power_at(req.fps) < req.profiles[option[0]].power_at(req.fps)]
+    cheaper = [
+        d
+        for d in req.profiles
+        if (d,) != option and req.profiles[d].power_at(req.fps) < req.profiles[option[0]].power_at(req.fps)
+    ]
     if cheaper:
         parts.append(f"lower-power {', '.join(cheaper)} left to other models or kept as placed")
     elif option[0].startswith("dla"):
@@ -247,6 +256,8 @@ def _why(req: Request, option: Option, util: Mapping[str, float]) -> str:
 
 
 def _no_device(req: Request) -> str:
-    over = [f"{d}: {p.latency_ms:.2f} ms > {req.latency_budget_ms:g} ms budget" for d, p in sorted(req.profiles.items())]
+    over = [
+        f"{d}: {p.latency_ms:.2f} ms > {req.latency_budget_ms:g} ms budget" for d, p in sorted(req.profiles.items())
+    ]
     excluded = [f"{d}: {why}" for d, why in sorted(req.excluded.items())]
     return "; ".join(over + excluded) or "no usable device"

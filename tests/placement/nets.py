@@ -55,7 +55,9 @@ class Net:
         """The DLA-friendly classifier head: AveragePool over the whole (<= 8x8) map, Flatten, Gemm."""
         pooled = self.op("AveragePool", [x], "head_pool", kernel_shape=[hw, hw])
         flat = self.op("Flatten", [pooled], "head_flatten", axis=1)
-        return self.op("Gemm", [flat, self.const(np.zeros((classes, c))), self.const(np.zeros(classes))], "fc", transB=1)
+        return self.op(
+            "Gemm", [flat, self.const(np.zeros((classes, c))), self.const(np.zeros(classes))], "fc", transB=1
+        )
 
     def model(self, output: str) -> onnx.ModelProto:
         out = helper.make_tensor_value_info(output, TensorProto.FLOAT, None)
