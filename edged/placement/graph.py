@@ -105,7 +105,7 @@ def graph_from_model(model: Any, batch: int = 1) -> Graph:
             shape.dim[0].Clear()
             shape.dim[0].dim_value = batch
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
         raise PlacementError(f"ONNX shape inference failed: {exc}") from None
     g = inferred.graph

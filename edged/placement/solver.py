@@ -9,8 +9,9 @@ budget. Among feasible placements the solver picks, in this order:
 1. fewest unmet models, then the smallest total shortfall (for infeasible sets);
 2. fewest moved models, when re-planning (a model keeps its devices if they still work);
 3. least predicted power (the DLA's perf/W is 3-5x the GPU's, so this prefers the DLA);
-4. lowest peak device utilisation (balance);
-5. device names in a fixed order, so the same input always gives the same answer.
+4. fewest engine instances (each costs memory and a build);
+5. lowest peak device utilisation (balance);
+6. device names in a fixed order, so the same input always gives the same answer.
 
 Options per model: any one device, or all its DLA cores together (the rate split evenly,
 one engine instance per core) when one core is not enough. The search is exhaustive over
@@ -130,17 +131,47 @@ def _options(req: Request, order: Sequence[str]) -> List[Option]:
     return options
 
 
-def _load(requests: Sequence[Request], choice: Sequence[Option], devices: Sequence[str]) -> Dict[str, float]:
+def _load(
+    requests: Sequence[Request], choice: Sequence[Option], devices: Sequence[str]
+) -> Tuple[Dict[str, float], List[Dict[str, float]]]:
+    """Per-device utilisation, and each request's share of it."""
     util = {d: 0.0 for d in devices}
+    shares: List[Dict[str, float]] = []
     gpu = next((d for d in devices if d.startswith("gpu")), None)
     for req, option in zip(requests, choice):
-        share = req.fps / len(option)
+        mine: Dict[str, float] = {}
+        rate = req.fps / len(option)
         for device in option:
             prof = req.profiles[device]
-            util[device] += prof.busy(share)
+            mine[device] = mine.get(device, 0.0) + prof.busy(rate)
             if prof.gpu_ms and gpu is not None:
-                util[gpu] += share / prof.batch * prof.gpu_ms / 1000.0
-    return util
+                mine[gpu] = mine.get(gpu, 0.0) + rate / prof.batch * prof.gpu_ms / 1000.0
+        for device, busy in mine.items():
+            util[device] += busy
+        shares.append(mine)
+    return util, shares
+
+
+def _served(
+    requests: Sequence[Request], choice: Sequence[Option], devices: Sequence[str]
+) -> Tuple[Dict[str, float], List[float]]:
+    """Utilisation, and the fraction of its target each request gets. On an overloaded
+    device the lightest models are served in full first (most targets met); the model
+    that no longer fits gets what is left, the ones after it nothing."""
+    util, shares = _load(requests, choice, devices)
+    scale = [1.0] * len(requests)
+    for device in devices:
+        if util[device] <= UTILISATION_CAP + 1e-12:
+            continue
+        users = sorted((s[device], requests[i].model, i) for i, s in enumerate(shares) if device in s)
+        left = UTILISATION_CAP
+        for busy, _, i in users:
+            if busy <= left + 1e-12:
+                left -= busy
+            else:
+                scale[i] = min(scale[i], max(0.0, left) / busy)
+                left = 0.0
+    return util, scale
 
 
 def _score(
@@ -149,17 +180,18 @@ def _score(
     devices: Sequence[str],
     previous: Mapping[str, Option],
 ) -> Tuple[Any, ...]:
-    util = _load(requests, choice, devices)
-    unmet, shortfall, power = 0, 0.0, 0.0
-    for req, option in zip(requests, choice):
-        scale = min(1.0, *(UTILISATION_CAP / util[d] for d in option if util[d] > 0))
-        if scale < 1.0 - 1e-9:
-            unmet += 1
-            shortfall += 1.0 - scale
-        power += sum(req.profiles[d].power_at(req.fps / len(option)) for d in option)
+    util, scales = _served(requests, choice, devices)
+    unmet = sum(1 for s in scales if s < 1.0 - 1e-9)
+    shortfall = sum(1.0 - s for s in scales)
+    power = sum(
+        sum(req.profiles[d].power_at(req.fps / len(option)) for d in option) * s
+        for req, option, s in zip(requests, choice, scales)
+    )
     moved = sum(1 for req, option in zip(requests, choice) if req.model in previous and previous[req.model] != option)
+    instances = sum(len(option) for option in choice)
     rank = [[devices.index(d) for d in option] for option in choice]
-    return (unmet, round(shortfall, 9), moved, round(power, 6), round(max(util.values(), default=0.0), 9), rank)
+    peak = max(util.values(), default=0.0)
+    return (unmet, round(shortfall, 9), moved, round(power, 6), instances, round(peak, 9), rank)
 
 
 def place(
@@ -212,11 +244,10 @@ def _greedy(
 def _result(
     reqs: Sequence[Request], chosen: Sequence[Option], devices: Sequence[str], empty: Sequence[Request]
 ) -> Placement:
-    util = _load(reqs, chosen, devices)
+    util, scales = _served(reqs, chosen, devices)
     assignments: Dict[str, Assignment] = {}
     shortfalls: List[str] = []
-    for req, option in zip(reqs, chosen):
-        scale = min(1.0, *(UTILISATION_CAP / util[d] for d in option if util[d] > 0))
+    for req, option, scale in zip(reqs, chosen, scales):
         predicted = req.fps * scale
         latency = max(req.profiles[d].latency_ms for d in option)
         met = scale >= 1.0 - 1e-9
@@ -224,7 +255,7 @@ def _result(
         if met:
             reason = _why(req, option, util)
         else:
-            reason = f"{busiest} would be {util[busiest]:.0%} busy; only {predicted:.1f} of {req.fps:g} fps fit"
+            reason = f"{busiest} would be {util[busiest]:.0%} busy; {predicted:.1f} of {req.fps:g} fps fit"
             shortfalls.append(f"{req.model}: needs {req.fps:g} fps, best placement gives {predicted:.1f} ({reason})")
         power = sum(req.profiles[d].power_at(req.fps / len(option)) for d in option) * scale
         assignments[req.model] = Assignment(
