@@ -164,15 +164,19 @@ class Placer:
     # -- feedback -----------------------------------------------------------------------
 
     def fall_back(self, model: str, device: str, reason: str) -> str:
-        """``device`` failed for ``model`` (a DLA build error): rule it out, re-place, and
-        return the new device. Other models keep their devices."""
+        """``device`` failed for ``model`` (a DLA build error): rule it out (every DLA core, for
+        a DLA), re-place, and return the new device. Other models keep their devices."""
         log.warning("model %s: leaving %s: %s", model, device, reason)
         request = self._requests.get(model)
         if request is None:
             self._fixed[model] = "gpu"
             self._notes[model] = f"{device} failed: {reason}; GPU"
             return "gpu"
-        self._requests[model] = request.without(device, reason)
+        # DLA cores are identical and share one compiler: what fails on one fails on all.
+        same = [d for d in request.profiles if d.startswith("dla")] if device.startswith("dla") else [device]
+        for each in same or [device]:
+            request = request.without(each, reason)
+        self._requests[model] = request
         previous = {n: a.devices for n, a in self.placement.assignments.items() if n != model} if self.placement else {}
         self._solve(previous)
         return self.device_for(model)
