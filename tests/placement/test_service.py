@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 import nets
 import onnx
@@ -142,7 +142,7 @@ class RecordingBackend(OnnxRuntimeBackend):
     build and load for, fails DLA builds on request, and runs ONNX Runtime underneath."""
 
     name = "tensorrt"
-    calls: List[str] = []
+    calls: ClassVar[List[str]] = []
     fail_dla = True
 
     def build_plan(self, model_path: str, options: BuildOptions, progress: Optional[Any] = None) -> BuiltPlan:
