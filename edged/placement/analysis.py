@@ -75,6 +75,7 @@ class Analysis:
     verdict: str
     reasons: List[str] = field(default_factory=list)
     macs: int = 0
+    notes: List[str] = field(default_factory=list)
 
     @property
     def placed(self) -> List[NodeResult]:
@@ -115,6 +116,7 @@ class Analysis:
             "loadable_limit_per_core": self.loadable_limit,
             "transitions": self.transitions,
             "macs": self.macs,
+            "notes": list(self.notes),
             "nodes": [n.as_dict() for n in self.nodes],
         }
 
@@ -223,6 +225,11 @@ def analyse(
         macs=macs,
     )
     _verdict(analysis, gpu_fallback)
+    for name, shape in sorted(graph.dynamic_inputs.items()):
+        analysis.notes.append(
+            f"input '{name}' is declared {_fmt(shape)}; the plan is built for batch {graph.batch}"
+            + ("" if all(isinstance(d, int) for d in shape[1:]) else " and the other dynamic dimensions stay dynamic")
+        )
     return analysis
 
 

@@ -119,6 +119,7 @@ def render_analysis(a: Analysis, path: str) -> List[str]:
     lines = [f"Model {a.model} ({os.path.basename(path)}, {a.precision.upper()})"]
     lines.append(f"  Verdict: {a.verdict_text}")
     lines += [f"    {reason}" for reason in a.reasons]
+    lines += [f"  Note: {note}" for note in a.notes]
     if a.dla_available:
         lines.append(
             f"  DLA pieces (loadables): {len(a.subgraphs)}; a DLA core holds at most {a.loadable_limit}, "

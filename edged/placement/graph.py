@@ -40,6 +40,7 @@ class Graph:
     outputs: Tuple[str, ...]
     opset: int
     dynamic_inputs: Dict[str, Shape] = field(default_factory=dict)  # as declared, before fixing
+    batch: int = 1
 
     def shape(self, tensor: str) -> Optional[Shape]:
         return self.shapes.get(tensor)
@@ -133,6 +134,7 @@ def graph_from_model(model: Any, batch: int = 1) -> Graph:
         outputs=tuple(v.name for v in g.output),
         opset=opset,
         dynamic_inputs=declared,
+        batch=batch,
     )
 
 

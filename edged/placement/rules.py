@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-__all__ = ["TABLE_VERSION", "Rule", "RuleSet", "rules_for", "UNSUPPORTED_LAYERS"]
+__all__ = ["TABLE_VERSION", "Rule", "RuleSet", "rules_for"]
 
 # Bump when a row changes, so explanations and stored analyses name the table they used.
 TABLE_VERSION = "2026.11-1"
@@ -55,25 +55,6 @@ class Rule:
 def _r(rid: str, text: str, source: str, conf: str, rec: bool = False, **params: Any) -> Rule:
     return Rule(rid, text, source, conf, rec, params)
 
-
-# Layer types with no DLA implementation in either table (fact sheet §3.17).
-UNSUPPORTED_LAYERS = (
-    "Gather",
-    "MatrixMultiply(two activations)",
-    "Normalization",
-    "Plugin",
-    "Select",
-    "TopK",
-    "Shape",
-    "Fill",
-    "Loop",
-    "Conditional",
-    "Identity/Cast",
-    "Padding",
-    "Scatter",
-    "Einsum",
-    "Quantize/Dequantize",
-)
 
 _BASE: Tuple[Rule, ...] = (
     _r("general.no_dla", "this platform has no DLA core", "SW-README; DESIGN §2", "H"),

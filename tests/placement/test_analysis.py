@@ -83,7 +83,10 @@ def test_dynamic_spatial_dims_go_to_gpu_but_dynamic_batch_is_fixed(analyse_model
     node = by_name(dyn)["conv_dyn"]
     assert node.rule.id == "general.static_shapes" and "dynamic shape" in node.detail
     assert dyn.verdict == "gpu"
-    assert analyse_model(nets.dynamic_batch()).verdict == "dla"
+    assert "stay dynamic" in dyn.notes[0]
+    fixed = analyse_model(nets.dynamic_batch())
+    assert fixed.verdict == "dla"
+    assert fixed.notes == ["input 'input' is declared [N, 3, 32, 32]; the plan is built for batch 1"]
 
 
 def test_softmax_differs_between_xavier_and_orin(analyse_model: Analyse) -> None:

@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 import pytest
 
-from edged.placement.profiles import Profile
+from edged.placement.profiles import Profile, profile_from_dict
 from edged.placement.solver import Request, place
 from edged.placement.target import preset
 
@@ -110,3 +110,21 @@ def test_failed_dla_build_falls_back_to_gpu_with_reason() -> None:
     assert a.devices == ("gpu",)
     assert a.as_dict()["not_on"] == {"dla0": "DLA build failed: out of DLA memory"}
     assert p.devices_of("detector") == ("dla0",)  # the freed core goes to the next model
+
+
+def test_many_models_use_the_greedy_search_deterministically() -> None:
+    devices = ["dla0", "dla1", "gpu"]
+    reqs = [
+        Request(f"m{i:02d}", profiles(f"m{i:02d}", {"dla0": 4.0, "dla1": 4.0, "gpu": 2.0}), 20.0) for i in range(14)
+    ]
+    first = place(reqs, devices)
+    assert first.feasible and first.as_dict() == place(list(reversed(reqs)), devices).as_dict()
+    # 14 x 0.08 busy: the DLAs fill up to the cap first, the rest go to the GPU.
+    on_dla = [a for a in first.assignments.values() if a.device.startswith("dla")]
+    assert len(on_dla) == 14 and max(first.utilisation.values()) <= 0.9
+
+
+def test_measured_profile_round_trips_from_a_manifest() -> None:
+    prof = Profile("m", "dla1", 3.25, 1800.0, gpu_ms=0.4, batch=2, source="measured")
+    assert profile_from_dict(prof.as_dict()) == prof
+    assert prof.max_fps == pytest.approx(2000.0 / 3.25)
