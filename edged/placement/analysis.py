@@ -15,15 +15,15 @@ rare diamond shapes; it never merges what TensorRT keeps apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from edged.placement.checks import Check, CheckContext, check_node
 from edged.placement.graph import Graph, Node
 from edged.placement.layers import ELIDED_OPS, trt_layers
 from edged.placement.rules import Rule, RuleSet, rules_for
 
-__all__ = ["NodeResult", "Analysis", "analyse", "DEFAULT_MAX_DLA_SUBGRAPHS", "VERDICT_TEXT"]
+__all__ = ["NodeResult", "Analysis", "analyse", "with_devices", "DEFAULT_MAX_DLA_SUBGRAPHS", "VERDICT_TEXT"]
 
 # Policy default, not an NVIDIA limit: each extra subgraph adds a GPU↔DLA round trip with
 # a reformat and a synchronisation; NVIDIA's GroupNorm example ran at half the rate of its
@@ -76,6 +76,8 @@ class Analysis:
     reasons: List[str] = field(default_factory=list)
     macs: int = 0
     notes: List[str] = field(default_factory=list)
+    gpu_fallback: bool = True
+    graph: Optional[Graph] = field(default=None, repr=False, compare=False)
 
     @property
     def placed(self) -> List[NodeResult]:
@@ -209,28 +211,53 @@ def analyse(
             if check.dla:
                 check = _sizes(ctx, graph, node) or check
         results.append(NodeResult(node.name, node.op, layers, "dla" if check.dla else "gpu", check.rule, check.detail))
-    limit = int(rules["general.loadables"].params["per_core"])
-    results, groups = _partition(graph, results, rules["general.loadables"], limit)
     analysis = Analysis(
         model=model,
         precision=precision,
         rules=rules,
         dla_available=dla_generation is not None,
         nodes=results,
-        subgraphs=groups,
-        transitions=_transitions(graph, results),
-        loadable_limit=limit,
+        subgraphs=[],
+        transitions=0,
+        loadable_limit=int(rules["general.loadables"].params["per_core"]),
         max_dla_subgraphs=max_dla_subgraphs,
         verdict="gpu",
         macs=macs,
+        gpu_fallback=gpu_fallback,
+        graph=graph,
     )
-    _verdict(analysis, gpu_fallback)
+    _conclude(analysis, graph)
     for name, shape in sorted(graph.dynamic_inputs.items()):
         analysis.notes.append(
             f"input '{name}' is declared {_fmt(shape)}; the plan is built for batch {graph.batch}"
             + ("" if all(isinstance(d, int) for d in shape[1:]) else " and the other dynamic dimensions stay dynamic")
         )
     return analysis
+
+
+def _conclude(a: Analysis, graph: Graph) -> None:
+    """Pieces, hand-overs and verdict from the per-node devices in ``a.nodes``."""
+    a.nodes, a.subgraphs = _partition(graph, a.nodes, a.rules["general.loadables"], a.loadable_limit)
+    a.transitions = _transitions(graph, a.nodes)
+    a.reasons = []
+    _verdict(a, a.gpu_fallback)
+
+
+def with_devices(analysis: Analysis, devices: Mapping[str, str], source: str) -> Analysis:
+    """A copy of ``analysis`` where the nodes in ``devices`` (name → "dla"/"gpu") run where
+    a report says they ran; pieces, hand-overs and verdict are recomputed."""
+    if analysis.graph is None:
+        raise ValueError("analysis has no graph")
+    nodes = []
+    for n in analysis.nodes:
+        got = devices.get(n.name)
+        if got in ("dla", "gpu") and got != n.device and n.device in ("dla", "gpu"):
+            detail = f"{source} reports {got.upper()}; predicted {n.device.upper()}: {n.detail}"
+            n = NodeResult(n.name, n.op, n.layers, got, n.rule, detail)
+        nodes.append(n)
+    copy = replace(analysis, nodes=nodes, reasons=[], notes=list(analysis.notes))
+    _conclude(copy, analysis.graph)
+    return copy
 
 
 def _aliases(graph: Graph, results: List[NodeResult]) -> Dict[str, str]:

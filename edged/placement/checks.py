@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 from edged.placement.graph import Graph, Node, Shape
-from edged.placement.layers import UNARY_OPS
+from edged.placement.layers import NO_DLA_OPS, UNARY_OPS
 from edged.placement.rules import Rule, RuleSet
 
 __all__ = ["Check", "CheckContext", "check_node"]
@@ -196,7 +196,10 @@ def _concat(ctx: CheckContext, node: Node) -> Check:
 
 
 def _resize(ctx: CheckContext, node: Node) -> Check:
-    scales_name = node.inputs[1] if node.op == "Upsample" else (node.inputs[2] if len(node.inputs) > 2 else "")
+    # Upsample and opset-10 Resize take scales second; opset 11+ Resize third (after roi).
+    scales_name = node.inputs[1] if node.op == "Upsample" or len(node.inputs) == 2 else ""
+    if node.op == "Resize" and len(node.inputs) > 2:
+        scales_name = node.inputs[2]
     if node.op == "Resize" and len(node.inputs) > 3 and node.inputs[3]:
         return ctx.fail("resize.static", "output size given by a 'sizes' input")
     scales = ctx.graph.const(scales_name) if scales_name else None
@@ -210,12 +213,13 @@ def _resize(ctx: CheckContext, node: Node) -> Check:
     if any(v != int(v) or not 1 <= v <= limit for v in values[2:]):
         return ctx.fail("resize.scales", f"H/W scales {values[2:]} not integers 1-{limit} ({mode})")
     coord = str(_text(node.attrs.get("coordinate_transformation_mode", "half_pixel")))
-    if node.op == "Upsample":
+    legacy = node.op == "Upsample" or ctx.graph.opset < 11  # asymmetric coordinates, floor rounding
+    if legacy:
         coord = "asymmetric"
     if mode == "nearest":
-        nearest = str(_text(node.attrs.get("nearest_mode", "round_prefer_floor")))
+        nearest = "floor" if legacy else str(_text(node.attrs.get("nearest_mode", "round_prefer_floor")))
         allowed = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"), ("half_pixel", "round_prefer_ceil")}
-        if (coord, nearest) not in allowed and node.op != "Upsample":
+        if (coord, nearest) not in allowed:
             return ctx.fail("resize.mode", f"nearest with {coord}/{nearest}")
     elif mode == "linear":
         if coord not in ("half_pixel", "pytorch_half_pixel"):
@@ -367,32 +371,7 @@ for _op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "Re
     _CHECKS[_op] = _reduce
 for _op in UNARY_OPS:
     _CHECKS[_op] = _unary
-_UNSUPPORTED = [  # fact sheet §3.17: no DLA implementation
-    "InstanceNormalization",
-    "GroupNormalization",
-    "LayerNormalization",
-    "Gather",
-    "GatherElements",
-    "GatherND",
-    "Shape",
-    "ConstantOfShape",
-    "Range",
-    "Where",
-    "TopK",
-    "NonMaxSuppression",
-    "Einsum",
-    "ScatterND",
-    "ScatterElements",
-    "Loop",
-    "If",
-    "Cast",
-    "Expand",
-    "Tile",
-    "Pad",
-    "QuantizeLinear",
-    "DequantizeLinear",
-]
-for _op in _UNSUPPORTED:
+for _op in NO_DLA_OPS:
     _CHECKS[_op] = _unsupported
 
 

@@ -92,7 +92,7 @@ def explain(policies: Sequence[ModelPolicy], target: Target) -> Report:
         )
         analyses[policy.name] = analysis
         requests.append(build_request(policy, analysis, target))
-        if analysis.rules.note and analysis.rules.note not in notes:
+        if target.dla_generation and analysis.rules.note and analysis.rules.note not in notes:
             notes.append(analysis.rules.note)
     return Report(target, analyses, place(requests, target.devices()), notes)
 

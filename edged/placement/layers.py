@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-__all__ = ["trt_layers", "ELIDED_OPS"]
+__all__ = ["trt_layers", "ELIDED_OPS", "NO_DLA_OPS", "UNARY_OPS"]
 
 # Ops the builder removes at inference time; they take no device.
 ELIDED_OPS = frozenset({"Dropout", "Identity"})
@@ -96,6 +96,14 @@ _SIMPLE: Dict[str, Tuple[str, ...]] = {
     "DequantizeLinear": ("Dequantize",),
     "Constant": ("Constant",),
 }
+
+# Ops whose TensorRT layers have no DLA implementation (fact sheet §3.17): normalization,
+# gather, shape arithmetic, NMS and other plugins, loops, padding, scatter, Q/DQ.
+NO_DLA_OPS = frozenset(
+    "InstanceNormalization GroupNormalization LayerNormalization Gather GatherElements GatherND Shape "
+    "ConstantOfShape Range Where TopK NonMaxSuppression Einsum ScatterND ScatterElements Loop If Cast "
+    "Expand Tile Pad QuantizeLinear DequantizeLinear".split()
+)
 
 # ONNX unary ops the parser imports as IUnaryLayer.
 UNARY_OPS = (

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from edged.placement.analysis import Analysis
+from edged.placement.analysis import Analysis, with_devices
 
-__all__ = ["Difference", "compare_reported"]
+__all__ = ["Difference", "compare_reported", "reconcile"]
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +79,13 @@ def compare_reported(analysis: Analysis, report: Sequence[Mapping[str, Any]], so
     if report and not diffs:
         log.info("model %s: %s agrees with the predicted placement", analysis.model, source)
     return diffs
+
+
+def reconcile(
+    analysis: Analysis, report: Sequence[Mapping[str, Any]], source: str
+) -> Tuple[Analysis, List[Difference]]:
+    """The analysis as the report says it really is (the report wins), and the differences."""
+    diffs = compare_reported(analysis, report, source)
+    if not diffs:
+        return analysis, diffs
+    return with_devices(analysis, {d.node: d.reported for d in diffs}, source), diffs

@@ -75,9 +75,10 @@ class Placer:
                 # ONNX Runtime has no DLA: CPU unless the config asks for its CUDA provider.
                 self._fixed[model.name] = "cpu" if model.device in ("auto", "cpu") else "gpu"
                 continue
-            if self.target is None:
+            if self.target is None or self.target.trt_version is None:
                 self._fixed[model.name] = {"auto": "gpu", "dla": "dla0"}.get(model.device, model.device)
-                self._notes[model.name] = "platform unknown: device taken from the config"
+                known = "platform unknown" if self.target is None else f"no TensorRT on {self.target.name}"
+                self._notes[model.name] = f"{known}: device taken from the config"
                 continue
             request = self._request(model, self._requests.get(model.name))
             if request is not None:

@@ -130,6 +130,7 @@ def test_layer_rules_send_node_to_gpu(analyse_model: Analyse, op: str, kw: Dict[
         ("LeakyRelu", {}, "8.5"),
         ("MaxPool", {"kernel_shape": [3, 3]}, "8.5"),
         ("Resize", {"consts": [([], "float32"), ([1, 1, 2, 2], "float32")], "mode": "nearest"}, "8.5"),
+        ("Resize", {"opset": 10, "consts": [([1, 1, 2, 2], "float32")], "mode": "nearest"}, "10.3"),
     ],
 )
 def test_layers_accepted_on_dla(analyse_model: Analyse, op: str, kw: Dict[str, Any], trt: str) -> None:

@@ -8,7 +8,7 @@ import nets
 import pytest
 from conftest import run_analysis
 
-from edged.placement.observed import compare_reported
+from edged.placement.observed import compare_reported, reconcile
 from edged.placement.rules import TABLE_VERSION, rules_for
 
 
@@ -51,3 +51,14 @@ def test_matching_report_has_no_differences() -> None:
     a = run_analysis(nets.mobilenetv2_style())
     report = [{"name": n.name, "device": "dla0"} for n in a.placed]
     assert compare_reported(a, report, "parser") == []
+
+
+def test_reconcile_recomputes_pieces_and_verdict_from_the_report() -> None:
+    a = run_analysis(nets.oversized_kernel())
+    assert a.verdict == "dla_fallback" and len(a.subgraphs) == 2
+    fixed, diffs = reconcile(a, [{"name": "{ForeignNode[Conv_1...Relu_5]}", "device": "DLA"}], "parser")
+    assert [d.node for d in diffs] == ["Conv_57"]
+    assert fixed.verdict == "dla" and len(fixed.subgraphs) == 1 and fixed.transitions == 0
+    node = {n.name: n for n in fixed.nodes}["Conv_57"]
+    assert node.device == "dla" and node.detail.startswith("parser reports DLA; predicted GPU: kernel 37 > 32")
+    assert a.verdict == "dla_fallback"  # the original is unchanged
