@@ -100,9 +100,31 @@ _SIMPLE: Dict[str, Tuple[str, ...]] = {
 # Ops whose TensorRT layers have no DLA implementation (fact sheet §3.17): normalization,
 # gather, shape arithmetic, NMS and other plugins, loops, padding, scatter, Q/DQ.
 NO_DLA_OPS = frozenset(
-    "InstanceNormalization GroupNormalization LayerNormalization Gather GatherElements GatherND Shape "
-    "ConstantOfShape Range Where TopK NonMaxSuppression Einsum ScatterND ScatterElements Loop If Cast "
-    "Expand Tile Pad QuantizeLinear DequantizeLinear".split()
+    [
+        "InstanceNormalization",
+        "GroupNormalization",
+        "LayerNormalization",
+        "Gather",
+        "GatherElements",
+        "GatherND",
+        "Shape",
+        "ConstantOfShape",
+        "Range",
+        "Where",
+        "TopK",
+        "NonMaxSuppression",
+        "Einsum",
+        "ScatterND",
+        "ScatterElements",
+        "Loop",
+        "If",
+        "Cast",
+        "Expand",
+        "Tile",
+        "Pad",
+        "QuantizeLinear",
+        "DequantizeLinear",
+    ]
 )
 
 # ONNX unary ops the parser imports as IUnaryLayer.
