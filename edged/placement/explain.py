@@ -70,7 +70,8 @@ def build_request(policy: ModelPolicy, analysis: Analysis, target: Target) -> Re
     excluded = allowed_devices(policy, target.devices())
     for device in target.devices():
         if device.startswith("dla") and device not in profiles:
-            excluded.setdefault(device, f"{analysis.verdict_text}: {'; '.join(analysis.reasons)}")
+            short = "too fragmented" if analysis.verdict == "fragmented" else "no DLA benefit"
+            excluded.setdefault(device, f"{short}: {'; '.join(analysis.reasons)}")
     usable = {d: p for d, p in profiles.items() if d not in excluded}
     return Request(policy.name, usable, policy.target_fps, policy.latency_budget_ms, excluded)
 
@@ -161,8 +162,10 @@ def render_placement(p: Placement) -> List[str]:
         )
     lines += _table(rows)
     for name, a in sorted(p.assignments.items()):
+        grouped: Dict[str, List[str]] = {}
         for device, why in sorted(a.excluded.items()):
-            lines.append(f"  {name} not on {device}: {why}")
+            grouped.setdefault(why, []).append(device)
+        lines += [f"  {name} not on {', '.join(devs)}: {why}" for why, devs in grouped.items()]
     busy = ", ".join(f"{d} {u:.0%}" for d, u in p.utilisation.items())
     lines.append(f"  Predicted utilisation (cap {UTILISATION_CAP:.0%}): {busy}")
     lines += [f"  Cannot meet: {s}" for s in p.shortfalls]

@@ -120,10 +120,20 @@ class Placement:
 Option = Tuple[str, ...]
 
 
+def _over_budget(req: Request) -> Dict[str, str]:
+    budget = req.latency_budget_ms
+    if budget is None:
+        return {}
+    return {
+        d: f"{p.latency_ms:.2f} ms > {budget:g} ms budget ({p.source})"
+        for d, p in sorted(req.profiles.items())
+        if p.latency_ms > budget
+    }
+
+
 def _options(req: Request, order: Sequence[str]) -> List[Option]:
-    usable = [d for d in order if d in req.profiles]
-    if req.latency_budget_ms is not None:
-        usable = [d for d in usable if req.profiles[d].latency_ms <= req.latency_budget_ms]
+    slow = _over_budget(req)
+    usable = [d for d in order if d in req.profiles and d not in slow]
     options: List[Option] = [(d,) for d in usable]
     dlas = tuple(d for d in usable if d.startswith("dla"))
     if len(dlas) > 1:
@@ -217,7 +227,7 @@ def place(
         chosen = best[1] if best else ()
     else:
         chosen = _greedy(placeable, devices, prev)
-    return _result([r for r, _ in placeable], chosen, devices, empty)
+    return _result([r for r, _ in placeable], chosen, devices, empty, prev)
 
 
 def _greedy(
@@ -242,7 +252,11 @@ def _greedy(
 
 
 def _result(
-    reqs: Sequence[Request], chosen: Sequence[Option], devices: Sequence[str], empty: Sequence[Request]
+    reqs: Sequence[Request],
+    chosen: Sequence[Option],
+    devices: Sequence[str],
+    empty: Sequence[Request],
+    prev: Mapping[str, Option],
 ) -> Placement:
     util, scales = _served(reqs, chosen, devices)
     assignments: Dict[str, Assignment] = {}
@@ -253,42 +267,45 @@ def _result(
         met = scale >= 1.0 - 1e-9
         busiest = max(option, key=lambda d: util[d])
         if met:
-            reason = _why(req, option, util)
+            reason = _why(req, option, util, prev)
         else:
             reason = f"{busiest} would be {util[busiest]:.0%} busy; {predicted:.1f} of {req.fps:g} fps fit"
             shortfalls.append(f"{req.model}: needs {req.fps:g} fps, best placement gives {predicted:.1f} ({reason})")
         power = sum(req.profiles[d].power_at(req.fps / len(option)) for d in option) * scale
         assignments[req.model] = Assignment(
-            req.model, option, req.fps, predicted, latency, power, met, reason, dict(req.excluded)
+            req.model, option, req.fps, predicted, latency, power, met, reason, {**req.excluded, **_over_budget(req)}
         )
     for req in empty:
         why = _no_device(req)
         shortfalls.append(f"{req.model}: cannot be placed: {why}")
-        assignments[req.model] = Assignment(req.model, (), req.fps, 0.0, 0.0, 0.0, False, why, dict(req.excluded))
+        not_on = {**req.excluded, **_over_budget(req)}
+        assignments[req.model] = Assignment(req.model, (), req.fps, 0.0, 0.0, 0.0, False, why, not_on)
     return Placement(assignments, util, shortfalls)
 
 
-def _why(req: Request, option: Option, util: Mapping[str, float]) -> str:
+def _why(req: Request, option: Option, util: Mapping[str, float], prev: Mapping[str, Option]) -> str:
     where = " + ".join(option)
-    source = req.profiles[option[0]].source
-    parts = [f"{where}: {req.fps:g} fps at {req.profiles[option[0]].latency_ms:.2f} ms ({source})"]
+    chosen = req.profiles[option[0]]
+    parts = [f"{where}: {req.fps:g} fps at {chosen.latency_ms:.2f} ms ({chosen.source})"]
     if req.latency_budget_ms is not None:
         parts.append(f"within the {req.latency_budget_ms:g} ms budget")
+    slow = _over_budget(req)
+    mine = chosen.power_at(req.fps)
     cheaper = [
-        d
-        for d in req.profiles
-        if (d,) != option and req.profiles[d].power_at(req.fps) < req.profiles[option[0]].power_at(req.fps)
+        d for d in req.profiles if d not in option and d not in slow and req.profiles[d].power_at(req.fps) < mine
     ]
-    if cheaper:
-        parts.append(f"lower-power {', '.join(cheaper)} left to other models or kept as placed")
-    elif option[0].startswith("dla"):
+    for device in cheaper:
+        if util[device] + req.profiles[device].busy(req.fps) > UTILISATION_CAP:
+            parts.append(f"lower-power {device} has no room left")
+        elif prev.get(req.model) == option:
+            parts.append(f"kept where it was rather than moved to lower-power {device}")
+        else:
+            parts.append(f"lower-power {device} not used (balance)")
+    if not cheaper and option[0].startswith("dla"):
         parts.append("DLA chosen for lower power")
     return "; ".join(parts)
 
 
 def _no_device(req: Request) -> str:
-    over = [
-        f"{d}: {p.latency_ms:.2f} ms > {req.latency_budget_ms:g} ms budget" for d, p in sorted(req.profiles.items())
-    ]
-    excluded = [f"{d}: {why}" for d, why in sorted(req.excluded.items())]
-    return "; ".join(over + excluded) or "no usable device"
+    reasons = {**req.excluded, **_over_budget(req)}
+    return "; ".join(f"{d}: {why}" for d, why in sorted(reasons.items())) or "no usable device"

@@ -43,6 +43,7 @@ def test_orin_nx_8gb_one_dla_meets_targets() -> None:
     # dla0 cannot hold both (0.4 + 0.6 busy > 0.9); moving the detector costs less power.
     assert p.devices_of("classifier") == ("dla0",)
     assert p.devices_of("detector") == ("gpu",)
+    assert "lower-power dla0 has no room left" in p.assignments["detector"].reason
     assert p.devices_of("segmenter") == ("gpu",)
     assert p.utilisation == pytest.approx({"dla0": 0.6, "gpu": 0.5})
     assert all(a.predicted_fps == a.target_fps for a in p.assignments.values())
@@ -77,12 +78,13 @@ def test_latency_budget_rules_out_slow_devices() -> None:
     reqs = three_models("agx-orin-64gb", budget=6.0)
     p = place(reqs, preset("agx-orin-64gb").devices())
     assert p.devices_of("detector") == ("gpu",)  # 10 ms on a DLA > 6 ms budget
+    assert p.assignments["detector"].excluded["dla1"] == "10.00 ms > 6 ms budget (measured)"
 
 
 def test_unplaceable_model_is_named_with_reasons() -> None:
     req = Request("big", profiles("big", {"gpu": 50.0}), 10.0, 20.0)
     p = place([req], ["gpu"])
-    assert p.shortfalls == ["big: cannot be placed: gpu: 50.00 ms > 20 ms budget"]
+    assert p.shortfalls == ["big: cannot be placed: gpu: 50.00 ms > 20 ms budget (measured)"]
 
 
 def test_heavy_model_is_split_across_both_dla_cores() -> None:
@@ -99,7 +101,7 @@ def test_replanning_keeps_models_that_need_not_move() -> None:
     extra = Request("tracker", profiles("tracker", {"dla0": 2.0, "dla1": 2.0, "gpu": 1.0}), 30.0)
     p = place([*three_models("agx-orin-64gb"), extra], devices, previous)
     assert p.devices_of("classifier") == ("dla1",) and p.devices_of("detector") == ("dla0",)
-    assert p.feasible
+    assert p.feasible and p.devices_of("tracker")[0].startswith("dla")
 
 
 def test_failed_dla_build_falls_back_to_gpu_with_reason() -> None:
