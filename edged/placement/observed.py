@@ -3,7 +3,7 @@
 Two reports beat the prediction when they exist: the ONNX parser's per-node DLA capability
 (TensorRT >= 10.16 / 11.1, ``OnnxParserFlag.REPORT_CAPABILITY_DLA``) and a built engine's
 inspector, which lists each DLA subgraph as one ``{ForeignNode[first...last]}`` layer.
-Both arrive here as ``[{"name": ..., "device": ...}]`` (``BuiltPlan.layer_placement``);
+Both arrive here as ``[{"name" or "layer": ..., "device": ...}]`` (``BuiltPlan.layer_placement``);
 every disagreement is logged and returned, so the rules table can be corrected from it.
 """
 
@@ -44,7 +44,8 @@ def _expand(analysis: Analysis, report: Sequence[Mapping[str, Any]]) -> Dict[str
     order = [n.name for n in analysis.placed]
     seen: Dict[str, str] = {}
     for entry in report:
-        name, device = str(entry.get("name", "")), _device(entry.get("device", ""))
+        # The TensorRT backend's rows name the layer "layer"; parser reports use "name".
+        name, device = str(entry.get("name", entry.get("layer", ""))), _device(entry.get("device", ""))
         match = _FOREIGN.match(name)
         if match and match.group("first") in order and match.group("last") in order:
             lo, hi = order.index(match.group("first")), order.index(match.group("last"))

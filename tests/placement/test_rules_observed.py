@@ -36,9 +36,11 @@ def test_low_confidence_and_recalled_rows_keep_their_mark() -> None:
 
 def test_inspector_report_wins_and_differences_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     a = run_analysis(nets.oversized_kernel())
+    # As the TensorRT backend reports an engine built for DLA core 1 (inspector rows).
     report = [
-        {"name": "{ForeignNode[Conv_1...Conv_57]}", "device": "DLA"},
-        {"name": "Relu_5", "device": "GPU"},
+        {"layer": "{ForeignNode[Conv_1...Conv_57]}", "device": "dla1"},
+        {"layer": "Relu_5", "device": "gpu"},
+        {"layer": "Conv_57_out to nvm", "device": "gpu"},
     ]
     with caplog.at_level(logging.WARNING, logger="edged.placement.observed"):
         diffs = compare_reported(a, report, "inspector")
