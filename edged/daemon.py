@@ -84,6 +84,7 @@ class Daemon:
             # A failed DLA build moves the model to the GPU; the reason stays in placer.status().
             options = build_options(model, self.placer.fall_back(model.name, options.device, str(exc)))
             built = backend.build_plan(model.path, options)
+        self.placer.observe(model.name, built.layer_placement)
         runner = backend.load_plan(built.plan, options)
         try:
             return ModelPipeline(model, runner)

@@ -18,6 +18,7 @@ from edged.errors import PlacementError
 from edged.placement.analysis import Analysis, analyse
 from edged.placement.explain import ModelPolicy, build_request
 from edged.placement.graph import load_graph
+from edged.placement.observed import reconcile
 from edged.placement.profiles import Profile
 from edged.placement.solver import Placement, Request, place
 from edged.placement.target import Target, from_platform
@@ -62,6 +63,7 @@ class Placer:
         self._requests: Dict[str, Request] = {}
         self._fixed: Dict[str, str] = {}  # models placed by rule, not by the solver
         self._notes: Dict[str, str] = {}
+        self._differences: Dict[str, List[Dict[str, str]]] = {}
 
     # -- planning -----------------------------------------------------------------------
 
@@ -160,9 +162,21 @@ class Placer:
             doc["note"] = self._notes[model]
         if self.placement and model in self.placement.assignments:
             doc["reason"] = self.placement.assignments[model].reason
+        if self._differences.get(model):
+            doc["differs_from_prediction"] = list(self._differences[model])
         return doc
 
     # -- feedback -----------------------------------------------------------------------
+
+    def observe(self, model: str, report: Optional[List[Dict[str, Any]]], source: str = "inspector") -> int:
+        """Take where a built engine's layers really ran (``BuiltPlan.layer_placement``):
+        the report replaces the prediction; returns how many layers differed."""
+        analysis = self.analyses.get(model)
+        if analysis is None or not report:
+            return 0
+        self.analyses[model], diffs = reconcile(analysis, report, source)
+        self._differences[model] = [d.as_dict() for d in diffs]
+        return len(diffs)
 
     def fall_back(self, model: str, device: str, reason: str) -> str:
         """``device`` failed for ``model`` (a DLA build error): rule it out (every DLA core, for

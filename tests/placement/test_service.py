@@ -149,7 +149,14 @@ class RecordingBackend(OnnxRuntimeBackend):
         RecordingBackend.calls.append(f"build:{options.device}")
         if options.device.startswith("dla") and self.fail_dla:
             raise BackendError("DLA build failed: unsupported layer combination")
-        return super().build_plan(model_path, BuildOptions(device="cpu", threads=1))
+        built = super().build_plan(model_path, BuildOptions(device="cpu", threads=1))
+        if options.device.startswith("dla"):
+            # An inspector that saw the classifier head run on the GPU, unlike the prediction.
+            built.layer_placement = [
+                {"layer": "{ForeignNode[stem...head_pool]}", "device": options.device},
+                {"layer": "fc", "device": "gpu"},
+            ]
+        return built
 
     def load_plan(self, plan: bytes, options: BuildOptions) -> Runner:
         RecordingBackend.calls.append(f"load:{options.device}")
@@ -196,3 +203,6 @@ def test_daemon_passes_dla_core_to_build_and_load(tmp_path: Path, monkeypatch: p
     for model in cfg.models:
         daemon.load_model(model).runner.close()
     assert RecordingBackend.calls == ["build:dla0", "load:dla0", "build:dla1", "load:dla1"]
+    differs = daemon.placer.status("a")["differs_from_prediction"]
+    assert differs == [{"node": "fc", "predicted": "dla", "reported": "gpu", "rule": ""}]
+    assert daemon.placer.analyses["a"].verdict == "dla_fallback"
