@@ -180,3 +180,12 @@ def test_shape_arithmetic_is_folded_not_placed(analyse_model: Analyse) -> None:
     assert nodes["shape_of"].device == "build-time"
     assert nodes["same_shape"].device == "dla"
     assert a.verdict == "dla"
+
+
+def test_convolution_buffer_check_depends_on_precision(analyse_model: Analyse) -> None:
+    net = nets.Net("wide", shape=(1, 512, 16, 256))
+    x = net.conv("input", 512, 64, k=3, name="wide_conv")
+    model = net.model(x)
+    fp16 = by_name(analyse_model(model, precision="fp16"))["wide_conv"]
+    assert fp16.rule.id == "conv.cbuf" and fp16.detail == "needs 1 weight + 24 data banks > 16"
+    assert by_name(analyse_model(model, precision="int8"))["wide_conv"].device == "dla"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edged.placement.profiles import Profile, profile_from_dict
 from edged.placement.solver import Request, place
@@ -130,3 +132,37 @@ def test_measured_profile_round_trips_from_a_manifest() -> None:
     prof = Profile("m", "dla1", 3.25, 1800.0, gpu_ms=0.4, batch=2, source="measured")
     assert profile_from_dict(prof.as_dict()) == prof
     assert prof.max_fps == pytest.approx(2000.0 / 3.25)
+
+
+def test_two_different_dgpus_are_separate_devices() -> None:
+    devices = preset("x86-2dgpu").devices()
+    assert devices == ["gpu0", "gpu1"]
+    fast = Request("fast", profiles("fast", {"gpu0": 2.0, "gpu1": 12.0}), 300.0)
+    slow = Request("slow", profiles("slow", {"gpu0": 4.0, "gpu1": 8.0}), 100.0)
+    p = place([fast, slow], devices)
+    assert p.feasible and p.devices_of("fast") == ("gpu0",) and p.devices_of("slow") == ("gpu1",)
+    assert p.utilisation == pytest.approx({"gpu0": 0.6, "gpu1": 0.8})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(1.0, 20.0), st.floats(0.5, 10.0), st.floats(1.0, 120.0), st.booleans()),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_solver_invariants(specs: list) -> None:
+    devices = ["dla0", "dla1", "gpu"]
+    reqs = []
+    for i, (dla_ms, gpu_ms, fps, dla_ok) in enumerate(specs):
+        timing = {"dla0": dla_ms, "dla1": dla_ms, "gpu": gpu_ms} if dla_ok else {"gpu": gpu_ms}
+        reqs.append(Request(f"m{i}", profiles(f"m{i}", timing), fps))
+    p = place(reqs, devices)
+    assert p.as_dict() == place(list(reversed(reqs)), devices).as_dict()
+    assert set(p.assignments) == {r.model for r in reqs}
+    for a in p.assignments.values():
+        assert a.devices and a.predicted_fps <= a.target_fps + 1e-9
+        assert (a.model in " ".join(p.shortfalls)) != a.met
+    if p.feasible:
+        assert max(p.utilisation.values()) <= 0.9 + 1e-9
