@@ -120,6 +120,10 @@ def _deconv(ctx: CheckContext, node: Node) -> Check:
             return ctx.fail("deconv.kernel", f"square {what} {values[0]} in the excluded 23-32 range")
     if any(node.attrs.get("pads", [])) or any(node.attrs.get("output_padding", [])):
         return ctx.fail("deconv.padding", f"pads {list(node.attrs.get('pads', []))}")
+    auto_pad = str(_text(node.attrs.get("auto_pad", "NOTSET")))
+    if auto_pad.startswith("SAME") and kernel != strides:
+        # 'same' output size pads by kernel - stride: the Keras Conv2DTranspose export case.
+        return ctx.fail("deconv.padding", f"auto_pad {auto_pad} with kernel {kernel} != stride {strides}")
     if int(node.attrs.get("group", 1)) != 1 or any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
         return ctx.fail("deconv.groups")
     return ctx.ok()

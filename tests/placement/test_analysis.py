@@ -189,3 +189,14 @@ def test_convolution_buffer_check_depends_on_precision(analyse_model: Analyse) -
     fp16 = by_name(analyse_model(model, precision="fp16"))["wide_conv"]
     assert fp16.rule.id == "conv.cbuf" and fp16.detail == "needs 1 weight + 24 data banks > 16"
     assert by_name(analyse_model(model, precision="int8"))["wide_conv"].device == "dla"
+
+
+@pytest.mark.parametrize(("kernel", "stride", "device"), [(2, 2, "dla"), (3, 2, "gpu")])
+def test_transposed_conv_with_same_padding(analyse_model: Analyse, kernel: int, stride: int, device: str) -> None:
+    import numpy as np
+
+    net = nets.Net("up", shape=(1, 16, 32, 32))
+    w = net.const(np.zeros((16, 16, kernel, kernel)))
+    attrs = {"kernel_shape": [kernel, kernel], "strides": [stride, stride], "auto_pad": "SAME_UPPER"}
+    node = by_name(analyse_model(net.model(net.op("ConvTranspose", ["input", w], "up", **attrs))))["up"]
+    assert node.device == device, node.detail
