@@ -88,11 +88,6 @@ class Analysis:
         return [n for n in self.nodes if n.device == "gpu"]
 
     @property
-    def dla_fraction(self) -> float:
-        placed = self.placed
-        return sum(1 for n in placed if n.device == "dla") / len(placed) if placed else 0.0
-
-    @property
     def dla_usable(self) -> bool:
         return self.verdict in ("dla", "dla_fallback")
 
@@ -120,6 +115,9 @@ class Analysis:
             "macs": self.macs,
             "notes": list(self.notes),
             "nodes": [n.as_dict() for n in self.nodes],
+            "rules_used": {
+                r.id: r.as_dict() for r in sorted({n.rule for n in self.nodes if n.rule}, key=lambda r: r.id)
+            },
         }
 
 

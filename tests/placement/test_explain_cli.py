@@ -59,6 +59,8 @@ def test_json_has_layers_rules_and_placement(models: dict, capsys: pytest.Captur
     det = {n["name"]: n for n in doc["models"]["detector"]["nodes"]}
     assert det["nms"]["device"] == "gpu" and det["nms"]["rule"] == "layer.unsupported"
     assert doc["models"]["mbv2"]["verdict"] == "dla"
+    used = doc["models"]["detector"]["rules_used"]
+    assert used["shuffle.rank"]["mark"] == "[REC]" and used["layer.unsupported"]["confidence"] == "M"
     placed = doc["placement"]["models"]
     assert placed["mbv2"]["devices"] == ["dla0"] and placed["mbv2"]["met"]
     assert set(doc["placement"]["utilisation"]) == {"dla0", "gpu"}
