@@ -115,9 +115,7 @@ class Analysis:
             "macs": self.macs,
             "notes": list(self.notes),
             "nodes": [n.as_dict() for n in self.nodes],
-            "rules_used": {
-                r.id: r.as_dict() for r in sorted({n.rule for n in self.nodes if n.rule}, key=lambda r: r.id)
-            },
+            "rules_used": {n.rule.id: n.rule.as_dict() for n in self.nodes if n.rule is not None},
         }
 
 
