@@ -30,7 +30,7 @@ from edged.placement.profiles import Profile
 __all__ = ["Request", "Assignment", "Placement", "place", "UTILISATION_CAP"]
 
 UTILISATION_CAP = 0.9  # headroom for jitter, pre/post-processing copies and thermal throttling
-SEARCH_LIMIT = 200_000
+SEARCH_LIMIT = 20_000  # ~0.4 s on a 2-core x86 host (tools/bench_placement.py); greedy beyond
 BEST_EFFORT_FPS = 30.0  # assumed rate of a model with no target (a typical camera)
 
 
