@@ -166,3 +166,18 @@ def test_solver_invariants(specs: list) -> None:
         assert (a.model in " ".join(p.shortfalls)) != a.met
     if p.feasible:
         assert max(p.utilisation.values()) <= 0.9 + 1e-9
+
+
+def test_target_from_a_discovered_platform() -> None:
+    from types import SimpleNamespace
+
+    from edged.placement.target import from_platform
+
+    nx = SimpleNamespace(soc="tegra234", dla_cores=1, gpus=[SimpleNamespace(name="Orin")], model="Orin NX 8GB")
+    target = from_platform(nx)
+    assert (target.name, target.trt_version, target.dla_generation) == ("Orin NX 8GB", "10.3", 2)
+    assert target.devices() == ["dla0", "gpu"]
+    xavier = from_platform(SimpleNamespace(soc="tegra194", dla_cores=2, gpus=["Xavier"], tensorrt_version="8.5.2"))
+    assert xavier.devices() == ["dla0", "dla1", "gpu"] and xavier.dla_generation == 1
+    cpu = from_platform(SimpleNamespace(soc=None, dla_cores=0, gpus=[]))
+    assert cpu.devices() == ["cpu"]
