@@ -11,6 +11,7 @@ __all__ = [
     "PlanError",
     "CudaError",
     "SourceError",
+    "PlacementError",
 ]
 
 
@@ -61,3 +62,7 @@ class CudaError(BackendError):
         self.code = code
         self.name = name
         super().__init__(f"{call} failed: {name} ({code}): {message}")
+
+
+class PlacementError(EdgedError):
+    """A model could not be analysed or placed (unreadable model, unknown platform)."""

@@ -107,6 +107,11 @@ class ModelConfig:
     format: ModelFormat = field(default_factory=ModelFormat)
     calibration: Optional[Mapping[str, Any]] = None
     tensorrt: Mapping[str, Any] = field(default_factory=dict)
+    # Placement policy (see docs/placement.md).
+    gpu_fallback: bool = True
+    max_dla_subgraphs: int = 4
+    latency_budget_ms: Optional[float] = None
+    target_fps: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,10 @@ def _mqtt(section: Mapping[str, Any]) -> MqttConfig:
     )
 
 
+def _optional_float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
 def build_config(doc: Mapping[str, Any]) -> Config:
     """Build typed sections from a document that already passed validation and defaults."""
     device = doc["device"]
@@ -196,6 +205,10 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 format=model_format,
                 calibration=merged.get("calibration"),
                 tensorrt=merged.get("tensorrt", {}),
+                gpu_fallback=bool(merged.get("gpu_fallback", True)),
+                max_dla_subgraphs=int(merged.get("max_dla_subgraphs", 4)),
+                latency_budget_ms=_optional_float(merged.get("latency_budget_ms")),
+                target_fps=_optional_float(merged.get("target_fps")),
             )
         )
     mqtt = doc.get("mqtt")
