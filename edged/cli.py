@@ -48,6 +48,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
+    from edged.formats.rules import installed_problems, installed_tensorrt
+
+    problems = installed_problems(config.models, installed_tensorrt())
+    if problems:
+        print(f"{args.file}: cannot run with the TensorRT installed here", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
     for warning in file_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.file}: ok ({len(config.models)} models, device {config.device.id})")

@@ -3,11 +3,52 @@ is a configuration error, found at check time rather than after a failed build."
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 from edged.formats.spec import DEFAULT_BACKEND, FORMAT_BACKENDS
 
-__all__ = ["format_problems"]
+__all__ = ["format_problems", "format_unsupported", "installed_problems", "installed_tensorrt"]
+
+_PARSERS = {"caffe": "CaffeParser", "uff": "UffParser"}
+
+
+def format_unsupported(fmt: str, tensorrt_version: str) -> Optional[str]:
+    """Why TensorRT ``tensorrt_version`` cannot build ``fmt`` models, or None when it can.
+    CaffeParser and UffParser are bound in 8.5/8.6 and absent from 10.x on (NVIDIA's binding
+    tables in shared/reference/tensorrt-api)."""
+    if fmt not in _PARSERS:
+        return None
+    head = tensorrt_version.split(".")[0]
+    if not head.isdigit() or int(head) <= 8:
+        return None
+    return (
+        f"{fmt} models need TensorRT 8.x's {_PARSERS[fmt]}, which TensorRT {tensorrt_version} no longer has "
+        "(removed in 10.0); convert the model to ONNX, or serve it on a host with TensorRT 8.5/8.6 (JetPack 5)"
+    )
+
+
+def installed_tensorrt() -> Optional[str]:
+    """The version of the TensorRT Python module installed here, or None."""
+    try:
+        import tensorrt
+    except ImportError:
+        return None
+    return str(getattr(tensorrt, "__version__", "")) or None
+
+
+def installed_problems(models: Sequence[Any], tensorrt_version: Optional[str]) -> List[str]:
+    """Models with backend tensorrt whose format the installed TensorRT cannot build:
+    found when the config is checked on the device, not after a build has started."""
+    if not tensorrt_version:
+        return []
+    problems = []
+    for index, model in enumerate(models):
+        if model.backend != "tensorrt":
+            continue
+        why = format_unsupported(model.format.type, tensorrt_version)
+        if why:
+            problems.append(f"models[{index}].format.type: {why}")
+    return problems
 
 
 def _why_not(fmt: str, backend: str) -> str:

@@ -16,16 +16,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from edged.config.model import ModelConfig
 from edged.errors import PlacementError
 from edged.placement.analysis import Analysis, analyse
-from edged.placement.explain import ModelPolicy, build_request
+from edged.placement.explain import ModelPolicy, allowed_devices, build_request
 from edged.placement.graph import load_graph
 from edged.placement.observed import reconcile
-from edged.placement.profiles import Profile
+from edged.placement.profiles import ACTIVE_POWER_MW, FIXED_OVERHEAD_MS, Profile
 from edged.placement.solver import Placement, Request, place
 from edged.placement.target import Target, from_platform
 
 __all__ = ["Placer", "policy_for", "local_target"]
 
 log = logging.getLogger(__name__)
+
+# Latency of one batch on the reference GPU assumed for a model without an ONNX graph.
+UNANALYSED_MS = 5.0
 
 
 def policy_for(model: ModelConfig) -> ModelPolicy:
@@ -91,6 +94,8 @@ class Placer:
     def _request(self, model: ModelConfig, old: Optional[Request]) -> Optional[Request]:
         assert self.target is not None
         policy = policy_for(model)
+        if model.format.type != "onnx":
+            return self._unanalysed_request(model, policy)
         try:
             graph = load_graph(policy.path, policy.batch)
         except PlacementError as exc:
@@ -125,6 +130,29 @@ class Placer:
             request = request.without(model.device, f"{self.target.name} has {self.target.dla_cores} DLA core(s)")
             self._notes[model.name] = f"{model.device} requested but not present"
         return request
+
+    def _unanalysed_request(self, model: ModelConfig, policy: ModelPolicy) -> Request:
+        """Caffe, UFF and network-builder models have no ONNX graph to analyse: they go to a
+        GPU (spread over several by the same objective), at a nominal cost until measured."""
+        assert self.target is not None
+        devices = self.target.devices()
+        excluded = allowed_devices(policy, devices)
+        for device in devices:
+            if device.startswith("dla"):
+                excluded.setdefault(device, f"{model.format.type} models are not analysed for the DLA")
+        profiles = {
+            d: Profile(
+                model.name,
+                d,
+                FIXED_OVERHEAD_MS + UNANALYSED_MS / self.target.speed_of(d),
+                ACTIVE_POWER_MW["cpu" if d == "cpu" else "gpu"],
+                batch=policy.batch,
+            )
+            for d in devices
+            if d not in excluded
+        }
+        self._notes[model.name] = f"{model.format.type} model: GPU only, nominal {UNANALYSED_MS:g} ms until measured"
+        return Request(policy.name, profiles, policy.target_fps, policy.latency_budget_ms, excluded)
 
     def _solve(self, previous: Dict[str, Tuple[str, ...]]) -> None:
         if self.target is None:

@@ -95,15 +95,36 @@ def from_platform(platform: Any, name: str = "") -> Target:
     not depend on that one's internals)."""
     soc = getattr(platform, "soc", None)
     dla = int(getattr(platform, "dla_cores", 0) or 0)
-    gpus = tuple(str(getattr(g, "name", g)) for g in (getattr(platform, "gpus", ()) or ()))
-    trt = getattr(platform, "tensorrt_version", None) or getattr(platform, "trt_version", None)
+    infos = tuple(getattr(platform, "gpus", ()) or ())
+    gpus = tuple(str(getattr(g, "name", g)) for g in infos)
+    versions = getattr(platform, "versions", None) or {}
+    trt = (
+        getattr(platform, "tensorrt_version", None)
+        or getattr(platform, "trt_version", None)
+        or versions.get("tensorrt")
+    )
+    if trt:
+        trt = ".".join(str(trt).split(".")[:2])  # rules are keyed by major.minor
     similar = [t for t in PRESETS.values() if t.soc == soc and t.dla_cores == dla and soc]
-    speed = similar[0].speed if similar else ((GPU, 1.0),)
+    speed = similar[0].speed if similar else _dgpu_speeds(infos)
     label = name or str(getattr(platform, "model", "") or soc or "host")
     if trt is None and soc in ("tegra194", "tegra234") and dla:
         # Rules need a version; JetPack decides it (Xavier stops at 8.5, Orin defaults to 6.x).
         trt = "8.5" if soc == "tegra194" else "10.3"
     return Target(label, soc, dla, str(trt) if trt else None, gpus, speed)
+
+
+# SMs of the reference GPU (AGX Orin: 16 Ampere SMs = speed 1.0). A discrete GPU's speed
+# before any measurement is its SM count over this: an estimate that ignores clocks and
+# architecture, replaced by measured profiles once a plan has run.
+_REFERENCE_SMS = 16
+
+
+def _dgpu_speeds(infos: Tuple[Any, ...]) -> Tuple[Tuple[str, float], ...]:
+    speeds = [float(getattr(g, "sm_count", 0) or _REFERENCE_SMS) / _REFERENCE_SMS for g in infos]
+    if len(speeds) <= 1:
+        return ((GPU, speeds[0] if speeds else 1.0),)
+    return ((GPU, speeds[0]), *((f"gpu{i}", v) for i, v in enumerate(speeds)))
 
 
 def resolve_target(spec: str) -> Target:

@@ -4,12 +4,15 @@ TensorRT TEST DOUBLE (tests/trt_double) of each generation, not real TensorRT.""
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 import pytest
+import yaml
 from caffe_writer import TinyCaffeNet
 
 from edged.backends.base import BuildOptions
@@ -25,6 +28,7 @@ from edged.platform.model import GpuInfo, Platform
 from tests.trt_double import HostCuda, make_tensorrt
 
 _COUNTER = itertools.count()
+REPO = Path(__file__).resolve().parents[2]
 PLATFORM = Platform("dgpu", "x86_64", gpus=(GpuInfo("NVIDIA RTX A4000", "8.6", 48, 16376),))
 
 BUILDER = """\
@@ -203,3 +207,33 @@ def test_builder_removed_api_raises_as_the_real_module_would(builder_files: Dict
     with pytest.raises(AttributeError, match="add_fully_connected"):
         network.add_fully_connected  # noqa: B018 - removed in 10.0
     assert callable(make_tensorrt("8.5").Builder(trt.ILogger()).create_network(0).add_fully_connected)
+
+
+@pytest.mark.parametrize(("version", "ok"), [("8.6.1", True), ("10.3.0", False), ("11.1.0", False)])
+def test_check_config_on_the_device_names_the_tensorrt_version(
+    tiny_caffe: Dict[str, Path], tmp_path: Path, version: str, ok: bool
+) -> None:
+    # check-config reads only the installed module's __version__; a one-line module carrying
+    # that string stands in for the device's tensorrt package here.
+    stand_in = tmp_path / "site"
+    stand_in.mkdir()
+    (stand_in / "tensorrt.py").write_text(f'__version__ = "{version}"\n')
+    fmt = {"type": "caffe", "prototxt": str(tiny_caffe["prototxt"]), "outputs": ["fc"]}
+    model = {"name": "m", "backend": "tensorrt", "path": str(tiny_caffe["caffemodel"]), "format": fmt}
+    doc = {"device": {"id": "d"}, "models": [model]}
+    config = tmp_path / "edged.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stand_in), str(REPO)])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 2
+        expected = f"models[0].format.type: caffe models need TensorRT 8.x's CaffeParser, which TensorRT {version}"
+        assert expected in proc.stderr

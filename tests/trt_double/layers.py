@@ -166,7 +166,8 @@ class NetworkApi:
             nodes,
             "network",
             [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.shape)) for t in self._api_inputs],
-            [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.shape)) for t in self._api_outputs],
+            # Output shapes are left to shape inference: padding and strides may be set after a layer is added.
+            [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, None) for t in self._api_outputs],
             inits,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

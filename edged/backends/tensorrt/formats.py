@@ -15,24 +15,12 @@ from edged.backends.tensorrt.api import TrtApi, gate
 from edged.backends.tensorrt.network import NetworkSource
 from edged.errors import BackendError
 from edged.formats.builder import call_builder, load_builder
+from edged.formats.rules import format_unsupported
 from edged.formats.spec import ModelFormat
 
-__all__ = ["BuilderNetwork", "CaffeNetwork", "UffNetwork", "check_format", "network_source"]
+__all__ = ["BuilderNetwork", "CaffeNetwork", "UffNetwork", "check_format", "format_unsupported", "network_source"]
 
 _PARSERS = {"caffe": "CaffeParser", "uff": "UffParser"}
-
-
-def format_unsupported(fmt: str, tensorrt_version: str) -> Optional[str]:
-    """Why ``tensorrt_version`` cannot build ``fmt`` models, or None when it can."""
-    if fmt not in _PARSERS:
-        return None
-    major = int(tensorrt_version.split(".")[0]) if tensorrt_version.split(".")[0].isdigit() else 0
-    if major <= 8:
-        return None
-    return (
-        f"{fmt} models need TensorRT 8.x's {_PARSERS[fmt]}, which TensorRT {tensorrt_version} no longer has "
-        "(removed in 10.0); convert the model to ONNX, or serve it on a host with TensorRT 8.5/8.6 (JetPack 5)"
-    )
 
 
 def check_format(api: TrtApi, fmt: ModelFormat) -> None:
