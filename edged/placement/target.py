@@ -103,8 +103,8 @@ def from_platform(platform: Any, name: str = "") -> Target:
         or getattr(platform, "trt_version", None)
         or versions.get("tensorrt")
     )
-    if trt:
-        trt = ".".join(str(trt).split(".")[:2])  # rules are keyed by major.minor
+    # Rules are keyed by major.minor; TensorRT without a GPU serves nothing, so the config's device stands.
+    trt = ".".join(str(trt).split(".")[:2]) if trt and gpus else None
     similar = [t for t in PRESETS.values() if t.soc == soc and t.dla_cores == dla and soc]
     speed = similar[0].speed if similar else _dgpu_speeds(infos)
     label = name or str(getattr(platform, "model", "") or soc or "host")

@@ -83,6 +83,7 @@ def test_a_caffe_config_runs_in_the_daemon(tiny_caffe: Dict[str, Path], tmp_path
     config = parse_config(
         {
             "device": {"id": "dev-box"},
+            "plans": {"cache_dir": str(tmp_path / "plans")},
             "models": [
                 {
                     "name": "tiny",

@@ -174,6 +174,7 @@ def test_daemon_builds_for_placed_device_and_falls_back(tmp_path: Path, monkeypa
     cfg = parse_config(
         {
             "device": {"id": "d1"},
+            "plans": {"cache_dir": str(tmp_path / "plans")},
             "models": [{"name": "rn", "path": str(path), "backend": "tensorrt", "precision": "fp16"}],
         }
     )
@@ -198,7 +199,7 @@ def test_daemon_passes_dla_core_to_build_and_load(tmp_path: Path, monkeypatch: p
         {"name": n, "path": str(path), "backend": "tensorrt", "precision": "int8", "target_fps": 400}
         for n in ("a", "b")
     ]
-    cfg = parse_config({"device": {"id": "d1"}, "models": models})
+    cfg = parse_config({"device": {"id": "d1"}, "plans": {"cache_dir": str(tmp_path / "plans")}, "models": models})
     daemon = daemon_mod.Daemon(cfg)
     for model in cfg.models:
         daemon.load_model(model).runner.close()
