@@ -15,9 +15,10 @@ from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
-from edged.errors import EdgedError
+from edged.errors import BackendError, EdgedError
 from edged.pipeline.model_pipeline import ModelPipeline
 from edged.pipeline.stats import ModelStats
+from edged.placement.service import Placer, local_target
 from edged.plans import PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform, discover
 from edged.platform.discover import probe_versions
@@ -37,11 +38,14 @@ def resolve_device(model: ModelConfig) -> str:
     """The concrete device a model's plan targets on this host."""
     if model.backend == "onnxruntime":
         return "cpu" if model.device in ("auto", "cpu") else "gpu"
+    if model.backend == "opencv":
+        return "cpu" if model.device in ("auto", "cpu") else model.device
     return "gpu" if model.device == "auto" else model.device
 
 
-def build_options(model: ModelConfig, state_dir: Optional[str] = None) -> BuildOptions:
-    """``state_dir`` holds TensorRT's timing and calibration caches (the plan cache dir)."""
+def build_options(model: ModelConfig, state_dir: Optional[str] = None, device: Optional[str] = None) -> BuildOptions:
+    """``state_dir`` holds TensorRT's timing and calibration caches (the plan cache dir);
+    ``device`` is placement's choice (default: the config's device resolved for the backend)."""
     trt = model.tensorrt
     extra: Dict[str, Any] = {}
     if model.calibration:
@@ -57,10 +61,11 @@ def build_options(model: ModelConfig, state_dir: Optional[str] = None) -> BuildO
             extra["state_dir"] = state_dir
     return BuildOptions(
         precision=model.precision,
-        device=resolve_device(model),
-        gpu_fallback=bool(trt.get("gpu_fallback", True)),
+        device=device or resolve_device(model),
+        gpu_fallback=bool(trt.get("gpu_fallback", True)) and model.gpu_fallback,
         batch=model.batch,
         threads=model.threads,
+        model_format=model.format,
         workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
         extra=extra,
     )
@@ -97,6 +102,9 @@ class Daemon:
         self.config_path: Optional[str] = None
         self._reload_requested = threading.Event()
         self.systemd = ServiceHooks(self)
+        # Which device each model's plan targets (DLA cores, GPUs, CPU); see edged/placement.
+        self.placer = Placer(local_target(self.platform))
+        self.placer.plan(config.models)
 
     # -- models ------------------------------------------------------------------------
 
@@ -121,10 +129,20 @@ class Daemon:
     def load_model(self, model: ModelConfig, progress: Optional[PlanProgress] = None) -> ModelPipeline:
         """Plan (cached or built), runner and pipeline for one model (not started)."""
         backend = get_backend(model.backend)
-        options = build_options(model, self.config.plans.cache_dir)
         if not os.path.isfile(model.path):
             raise EdgedError(f"{model.path}: model file not found")
-        runner, key = self.plans().obtain(model, backend, options, progress)
+        state_dir = self.config.plans.cache_dir
+        options = build_options(model, state_dir, self.placer.device_for(model.name))
+        try:
+            runner, key = self.plans().obtain(model, backend, options, progress)
+        except BackendError as exc:
+            if not options.device.startswith("dla"):
+                raise
+            # A failed DLA build moves the model to the GPU; the reason stays in placer.status().
+            device = self.placer.fall_back(model.name, options.device, str(exc))
+            options = build_options(model, state_dir, device)
+            runner, key = self.plans().obtain(model, backend, options, progress)
+        self.placer.observe(model.name, self.plans().layer_placement(key))
         try:
             pipeline = ModelPipeline(model, runner, ModelStats(window_s=self.config.telemetry.window_s))
         except Exception:
@@ -160,9 +178,9 @@ class Daemon:
                     "model %s: serving (%s, %s, plan from %s)",
                     slot.config.name,
                     slot.config.backend,
-                    resolve_device(slot.config),
+                    self.placer.device_for(slot.config.name),
                     slot.plan.source,
-                    extra=log_fields(slot.config.name, resolve_device(slot.config), _key_text(pipeline.plan_key)),
+                    extra=log_fields(slot.config.name, self.placer.device_for(slot.config.name), _key_text(pipeline.plan_key)),
                 )
             except EdgedError as exc:
                 slot.error = str(exc)

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Union
 from edged.config.model import Config, build_config
 from edged.config.schema import fill_defaults, unique_names, validate
 from edged.errors import ConfigError
+from edged.formats.rules import format_problems
 
 __all__ = ["DEFAULT_CONFIG_PATH", "load_config", "parse_config", "check_document", "file_warnings"]
 
@@ -20,6 +21,9 @@ def check_document(doc: Any) -> List[str]:
     problems = validate(doc)
     if isinstance(doc, dict) and isinstance(doc.get("models"), list):
         problems += unique_names(doc["models"])
+        device = doc.get("device")
+        defaults = device.get("defaults") if isinstance(device, dict) else None
+        problems += format_problems(doc["models"], defaults if isinstance(defaults, dict) else {})
     return problems
 
 
@@ -62,7 +66,14 @@ def load_config(path: Union[str, Path]) -> Config:
     return build_config(fill_defaults(_resolve_relative(doc, path.parent.resolve())))
 
 
-_RELATIVE_KEYS = (("source", "path"), ("sink", "path"), ("postprocess", "labels"), ("calibration", "images"))
+_RELATIVE_KEYS = (
+    ("source", "path"),
+    ("sink", "path"),
+    ("postprocess", "labels"),
+    ("format", "prototxt"),
+    ("format", "python_path"),
+    ("calibration", "images"),
+)
 
 
 def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:
@@ -100,6 +111,8 @@ def file_warnings(config: Config) -> List[str]:
             f"models[{index}].path": model.path,
             f"models[{index}].source.path": model.source.get("path"),
             f"models[{index}].postprocess.labels": model.postprocess.get("labels"),
+            f"models[{index}].format.prototxt": model.format.prototxt,
+            f"models[{index}].format.python_path": model.format.python_path,
         }
         for key, value in checks.items():
             if value and not Path(value).exists():

@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from edged.formats.spec import DEFAULT_BACKEND, ModelFormat, format_from_section
+
 __all__ = [
     "Config",
     "DeviceConfig",
@@ -102,9 +104,15 @@ class ModelConfig:
     preprocess: PreprocessConfig
     postprocess: PluginConfig
     sink: PluginConfig
+    format: ModelFormat = field(default_factory=ModelFormat)
     calibration: Optional[Mapping[str, Any]] = None
     tensorrt: Mapping[str, Any] = field(default_factory=dict)
     publish_results_hz: float = 0.0
+    # Placement policy (see docs/placement.md).
+    gpu_fallback: bool = True
+    max_dla_subgraphs: int = 4
+    latency_budget_ms: Optional[float] = None
+    target_fps: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,10 @@ def _mqtt(section: Mapping[str, Any]) -> MqttConfig:
     )
 
 
+def _optional_float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
 def build_config(doc: Mapping[str, Any]) -> Config:
     """Build typed sections from a document that already passed validation and defaults."""
     device = doc["device"]
@@ -173,6 +185,9 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     for entry in doc["models"]:
         merged: Dict[str, Any] = dict(defaults)
         merged.update(entry)
+        model_format = format_from_section(merged.get("format"))
+        if "backend" not in entry and "backend" not in device.get("defaults", {}):
+            merged["backend"] = DEFAULT_BACKEND[model_format.type]
         models.append(
             ModelConfig(
                 name=merged["name"],
@@ -188,9 +203,14 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 preprocess=_preprocess(merged["preprocess"]),
                 postprocess=_plugin(merged["postprocess"]),
                 sink=_plugin(merged["sink"]),
+                format=model_format,
                 calibration=merged.get("calibration"),
                 tensorrt=merged.get("tensorrt", {}),
                 publish_results_hz=float(merged["publish_results_hz"]),
+                gpu_fallback=bool(merged.get("gpu_fallback", True)),
+                max_dla_subgraphs=int(merged.get("max_dla_subgraphs", 4)),
+                latency_budget_ms=_optional_float(merged.get("latency_budget_ms")),
+                target_fps=_optional_float(merged.get("target_fps")),
             )
         )
     mqtt = doc.get("mqtt")

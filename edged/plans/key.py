@@ -75,9 +75,11 @@ def plan_key(
     platform_identity: Mapping[str, Any],
     options: BuildOptions,
     inputs: Optional[Mapping[str, str]] = None,
+    format_hashes: Optional[Mapping[str, str]] = None,
 ) -> PlanKey:
-    """``inputs``: other files or folders the plan is built from (role -> path), keyed by content."""
-    input_hashes: Dict[str, str] = {}
+    """``inputs``: other files or folders the plan is built from (role -> path), keyed by content;
+    ``format_hashes``: content hashes a model format adds (prototxt, builder source; role -> sha256)."""
+    input_hashes: Dict[str, str] = {f"format.{k}": v for k, v in sorted((format_hashes or {}).items())}
     for role, path in sorted((inputs or {}).items()):
         input_hashes[role] = sha256_tree(path) if os.path.isdir(path) else sha256_file(path, role)
     calibration = options.extra.get("calibration_images")

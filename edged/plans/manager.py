@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edged import __version__
 from edged.backends.base import Backend, BuildOptions, Runner
 from edged.config.model import ModelConfig
 from edged.errors import PlanError
+from edged.formats.hashing import format_input_hashes
 from edged.plans.key import PlanKey, plan_key
 from edged.plans.store import PlanStore
 from edged.platform.model import Platform
 
-__all__ = ["PlanManager", "PlanProgress"]
+__all__ = ["PlanManager", "PlanProgress", "plan_identity"]
 
 log = logging.getLogger(__name__)
 
 _LOG_TAIL = 40
+
+
+def plan_identity(platform: Platform, device: str) -> Dict[str, Any]:
+    """The platform identity a plan for ``device`` is keyed by. A plan for gpuN on a host
+    with several GPUs is keyed by that GPU's model alone (name, compute capability, SMs):
+    TensorRT engines are specific to the GPU model, so an Ampere and a Turing card never
+    share a plan, and two identical cards do."""
+    identity = platform.identity()
+    if device.startswith("gpu") and device[3:].isdigit():
+        index = int(device[3:])
+        if index >= len(platform.gpus):
+            raise PlanError(f"device {device}: this host has {len(platform.gpus)} GPU(s)")
+        gpu = platform.gpus[index]
+        identity["gpus"] = [[gpu.name, gpu.compute_capability, gpu.sm_count]]
+        identity["device"] = "gpu"
+    return identity
 
 
 @dataclass
@@ -50,7 +68,18 @@ class PlanManager:
         self.platform = platform
 
     def key(self, model: ModelConfig, backend: Backend, options: BuildOptions) -> PlanKey:
-        return plan_key(model.name, model.path, backend.name, backend.version(), self.platform.identity(), options)
+        identity = plan_identity(self.platform, options.device)
+        if identity.get("device") == "gpu":
+            options = dataclasses.replace(options, device="gpu")  # the GPU's model is in the identity
+        return plan_key(
+            model.name,
+            model.path,
+            backend.name,
+            backend.version(),
+            identity,
+            options,
+            format_hashes=format_input_hashes(model.format),
+        )
 
     def obtain(
         self,
@@ -113,6 +142,12 @@ class PlanManager:
         path = self.store.put(key, built.plan, facts)
         log.info("model %s: plan %s stored in %.1fs", model.name, path, facts["build_seconds"])
         return built.plan
+
+    def layer_placement(self, key: PlanKey) -> Optional[List[Dict[str, Any]]]:
+        """Where the stored plan's layers run, as the backend reported at build time."""
+        manifest = self.store._manifest(key.name) or {}
+        rows = manifest.get("layer_placement")
+        return list(rows) if isinstance(rows, list) else None
 
     def release(self, key: PlanKey) -> None:
         self.store.release(key)

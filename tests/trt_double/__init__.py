@@ -16,7 +16,7 @@ from __future__ import annotations
 import types
 from typing import Any, Dict, List, Tuple
 
-from tests.trt_double import build, builder, runtime
+from tests.trt_double import build, builder, layers, parsers, runtime
 from tests.trt_double.memory import HostCuda
 from tests.trt_double.surface import VERSIONS, EnumType, Guarded, bind, load_table
 
@@ -24,7 +24,9 @@ __all__ = ["HostCuda", "TensorRTDouble", "make_tensorrt", "VERSIONS"]
 
 _FULL_VERSIONS = {"8.5": "8.5.2", "8.6": "8.6.1", "10.3": "10.3.0", "11.1": "11.1.0"}
 _IMPLEMENTED = [
-    build.ITensor, build.ILayer, build.INetworkDefinition, build.ParserError, build.OnnxParser,
+    build.ITensor, build.ILayer, layers.INetworkDefinition, build.ParserError, build.OnnxParser,
+    layers.IConvolutionLayer, layers.IActivationLayer, layers.IFullyConnectedLayer,
+    parsers.CaffeParser, parsers.UffParser, parsers.IBlobNameToTensor,
     build.IOptimizationProfile, build.ITimingCache, build.IBuilderConfig, builder.IHostMemory, builder.Builder,
     runtime.Runtime, runtime.ICudaEngine, runtime.IExecutionContext, runtime.EngineInspector,
 ]  # fmt: skip
@@ -43,6 +45,7 @@ class TensorRTDouble:
         self.loggers: List[Any] = []
         self.executions: List[Tuple[Any, int]] = []  # (DLA core or None, stream) per execute_async_v3
         self.contexts: List[Any] = []
+        self.parsers: List[Any] = []  # CaffeParser/UffParser instances, for tests to inspect
         self.calibration_batches: List[int] = []  # batches read per INT8 build (0: cache reused)
         self.classes: Dict[str, type] = {}
         self.module: Any = None

@@ -34,7 +34,7 @@ class ITensor(Guarded):
     def __init__(self, name: str, shape: tuple, dtype: Any) -> None:  # type: ignore[type-arg]
         self._name, self._shape, self._dtype = name, shape, dtype
 
-    name = property(lambda self: self._name)
+    name = property(lambda self: self._name, lambda self, value: object.__setattr__(self, "_name", str(value)))
     shape = property(lambda self: self._shape)
     dtype = property(lambda self: self._dtype)
 

@@ -63,6 +63,11 @@ class Builder(Guarded):
     def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> Optional[IHostMemory]:
         double, trt = self._double, self._trt
         log = double.log
+        finalize = getattr(network, "_finalize", None)
+        problem = finalize() if finalize is not None else None
+        if problem:
+            log("ERROR", problem)
+            return None
         if network._model is None:
             log("ERROR", "Network has no layers (was the ONNX model parsed?)")
             return None

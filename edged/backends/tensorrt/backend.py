@@ -12,10 +12,11 @@ from edged.backends.calibration import calibration_set
 from edged.backends.tensorrt.api import LogTail, import_tensorrt, make_logger
 from edged.backends.tensorrt.builder import EngineBuilder
 from edged.backends.tensorrt.engine import deserialize
+from edged.backends.tensorrt.formats import network_source
 from edged.backends.tensorrt.network import NetworkSource, OnnxNetwork
 from edged.backends.tensorrt.options import parse_options
 from edged.backends.tensorrt.runner import TensorRTRunner
-from edged.errors import BackendUnavailable, CudaError
+from edged.errors import BackendError, BackendUnavailable, CudaError
 
 __all__ = ["TensorRTBackend"]
 
@@ -52,7 +53,18 @@ class TensorRTBackend(Backend):
     def build_plan(
         self, model_path: str, options: BuildOptions, progress: Optional[ProgressCallback] = None
     ) -> BuiltPlan:
-        return self.build_from_source(OnnxNetwork(model_path), options, progress)
+        source = network_source(self.api, model_path, options.model_format)
+        if source is None:
+            return self.build_from_source(OnnxNetwork(model_path), options, progress)
+        if self.api.major >= 11 and options.precision != "fp32":
+            # 11.x networks are strongly typed; only an ONNX model can be converted beforehand.
+            raise BackendError(
+                f"{model_path}: TensorRT {self.api.version_string} builds strongly typed networks; a "
+                f"{options.model_format.type} model there takes its precision from its own layers (use precision fp32)"
+            )
+        opts = parse_options(options)
+        calibration = calibration_set(options) if opts.precision == "int8" else None
+        return self._engines.build(source, opts, calibration, progress)
 
     def build_from_source(
         self, source: NetworkSource, options: BuildOptions, progress: Optional[ProgressCallback] = None
