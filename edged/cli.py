@@ -123,7 +123,7 @@ def cmd_placement_explain(args: argparse.Namespace) -> int:
     from edged.errors import PlacementError
     from edged.placement.explain import ModelPolicy, explain, render_text
     from edged.placement.service import local_target
-    from edged.placement.target import PRESETS, resolve_target
+    from edged.placement.target import resolve_target
 
     try:
         target = resolve_target(args.platform) if args.platform else local_target()

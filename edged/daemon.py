@@ -174,13 +174,14 @@ class Daemon:
                     return
                 slot.pipeline = pipeline
                 pipeline.start()
+                device = self.placer.device_for(slot.config.name)
                 log.info(
                     "model %s: serving (%s, %s, plan from %s)",
                     slot.config.name,
                     slot.config.backend,
-                    self.placer.device_for(slot.config.name),
+                    device,
                     slot.plan.source,
-                    extra=log_fields(slot.config.name, self.placer.device_for(slot.config.name), _key_text(pipeline.plan_key)),
+                    extra=log_fields(slot.config.name, device, _key_text(pipeline.plan_key)),
                 )
             except EdgedError as exc:
                 slot.error = str(exc)
