@@ -44,3 +44,13 @@ test: lint typecheck compat pytest
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
+
+# The Debian package, built from the working tree (tracked and untracked, not ignored
+# files) into var/deb/ with Debian's python (DESIGN.md: pyenv's would break pybuild).
+DEB_DIR := var/deb
+.PHONY: deb
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	git ls-files -co --exclude-standard -z | xargs -0 tar -cf - | tar -xf - -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	ls $(DEB_DIR)/edged_*_all.deb

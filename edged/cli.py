@@ -48,6 +48,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
+    from edged.formats.rules import installed_problems, installed_tensorrt
+
+    problems = installed_problems(config.models, installed_tensorrt())
+    if problems:
+        print(f"{args.file}: cannot run with the TensorRT installed here", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
     for warning in file_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.file}: ok ({len(config.models)} models, device {config.device.id})")
@@ -56,12 +64,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def host_info() -> Dict[str, Any]:
     from edged.backends import available_backends
+    from edged.platform import discover
 
     return {
         "edged": __version__,
         "python": platform.python_version(),
-        "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
+        "platform": discover().as_dict(),
         "backends": available_backends(),
     }
 
@@ -72,7 +81,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, sort_keys=True))
         return EXIT_OK
     for key, value in info.items():
-        if key == "backends":
+        if key == "platform":
+            for field, detail in value.items():
+                if isinstance(detail, (list, tuple)) and detail and not isinstance(detail[0], dict):
+                    detail = " ".join(str(d) for d in detail)
+                if detail not in (None, "", [], (), {}):
+                    print(f"{field}: {detail}")
+        elif key == "backends":
             for backend in value:
                 detail = backend.get("version") or backend.get("reason")
                 state = "available" if backend["available"] == "yes" else "unavailable"
@@ -94,10 +109,75 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if os.environ.get("JOURNAL_STREAM"):
+        # Started by systemd: structured records to journald when systemd-python is there.
+        from edged.systemd import setup_logging
+
+        setup_logging(logging.getLogger().level, journal=True)
     daemon = Daemon(effective.config, config_path=args.config)
     daemon.config_source, daemon.config_digest = effective.source, effective.digest
     daemon.install_signal_handlers()
     return daemon.run(duration_s=args.duration)
+
+
+def cmd_placement_explain(args: argparse.Namespace) -> int:
+    from edged.errors import PlacementError
+    from edged.placement.explain import ModelPolicy, explain, render_text
+    from edged.placement.service import local_target
+    from edged.placement.target import resolve_target
+
+    try:
+        target = resolve_target(args.platform) if args.platform else local_target()
+    except PlacementError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    names: Dict[str, str] = {}
+    for path in args.models:
+        base = os.path.splitext(os.path.basename(path))[0] or "model"
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names[name] = path
+    policies = [
+        ModelPolicy(
+            name=name,
+            path=path,
+            precision=args.precision,
+            batch=args.batch,
+            gpu_fallback=not args.no_gpu_fallback,
+            max_dla_subgraphs=args.max_dla_subgraphs,
+            target_fps=args.target_fps,
+            latency_budget_ms=args.latency_budget_ms,
+        )
+        for name, path in names.items()
+    ]
+    try:
+        report = explain(policies, target)
+    except PlacementError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_text(report, names))
+    return EXIT_OK
+
+
+def _add_placement(sub: Any) -> None:
+    placement = sub.add_parser("placement", help="DLA/GPU placement of models")
+    psub = placement.add_subparsers(dest="placement_command", metavar="ACTION")
+    psub.required = True
+    exp = psub.add_parser("explain", help="per-layer DLA/GPU analysis and the chosen placement, with reasons")
+    exp.add_argument("models", nargs="+", metavar="MODEL.onnx")
+    exp.add_argument("--platform", metavar="FIXTURE", help="platform preset name or fixture root (default: this host)")
+    exp.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="default: %(default)s")
+    exp.add_argument("--batch", type=int, default=1, help="build batch size (default: %(default)s)")
+    exp.add_argument("--target-fps", type=float, default=None, help="frames per second each model must sustain")
+    exp.add_argument("--latency-budget-ms", type=float, default=None, help="longest acceptable latency per model")
+    exp.add_argument("--max-dla-subgraphs", type=int, default=4, help="fragmentation limit (default: %(default)s)")
+    exp.add_argument("--no-gpu-fallback", action="store_true", help="a model must run on the DLA whole or not at all")
+    exp.add_argument("--json", action="store_true", help="machine-readable output")
+    exp.set_defaults(func=cmd_placement_explain)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="platform and available backends")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    from edged.plans.commands import add_plan_parser
+
+    add_plan_parser(sub, os.environ.get("EDGED_CONFIG", "/etc/edged/edged.yaml"))
+    _add_placement(sub)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)

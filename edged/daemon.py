@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Callable, Collection, Dict, List, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
-from edged.errors import EdgedError
+from edged.errors import BackendError, EdgedError
 from edged.pipeline.model_pipeline import ModelPipeline
+from edged.pipeline.stats import ModelStats
+from edged.placement.service import Placer, local_target
+from edged.plans import PlanManager, PlanProgress, PlanStore
+from edged.platform import Platform, discover
+from edged.platform.discover import probe_versions
+from edged.systemd import ServiceHooks, log_fields
 
 if TYPE_CHECKING:
+    from edged.control.binding import ControlBinding
     from edged.control.transaction import Changes
+    from edged.telemetry.service import TelemetryService
 
 __all__ = ["Daemon", "ModelSlot", "build_options"]
 
@@ -31,15 +40,36 @@ def resolve_device(model: ModelConfig) -> str:
     """The concrete device a model's plan targets on this host."""
     if model.backend == "onnxruntime":
         return "cpu" if model.device in ("auto", "cpu") else "gpu"
+    if model.backend == "opencv":
+        return "cpu" if model.device in ("auto", "cpu") else model.device
     return "gpu" if model.device == "auto" else model.device
 
 
-def build_options(model: ModelConfig) -> BuildOptions:
+def build_options(model: ModelConfig, state_dir: Optional[str] = None, device: Optional[str] = None) -> BuildOptions:
+    """``state_dir`` holds TensorRT's timing and calibration caches (the plan cache dir);
+    ``device`` is placement's choice (default: the config's device resolved for the backend)."""
+    trt = model.tensorrt
+    extra: Dict[str, Any] = {}
+    if model.calibration:
+        extra["calibration_images"] = model.calibration["images"]
+        extra["calibration_max_images"] = int(model.calibration.get("max_images", 0))
+        extra["preprocess"] = dataclasses.asdict(model.preprocess)
+    if model.backend == "tensorrt":
+        if trt.get("dla_pools_kib"):
+            extra["dla_pools"] = {k: int(v) * 1024 for k, v in trt["dla_pools_kib"].items()}
+        if trt.get("layer_devices"):
+            extra["layer_devices"] = dict(trt["layer_devices"])
+        if state_dir:
+            extra["state_dir"] = state_dir
     return BuildOptions(
         precision=model.precision,
-        device=resolve_device(model),
+        device=device or resolve_device(model),
+        gpu_fallback=bool(trt.get("gpu_fallback", True)) and model.gpu_fallback,
         batch=model.batch,
         threads=model.threads,
+        model_format=model.format,
+        workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
+        extra=extra,
     )
 
 
@@ -50,12 +80,13 @@ class ModelSlot:
     config: ModelConfig
     pipeline: Optional[ModelPipeline] = None
     error: Optional[str] = None
+    plan: PlanProgress = field(default_factory=PlanProgress)
 
     @property
     def state(self) -> str:
         if self.error:
             return "failed"
-        return self.pipeline.state if self.pipeline else "starting"
+        return self.pipeline.state if self.pipeline else self.plan.describe()
 
 
 class Daemon:
@@ -67,6 +98,10 @@ class Daemon:
         self.stop_event = threading.Event()
         self._status_stream = status_stream
         self._signals = 0
+        self.telemetry: Optional["TelemetryService"] = None
+        self._platform: Optional[Platform] = None
+        self._plans: Optional[PlanManager] = None
+        self._builder: Optional[threading.Thread] = None
         # The local file reload() re-reads; None when the config did not come from a file.
         self.config_path = config_path
         # Called with the new config after every successful apply (push, reload, rebuild).
@@ -77,35 +112,131 @@ class Daemon:
         self.config_digest: Optional[str] = None
         self._apply_lock = threading.Lock()
         self._reload_requested = threading.Event()
+        self.systemd = ServiceHooks(self)
+        # Which device each model's plan targets (DLA cores, GPUs, CPU); see edged/placement.
+        self.placer = Placer(local_target(self.platform))
+        self.placer.plan(config.models)
 
     # -- models ------------------------------------------------------------------------
 
-    def load_model(self, model: ModelConfig) -> ModelPipeline:
-        """Build, load and wire one model's pipeline (not started)."""
+    @property
+    def platform(self) -> Platform:
+        if self._platform is None:
+            if any(resolve_device(m) != "cpu" for m in self.config.models):
+                self._platform = discover()
+            else:
+                # CPU-only configs never touch CUDA: a GPU context would cost >100 MB of RAM.
+                self._platform = discover(versions=lambda: probe_versions(cuda=False), gpu_probe=list)
+        return self._platform
+
+    def plans(self) -> PlanManager:
+        """The plan cache; raises PlanError naming the directory when it is unusable."""
+        if self._plans is None:
+            plans = self.config.plans
+            store = PlanStore(plans.cache_dir, plans.max_size_mb << 20, plans.max_plans)
+            self._plans = PlanManager(store, self.platform)
+        return self._plans
+
+    def load_model(
+        self,
+        model: ModelConfig,
+        progress: Optional[PlanProgress] = None,
+        placer: Optional[Placer] = None,
+        rebuild: bool = False,
+    ) -> ModelPipeline:
+        """Plan (cached or built; ``rebuild``: built anew), runner and pipeline for one model
+        (not started). ``placer``: the placement of a config being applied (default: the one
+        in force)."""
+        placer = placer or self.placer
         backend = get_backend(model.backend)
-        options = build_options(model)
         if not os.path.isfile(model.path):
             raise EdgedError(f"{model.path}: model file not found")
-        runner = backend.load_plan(backend.build_plan(model.path, options).plan, options)
+        state_dir = self.config.plans.cache_dir
+        options = build_options(model, state_dir, placer.device_for(model.name))
         try:
-            return ModelPipeline(model, runner)
+            runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
+        except BackendError as exc:
+            if not options.device.startswith("dla"):
+                raise
+            # A failed DLA build moves the model to the GPU; the reason stays in placer.status().
+            device = placer.fall_back(model.name, options.device, str(exc))
+            options = build_options(model, state_dir, device)
+            runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
+        placer.observe(model.name, self.plans().layer_placement(key))
+        try:
+            pipeline = ModelPipeline(model, runner, ModelStats(window_s=self.config.telemetry.window_s))
         except Exception:
             runner.close()
+            self.plans().release(key)
             raise
+        pipeline.plan_key = key
+        if self.telemetry is not None and model.publish_results_hz > 0:
+            from edged.telemetry.results import ResultsPublisher
+
+            pipeline.results_hook = ResultsPublisher(self.telemetry.link, model.name, model.publish_results_hz)
+        return pipeline
 
     def start_models(self) -> None:
-        for slot in self.slots.values():
+        """Plans are obtained one model at a time on a background thread (builds are CPU and
+        memory heavy on a Jetson); each model serves as soon as its own plan is ready."""
+        builder = threading.Thread(target=self._build_and_start, name="edged-plans", daemon=True)
+        builder.start()
+        self._builder = builder
+
+    def _build_and_start(self) -> None:
+        for slot in list(self.slots.values()):
+            if self.stop_event.is_set():
+                return
             try:
-                slot.pipeline = self.load_model(slot.config)
-                slot.pipeline.start()
+                pipeline = self.load_model(slot.config, slot.plan)
+                if self.stop_event.is_set():
+                    pipeline.runner.close()
+                    return
+                slot.pipeline = pipeline
+                pipeline.start()
+                device = self.placer.device_for(slot.config.name)
                 log.info(
-                    "model %s: serving (%s, %s)", slot.config.name, slot.config.backend, resolve_device(slot.config)
+                    "model %s: serving (%s, %s, plan from %s)",
+                    slot.config.name,
+                    slot.config.backend,
+                    device,
+                    slot.plan.source,
+                    extra=log_fields(slot.config.name, device, _key_text(pipeline.plan_key)),
                 )
             except EdgedError as exc:
                 slot.error = str(exc)
-                log.error("model %s: not serving: %s", slot.config.name, exc)
+                slot.plan.state = "failed"
+                slot.plan.error = str(exc)
+                log.error("model %s: not serving: %s", slot.config.name, exc, extra=log_fields(slot.config.name))
+
+    def wait_started(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every model is serving or has failed; True when that happened in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._builder is None:  # run() has not reached start_models yet
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        self._builder.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not self._builder.is_alive()
+
+    def start_telemetry(self) -> Optional["ControlBinding"]:
+        """The MQTT link, telemetry and the control plane, when the config has an mqtt
+        section; returns the control plane (None without MQTT or when it is disabled)."""
+        from edged.control.binding import start_control
+        from edged.telemetry.service import TelemetryService
+
+        self.telemetry = TelemetryService.maybe(self)
+        if self.telemetry is None:
+            return None
+        # The control plane subscribes before the link connects: subscriptions go out on connect.
+        control = start_control(self)
+        self.telemetry.start()
+        return control
 
     def stop_models(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+        if self._builder is not None:
+            # A build in progress cannot be interrupted; no model starts after the stop.
+            self._builder.join(0.5)
         pipelines = [s.pipeline for s in self.slots.values() if s.pipeline]
         # Stop every source first so all models drain in parallel within one timeout.
         for pipeline in pipelines:
@@ -132,6 +263,9 @@ class Daemon:
         from edged.control.transaction import apply_config
 
         with self._apply_lock:
+            if self._builder is not None:
+                # The first plans are still being built: apply on top of them, not beside them.
+                self._builder.join()
             changes = apply_config(self, new, rebuild, before_switch)
             if source is not None:
                 self.config_source, self.config_digest = source, digest
@@ -142,11 +276,17 @@ class Daemon:
                 log.exception("config listener failed")
         return changes
 
-    def _switch(self, config: Config, slots: Dict[str, ModelSlot]) -> None:
+    def _switch(self, config: Config, slots: Dict[str, ModelSlot], placer: Placer) -> None:
         # Readers (status, telemetry) pick up either the old or the new pair: assign the
         # slots first, they are what the main loop iterates.
         self.slots = slots
+        self.placer = placer
         self.config = config
+
+    def release_plan(self, pipeline: ModelPipeline) -> None:
+        """A retired pipeline's plan may be evicted again (the store holds plans in use)."""
+        if pipeline.plan_key is not None and self._plans is not None:
+            self._plans.release(pipeline.plan_key)
 
     def reload(self) -> None:
         """Re-read the local config file (layered with the persisted push, as at boot) and
@@ -162,10 +302,14 @@ class Daemon:
 
     def _handle_reload_request(self) -> None:
         self._reload_requested.clear()
+        self.systemd.notifier.reloading()
+        log.info("reload requested (SIGHUP)")
         try:
             self.reload()
         except EdgedError as exc:
             log.error("reload failed, previous config stays in force: %s", exc)
+        finally:
+            self.systemd.ready()
 
     # -- status ------------------------------------------------------------------------
 
@@ -178,7 +322,7 @@ class Daemon:
             stats = slot.pipeline.stats
             e2e = stats.latency["e2e"].snapshot()
             counters = stats.counters()
-            dropped = sum(counters["dropped"].values())  # type: ignore[attr-defined]
+            dropped = sum(counters["dropped"].values())
             p50, p99 = e2e.percentile(50), e2e.percentile(99)
             lines.append(
                 f"{name}: {slot.state} fps {stats.fps_since_last():.1f} "
@@ -186,6 +330,15 @@ class Daemon:
                 f"out {counters['frames_out']} dropped {dropped}"
             )
         return lines
+
+    def status_summary(self) -> str:
+        """One line for systemd's STATUS=: models serving, and each plan still in progress."""
+        serving = [n for n, s in self.slots.items() if s.pipeline is not None and s.pipeline.state == "running"]
+        parts = [f"{len(serving)}/{len(self.slots)} models serving"]
+        for name, slot in self.slots.items():
+            if slot.pipeline is None:
+                parts.append(f"{name}: {slot.state}")
+        return "; ".join(parts)
 
     def _print_status(self) -> None:
         stream = self._status_stream or sys.stdout
@@ -206,22 +359,26 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGHUP, self._on_sighup)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
 
-    def _on_sighup(self, signum: int, frame: Optional[FrameType]) -> None:
-        # Applying builds plans and drains pipelines: the main loop does it, not the handler.
+    def _on_reload_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        # Applying builds plans and drains pipelines: the main loop does it, not the handler
+        # (a signal handler must not take locks or do I/O).
         self._reload_requested.set()
 
     def _all_finished(self) -> bool:
+        if self._builder is not None and self._builder.is_alive():
+            return False
         pipelines = [s.pipeline for s in self.slots.values() if s.pipeline]
         return bool(pipelines) and all(p.finished for p in pipelines)
 
     def run(self, duration_s: Optional[float] = None) -> int:
         """Serve until a signal, ``duration_s``, or every (finite) source is exhausted."""
+        control = self.start_telemetry()
         self.start_models()
-        from edged.control.binding import start_control
-
-        control = start_control(self)
+        # Ready once the config is loaded and telemetry and the control plane are up; plan
+        # builds go on and show in STATUS=.
+        self.systemd.ready()
         period = self.config.telemetry.period_s
         started = time.monotonic()
         next_status = started + period
@@ -233,17 +390,27 @@ class Daemon:
                 self._handle_reload_request()
             if self._all_finished():
                 break
+            self.systemd.tick(now)
             if now >= next_status:
                 self._print_status()
                 next_status += period
             self.stop_event.wait(min(0.2, max(0.0, next_status - now)))
+        self.systemd.notifier.stopping()
         if control is not None:
             control.stop()
         drained = self.stop_models()
         self._print_status()
+        if self.telemetry is not None:
+            self.telemetry.stop()
         if not drained:
             log.warning("drain timed out; unfinished frames were counted as dropped")
         return 0
+
+
+def _key_text(key: Any) -> Optional[str]:
+    if key is None:
+        return None
+    return str(getattr(key, "name", None) or key)
 
 
 def _ms(value: Optional[float]) -> str:

@@ -7,8 +7,11 @@ __all__ = [
     "ConfigError",
     "BackendUnavailable",
     "BackendError",
+    "NetworkBuilderError",
     "PlanError",
+    "CudaError",
     "SourceError",
+    "PlacementError",
 ]
 
 
@@ -34,9 +37,32 @@ class BackendError(EdgedError):
     """A backend failed to build, load or run a model."""
 
 
+class NetworkBuilderError(BackendError):
+    """A configured network-builder function could not be loaded or raised while building;
+    ``user_traceback`` holds the frames from the user's code, edged's own left out."""
+
+    def __init__(self, message: str, user_traceback: str = "") -> None:
+        self.user_traceback = user_traceback
+        super().__init__(message)
+
+
 class PlanError(EdgedError):
     """A plan could not be built, stored or loaded."""
 
 
 class SourceError(EdgedError):
     """An input source failed (unreadable folder, stream down, camera gone)."""
+
+
+class CudaError(BackendError):
+    """A CUDA runtime call failed; carries CUDA's error name and message."""
+
+    def __init__(self, call: str, code: int, name: str, message: str) -> None:
+        self.call = call
+        self.code = code
+        self.name = name
+        super().__init__(f"{call} failed: {name} ({code}): {message}")
+
+
+class PlacementError(EdgedError):
+    """A model could not be analysed or placed (unreadable model, unknown platform)."""

@@ -24,6 +24,8 @@ __all__ = [
 # optional library is a named capability gap, never an ImportError at start-up.
 REGISTRY: Dict[str, str] = {
     "onnxruntime": "edged.backends.onnxruntime.backend:OnnxRuntimeBackend",
+    "opencv": "edged.backends.opencv.backend:OpenCvBackend",
+    "tensorrt": "edged.backends.tensorrt.backend:TensorRTBackend",
 }
 
 

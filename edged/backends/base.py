@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from edged.formats.spec import ModelFormat
+
 __all__ = ["Backend", "BuildOptions", "BuiltPlan", "Runner", "TensorSpec", "InferTimings"]
 
 # Called with a fraction in [0, 1] (or None when the backend cannot tell) and a phase name.
@@ -39,6 +41,8 @@ class BuildOptions:
     threads: int = 0
     workspace_bytes: int = 1 << 30
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # How to read the model; its other files are keyed by content (edged.formats.hashing).
+    model_format: ModelFormat = field(default_factory=ModelFormat)
 
     def as_key_document(self) -> Dict[str, Any]:
         doc = {
@@ -49,6 +53,8 @@ class BuildOptions:
             "workspace_bytes": self.workspace_bytes,
         }
         doc.update({f"extra.{k}": v for k, v in sorted(self.extra.items())})
+        if self.model_format.type != "onnx":  # ONNX keys stay as they were before formats
+            doc["format"] = self.model_format.key_document()
         return doc
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Union
 
 from edged.config.model import Config, build_config
 from edged.config.schema import fill_defaults, unique_names, validate
 from edged.errors import ConfigError
+from edged.formats.rules import format_problems
 
 __all__ = ["DEFAULT_CONFIG_PATH", "load_config", "parse_config", "check_document", "file_warnings"]
 
@@ -19,6 +21,9 @@ def check_document(doc: Any) -> List[str]:
     problems = validate(doc)
     if isinstance(doc, dict) and isinstance(doc.get("models"), list):
         problems += unique_names(doc["models"])
+        device = doc.get("device")
+        defaults = device.get("defaults") if isinstance(device, dict) else None
+        problems += format_problems(doc["models"], defaults if isinstance(defaults, dict) else {})
     return problems
 
 
@@ -61,7 +66,14 @@ def load_config(path: Union[str, Path]) -> Config:
     return build_config(fill_defaults(_resolve_relative(doc, path.parent.resolve())))
 
 
-_RELATIVE_KEYS = (("source", "path"), ("sink", "path"), ("postprocess", "labels"))
+_RELATIVE_KEYS = (
+    ("source", "path"),
+    ("sink", "path"),
+    ("postprocess", "labels"),
+    ("format", "prototxt"),
+    ("format", "python_path"),
+    ("calibration", "images"),
+)
 
 
 def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:
@@ -70,14 +82,23 @@ def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:
     doc = copy.deepcopy(doc)
     plans = doc.get("plans")
     if isinstance(plans, dict) and "cache_dir" in plans:
-        plans["cache_dir"] = str(base / plans["cache_dir"])
+        plans["cache_dir"] = os.path.normpath(base / plans["cache_dir"])
+    mqtt = doc.get("mqtt")
+    if isinstance(mqtt, dict):
+        if "password_file" in mqtt:
+            mqtt["password_file"] = os.path.normpath(base / mqtt["password_file"])
+        tls = mqtt.get("tls")
+        if isinstance(tls, dict):
+            for key in ("ca_file", "cert_file", "key_file"):
+                if key in tls:
+                    tls[key] = os.path.normpath(base / tls[key])
     for model in doc.get("models", []):
         if "path" in model:
-            model["path"] = str(base / model["path"])
+            model["path"] = os.path.normpath(base / model["path"])
         for section, key in _RELATIVE_KEYS:
             sub = model.get(section)
             if isinstance(sub, dict) and key in sub:
-                sub[key] = str(base / sub[key])
+                sub[key] = os.path.normpath(base / sub[key])
     return doc
 
 
@@ -90,6 +111,8 @@ def file_warnings(config: Config) -> List[str]:
             f"models[{index}].path": model.path,
             f"models[{index}].source.path": model.source.get("path"),
             f"models[{index}].postprocess.labels": model.postprocess.get("labels"),
+            f"models[{index}].format.prototxt": model.format.prototxt,
+            f"models[{index}].format.python_path": model.format.python_path,
         }
         for key, value in checks.items():
             if value and not Path(value).exists():

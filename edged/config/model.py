@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from edged.formats.spec import DEFAULT_BACKEND, ModelFormat, format_from_section
+
 __all__ = [
     "Config",
     "DeviceConfig",
@@ -15,6 +17,7 @@ __all__ = [
     "PluginConfig",
     "PreprocessConfig",
     "TelemetryConfig",
+    "TlsConfig",
 ]
 
 
@@ -27,6 +30,15 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class PlansConfig:
     cache_dir: str
+    max_size_mb: int = 0
+    max_plans: int = 0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca_file: str
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -36,11 +48,19 @@ class MqttConfig:
     keepalive_s: int
     protocol: str
     client_id: Optional[str] = None
+    username: Optional[str] = None
+    password_file: Optional[str] = None
+    tls: Optional[TlsConfig] = None
+    buffer_messages: int = 1000
+    backoff_max_s: float = 60.0
 
 
 @dataclass(frozen=True)
 class TelemetryConfig:
     period_s: float
+    window_s: float = 30.0
+    expiry_s: Optional[int] = None
+    root: str = "/"
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,8 @@ class PreprocessConfig:
     layout: str
     dtype: Optional[str]
     resize: str
+    letterbox: bool = False
+    pad_value: int = 114
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,15 @@ class ModelConfig:
     preprocess: PreprocessConfig
     postprocess: PluginConfig
     sink: PluginConfig
+    format: ModelFormat = field(default_factory=ModelFormat)
+    calibration: Optional[Mapping[str, Any]] = None
+    tensorrt: Mapping[str, Any] = field(default_factory=dict)
+    publish_results_hz: float = 0.0
+    # Placement policy (see docs/placement.md).
+    gpu_fallback: bool = True
+    max_dla_subgraphs: int = 4
+    latency_budget_ms: Optional[float] = None
+    target_fps: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +151,29 @@ def _preprocess(section: Mapping[str, Any]) -> PreprocessConfig:
         layout=section["layout"],
         dtype=section.get("dtype"),
         resize=section["resize"],
+        letterbox=bool(section["letterbox"]),
+        pad_value=int(section["pad_value"]),
     )
+
+
+def _mqtt(section: Mapping[str, Any]) -> MqttConfig:
+    tls = section.get("tls")
+    return MqttConfig(
+        host=section["host"],
+        port=int(section["port"]),
+        keepalive_s=int(section["keepalive_s"]),
+        protocol=section["protocol"],
+        client_id=section.get("client_id"),
+        username=section.get("username"),
+        password_file=section.get("password_file"),
+        tls=TlsConfig(tls["ca_file"], tls.get("cert_file"), tls.get("key_file")) if tls else None,
+        buffer_messages=int(section["buffer_messages"]),
+        backoff_max_s=float(section["backoff_max_s"]),
+    )
+
+
+def _optional_float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
 
 
 def build_config(doc: Mapping[str, Any]) -> Config:
@@ -132,6 +185,9 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     for entry in doc["models"]:
         merged: Dict[str, Any] = dict(defaults)
         merged.update(entry)
+        model_format = format_from_section(merged.get("format"))
+        if "backend" not in entry and "backend" not in device.get("defaults", {}):
+            merged["backend"] = DEFAULT_BACKEND[model_format.type]
         models.append(
             ModelConfig(
                 name=merged["name"],
@@ -147,23 +203,32 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 preprocess=_preprocess(merged["preprocess"]),
                 postprocess=_plugin(merged["postprocess"]),
                 sink=_plugin(merged["sink"]),
+                format=model_format,
+                calibration=merged.get("calibration"),
+                tensorrt=merged.get("tensorrt", {}),
+                publish_results_hz=float(merged["publish_results_hz"]),
+                gpu_fallback=bool(merged.get("gpu_fallback", True)),
+                max_dla_subgraphs=int(merged.get("max_dla_subgraphs", 4)),
+                latency_budget_ms=_optional_float(merged.get("latency_budget_ms")),
+                target_fps=_optional_float(merged.get("target_fps")),
             )
         )
     mqtt = doc.get("mqtt")
     return Config(
         version=int(doc.get("version", 0)),
         device=DeviceConfig(id=device["id"], groups=tuple(device.get("groups", ()))),
-        plans=PlansConfig(cache_dir=doc["plans"]["cache_dir"]),
-        telemetry=TelemetryConfig(period_s=float(doc["telemetry"]["period_s"])),
+        plans=PlansConfig(
+            cache_dir=doc["plans"]["cache_dir"],
+            max_size_mb=int(doc["plans"]["max_size_mb"]),
+            max_plans=int(doc["plans"]["max_plans"]),
+        ),
+        telemetry=TelemetryConfig(
+            period_s=float(doc["telemetry"]["period_s"]),
+            window_s=float(doc["telemetry"]["window_s"]),
+            expiry_s=doc["telemetry"].get("expiry_s"),
+            root=doc["telemetry"]["root"],
+        ),
         models=tuple(models),
-        mqtt=MqttConfig(
-            host=mqtt["host"],
-            port=int(mqtt["port"]),
-            keepalive_s=int(mqtt["keepalive_s"]),
-            protocol=mqtt["protocol"],
-            client_id=mqtt.get("client_id"),
-        )
-        if mqtt
-        else None,
+        mqtt=_mqtt(mqtt) if mqtt else None,
         document=copy.deepcopy(dict(doc)),
     )

@@ -1,8 +1,10 @@
 """The control plane on MQTT: subscriptions in, results and retained state out.
 
-The session is persistent with a client id of its own (``edged-<device>-control``), so the
-broker keeps the device's subscriptions and queues QoS 1 pushes while it is offline or
-restarting; a redelivered push is answered ``duplicate`` and applied once.
+It rides on the daemon's one connection (the telemetry service's MqttLink), so pushes use
+the same broker address, credentials, TLS and reconnection as telemetry. Because the link
+subscribes, its session is persistent (edged/mqtt/link.py): the broker keeps the device's
+subscriptions and queues QoS 1 pushes while the device is offline or the broker restarts;
+a redelivered push is answered ``duplicate`` and applied once.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import logging
 from typing import TYPE_CHECKING, Optional
 
 from edged.control.plane import ControlPlane, Message
-from edged.control.session import Received, Session, options_from_section
 from edged.errors import EdgedError
+from edged.mqtt.link import Message as LinkMessage
+from edged.mqtt.link import MqttLink
 
 if TYPE_CHECKING:
     from edged.daemon import Daemon
@@ -23,46 +26,39 @@ log = logging.getLogger(__name__)
 
 
 class ControlBinding:
-    def __init__(self, daemon: Daemon) -> None:
-        section = dict(daemon.config.document.get("mqtt") or {})
-        self.session = Session(
-            options_from_section(section),
-            client_id=f"edged-{daemon.config.device.id}-control",
-            persistent=True,
-            on_message=self._on_message,
-        )
+    def __init__(self, daemon: Daemon, link: MqttLink) -> None:
+        self.link = link
         self.plane = ControlPlane(daemon, self._publish)
 
     def start(self) -> None:
+        """Subscribe, then start the plane; call before the link starts (subscriptions go
+        out on every connection)."""
         for topic in self.plane.subscriptions():
-            self.session.subscribe(topic, qos=1)
-        self.session.connect(block=False)
+            self.link.subscribe(topic, self._on_message, qos=1)
         self.plane.start()
         log.info("control: listening on %s", ", ".join(self.plane.subscriptions()))
 
     def stop(self) -> None:
         self.plane.stop()
-        self.session.close()
 
-    def _on_message(self, received: Received) -> None:
-        # paho's network thread: hand over only.
+    def _on_message(self, received: LinkMessage) -> None:
+        # The link's dispatcher thread: hand over only; a push may build plans for minutes.
         self.plane.submit(Message(received.topic, received.payload, received.response_topic, received.correlation_data))
 
     def _publish(self, topic: str, payload: bytes, retain: bool, correlation: Optional[bytes]) -> None:
-        # QoS 1 without waiting: while the broker is away paho keeps the message and
-        # sends it after reconnecting; the control worker never blocks on the network.
-        self.session.publish(topic, payload, qos=1, retain=retain, correlation_data=correlation, wait_s=0)
+        # QoS 1 through the link's buffer: never blocks the control worker on the network.
+        self.link.publish(topic, payload, qos=1, retain=retain, correlation_data=correlation)
 
 
 def start_control(daemon: Daemon) -> Optional[ControlBinding]:
-    """The control plane for a daemon whose config has an ``mqtt`` section, started.
-    A missing library (paho-mqtt, or cryptography with public keys configured) disables
-    it with an error naming what to install; the models serve regardless, and no push is
-    accepted unchecked."""
-    if not daemon.config.document.get("mqtt"):
+    """The control plane of a daemon with an MQTT link, started (before the link itself).
+    A missing library (cryptography with public keys configured) or a malformed key
+    disables it with an error naming the cause; the models serve regardless, and no push
+    is accepted unchecked."""
+    if daemon.telemetry is None:
         return None
     try:
-        binding = ControlBinding(daemon)
+        binding = ControlBinding(daemon, daemon.telemetry.link)
     except EdgedError as exc:
         log.error("control plane disabled: %s", exc)
         return None

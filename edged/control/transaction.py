@@ -1,7 +1,8 @@
 """Apply a new config to a running daemon: all of it, or none of it.
 
 1. Diff the models by name. Unchanged models keep their running pipeline object.
-2. Build and load the plan and construct the pipeline for every new or changed model.
+2. Place the new model set (on a copy of the placement), build and load the plan and
+   construct the pipeline for every new or changed model.
 3. Start them. Old versions of changed models keep serving meanwhile, so a model being
    replaced has no gap either.
 4. Run the caller's commit step (persisting the config), then switch: one assignment of the daemon's config and slots.
@@ -13,6 +14,7 @@ model and cause; the daemon's config, slots and pipelines were never touched.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -63,7 +65,7 @@ def diff_models(old: Config, new: Config, rebuild: Collection[str] = ()) -> Chan
     return changes
 
 
-def _discard(pipelines: List[ModelPipeline], started: List[ModelPipeline]) -> None:
+def _discard(daemon: Daemon, pipelines: List[ModelPipeline], started: List[ModelPipeline]) -> None:
     for pipeline in pipelines:
         try:
             if pipeline in started:
@@ -71,6 +73,7 @@ def _discard(pipelines: List[ModelPipeline], started: List[ModelPipeline]) -> No
             else:
                 pipeline.sink.close()
                 pipeline.runner.close()
+            daemon.release_plan(pipeline)
         except Exception:  # already failing; the first cause is the one reported
             log.exception("model %s: cleanup after a failed apply", pipeline.model.name)
 
@@ -90,11 +93,15 @@ def apply_config(
     built: List[ModelPipeline] = []
     started: List[ModelPipeline] = []
     failing: Optional[str] = None
+    # Placement of the new model set on a copy: the one in force stays untouched until the
+    # switch, and models whose placement still works keep their devices (solver.py).
+    placer = copy.deepcopy(daemon.placer)
     try:
+        placer.plan(new.models)
         for model in new.models:
             if model.name in fresh:
                 failing = model.name
-                built.append(daemon.load_model(model))
+                built.append(daemon.load_model(model, placer=placer, rebuild=model.name in rebuild))
         for pipeline in built:
             failing = pipeline.model.name
             pipeline.start()
@@ -105,7 +112,7 @@ def apply_config(
         if before_switch is not None:
             before_switch(changes)
     except Exception as exc:
-        _discard(built, started)
+        _discard(daemon, built, started)
         reason = str(exc) if isinstance(exc, EdgedError) else f"{type(exc).__name__}: {exc}"
         raise ApplyError(f"models.{failing}: {reason}" if failing else reason, failing) from exc
     by_name = {p.model.name: p for p in built}
@@ -116,12 +123,13 @@ def apply_config(
         else:
             slots[model.name] = old_slots[model.name]
     retired = [p for p in (old_slots[n].pipeline for n in changes.changed + changes.removed) if p is not None]
-    daemon._switch(new, slots)
+    daemon._switch(new, slots, placer)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     for pipeline in retired:
         pipeline._stop_source.set()
     for pipeline in retired:
         pipeline.stop(max(0.1, deadline - time.monotonic()))
+        daemon.release_plan(pipeline)
     log.info(
         "config version %d in force: added %s, changed %s, removed %s",
         new.version,

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from edged.control.session import BrokerOptions, Received, Session, SessionError, options_from_section
+from edged.ctl.session import BrokerOptions, Received, Session, SessionError, options_from_section
 from edged.ctl.table import render_table, status_row, telemetry_rows
 from edged.errors import EdgedError
 

@@ -16,7 +16,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from collections import deque
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class ModelPipeline:
         self.preprocess = Preprocessor(model.preprocess, self._input)
         self._batch_capacity = self._check_batch(model.batch)
         self.source = create_source(model.source, self.preprocess.hw)
-        self.postprocess = create_postprocessor(model.postprocess, runner.outputs)
+        self.postprocess = create_postprocessor(model.postprocess, runner.outputs, self.preprocess.hw)
         self.sink = create_sink(model.sink)
         self._in: queue.Queue[Frame] = queue.Queue(model.queue_size)
         self._out: queue.Queue[Batch] = queue.Queue(4)
@@ -62,9 +63,14 @@ class ModelPipeline:
         self._infer_done = threading.Event()
         self._threads: List[threading.Thread] = []
         self.state = "created"
+        self.plan_key: Optional[Any] = None  # the plan cache key of the runner, set by the daemon
+        self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
         self.last_progress = time.monotonic()
         self._buffer = np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
+        # Sample tensors are recycled: a fresh multi-hundred-KB array per frame costs an
+        # mmap and page faults, measurable against a few-ms inference.
+        self._pool: "deque[np.ndarray]" = deque(maxlen=model.queue_size + self._batch_capacity + 2)
 
     def _check_batch(self, batch: int) -> int:
         fixed = self._input.shape[0] if self._input.shape else None
@@ -113,8 +119,8 @@ class ModelPipeline:
 
     def _finish(self) -> None:
         counters = self.stats.counters()
-        dropped = sum(counters["dropped"].values())  # type: ignore[attr-defined]
-        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped  # type: ignore[call-overload]
+        dropped = sum(counters["dropped"].values())
+        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped
         if unaccounted > 0:
             self.stats.count_drop("shutdown", unaccounted)
         try:
@@ -141,7 +147,7 @@ class ModelPipeline:
                     break
                 self.stats.count_in()
                 start = time.perf_counter()
-                frame.tensor = self.preprocess(frame.image)
+                frame.tensor = self.preprocess(frame.image, self._take_tensor(), frame.meta)
                 frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
                 frame.enqueue_ts = time.monotonic()
                 self._enqueue(frame)
@@ -153,6 +159,32 @@ class ModelPipeline:
             self._fail(f"source failed: {exc}")
         finally:
             self._source_done.set()
+
+    def _take_tensor(self) -> np.ndarray:
+        try:
+            return self._pool.pop()
+        except IndexError:
+            fresh: np.ndarray = np.empty(self.preprocess.sample_shape, dtype=self.preprocess.dtype)
+            return fresh
+
+    def _batch_input(self, frames: List[Frame]) -> np.ndarray:
+        """The batch tensor; a single frame on a dynamic batch axis goes in without a copy."""
+        n = len(frames)
+        if n == 1 and not self._pad:
+            tensor = frames[0].tensor
+            assert tensor is not None
+            single: np.ndarray = tensor[None]
+            return single
+        for i, frame in enumerate(frames):
+            self._buffer[i] = frame.tensor
+        batch: np.ndarray = self._buffer if self._pad else self._buffer[:n]
+        return batch
+
+    def _recycle(self, frames: List[Frame]) -> None:
+        for frame in frames:
+            if frame.tensor is not None:
+                self._pool.append(frame.tensor)
+                frame.tensor = None
 
     def _enqueue(self, frame: Frame) -> None:
         if self.source.live:
@@ -201,18 +233,17 @@ class ModelPipeline:
                     continue
                 start = time.monotonic()
                 n = len(frames)
-                for i, frame in enumerate(frames):
-                    self._buffer[i] = frame.tensor
-                    frame.tensor = None
+                for frame in frames:
                     latency["queue_wait"].record((start - frame.enqueue_ts) * 1000.0, start)
                     latency["preprocess"].record(frame.preprocess_ms, start)
-                batch = self._buffer if self._pad else self._buffer[:n]
                 try:
-                    outputs = self.runner.infer({self._input.name: batch})
+                    outputs = self.runner.infer({self._input.name: self._batch_input(frames)})
                 except Exception as exc:
                     log.error("model %s: inference failed: %s", self.model.name, exc)
                     self.stats.count_drop("inference_error", n)
                     continue
+                finally:
+                    self._recycle(frames)
                 done = time.monotonic()
                 timings = self.runner.last_timings
                 latency["inference"].record(
@@ -246,7 +277,7 @@ class ModelPipeline:
             for index, frame in enumerate(frames):
                 start = time.monotonic()
                 try:
-                    result = self.postprocess(outputs, index)
+                    result = self.postprocess(outputs, index, frame)
                 except Exception as exc:
                     log.error("model %s: postprocess failed: %s", name, exc)
                     self.stats.count_drop("postprocess_error")
@@ -260,6 +291,8 @@ class ModelPipeline:
                     log.error("model %s: sink write failed: %s", name, exc)
                     self.stats.count_drop("sink_error")
                     continue
+                if self.results_hook is not None:
+                    self.results_hook(record)
                 end = time.monotonic()
                 latency["postprocess"].record((post_done - start) * 1000.0, end)
                 latency["e2e"].record((end - frame.capture_ts) * 1000.0, end)

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from edged.backends.base import TensorSpec
 from edged.config.model import PluginConfig
 from edged.errors import ConfigError
+from edged.pipeline.frame import Frame
+
+if TYPE_CHECKING:
+    from edged.pipeline.detection.postprocess import DetectPostprocessor
 
 __all__ = ["Postprocessor", "ClassifyPostprocessor", "RawPostprocessor", "create_postprocessor"]
 
 
 class Postprocessor(abc.ABC):
     @abc.abstractmethod
-    def __call__(self, outputs: Mapping[str, np.ndarray], index: int) -> Dict[str, Any]:
+    def __call__(self, outputs: Mapping[str, np.ndarray], index: int, frame: Optional[Frame] = None) -> Dict[str, Any]:
         """Result for frame ``index`` of the batch whose ``outputs`` are given."""
 
 
 class RawPostprocessor(Postprocessor):
     """Every output tensor of the frame, as nested lists (exact float32 values)."""
 
-    def __call__(self, outputs: Mapping[str, np.ndarray], index: int) -> Dict[str, Any]:
+    def __call__(self, outputs: Mapping[str, np.ndarray], index: int, frame: Optional[Frame] = None) -> Dict[str, Any]:
         return {"outputs": {name: value[index].tolist() for name, value in outputs.items()}}
 
 
@@ -48,7 +52,7 @@ class ClassifyPostprocessor(Postprocessor):
         labels = config.get("labels")
         self.labels: Optional[List[str]] = _read_labels(labels) if labels else None
 
-    def __call__(self, outputs: Mapping[str, np.ndarray], index: int) -> Dict[str, Any]:
+    def __call__(self, outputs: Mapping[str, np.ndarray], index: int, frame: Optional[Frame] = None) -> Dict[str, Any]:
         scores = np.asarray(outputs[self.output][index], dtype=np.float32).reshape(-1)
         if self.softmax:
             shifted = np.exp(scores - scores.max())
@@ -65,9 +69,16 @@ class ClassifyPostprocessor(Postprocessor):
         return {"top_k": classes}
 
 
-def create_postprocessor(config: PluginConfig, outputs: Sequence[TensorSpec]) -> Postprocessor:
+def create_postprocessor(
+    config: PluginConfig, outputs: Sequence[TensorSpec], net_hw: Tuple[int, int] = (0, 0)
+) -> Union[Postprocessor, "DetectPostprocessor"]:
     if config.type == "classify":
         return ClassifyPostprocessor(config, outputs)
     if config.type == "raw":
         return RawPostprocessor()
-    raise ConfigError(f"postprocess.type: {config.type!r} is not one of classify, raw")
+    if config.type == "detect":
+        from edged.pipeline.detection.postprocess import DetectPostprocessor
+
+        labels = config.get("labels")
+        return DetectPostprocessor(config, outputs, net_hw, _read_labels(labels) if labels else None)
+    raise ConfigError(f"postprocess.type: {config.type!r} is not one of classify, detect, raw")

@@ -11,8 +11,8 @@ import math
 import threading
 import time
 from collections import Counter
+from typing import Any, Dict, List, Optional
 from typing import Counter as CounterType
-from typing import Dict, List, Mapping, Optional
 
 __all__ = ["LatencyHistogram", "WindowedHistogram", "ModelStats", "STAGES"]
 
@@ -147,7 +147,7 @@ class ModelStats:
             self.batches += 1
             self.batch_frames += size
 
-    def counters(self) -> Mapping[str, object]:
+    def counters(self) -> Dict[str, Any]:
         with self._lock:
             return {
                 "frames_in": self.frames_in,

@@ -14,9 +14,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 import yaml
 
-from edged.control.session import BrokerOptions, Session
-from tests.control.broker import Mosquitto
+from edged.ctl.session import BrokerOptions, Session
 from tests.control.conftest import serving_model
+from tests.mqtt.broker import Mosquitto
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ from typing import Iterator
 
 import pytest
 
-from edged.control.session import BrokerOptions, Session
-from tests.control.broker import Mosquitto
+from edged.ctl.session import BrokerOptions, Session
+from tests.mqtt.broker import Mosquitto
 
 
 @pytest.fixture()
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path / "broker", persistence=False)
+    broker = Mosquitto(tmp_path / "broker")
     broker.start()
     yield broker
     broker.stop()

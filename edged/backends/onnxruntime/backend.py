@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from edged.backends.base import Backend, BuildOptions, BuiltPlan, ProgressCallback, Runner, TensorSpec
+from edged.backends.calibration import calibration_set
+from edged.backends.onnxruntime.precision import convert_model
 from edged.errors import BackendError, BackendUnavailable, PlanError
 
 __all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRunner"]
@@ -103,14 +105,13 @@ class OnnxRuntimeBackend(Backend):
     def build_plan(
         self, model_path: str, options: BuildOptions, progress: Optional[ProgressCallback] = None
     ) -> BuiltPlan:
-        if options.precision != "fp32":
-            raise BackendError(
-                f"{model_path}: onnxruntime backend serves fp32 models; precision "
-                f"{options.precision!r} needs an fp16/int8 conversion of the model first"
-            )
         so = self._session_options(options)
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         with tempfile.TemporaryDirectory(prefix="edged-ort-") as tmp:
+            if options.precision != "fp32":
+                if progress:
+                    progress(None, f"converting to {options.precision}")
+                model_path = convert_model(model_path, options.precision, tmp, calibration_set(options))
             out = os.path.join(tmp, "optimized.onnx")
             so.optimized_model_filepath = out
             if progress:
@@ -125,7 +126,7 @@ class OnnxRuntimeBackend(Backend):
                 plan = handle.read()
         if progress:
             progress(1.0, "done")
-        return BuiltPlan(plan=plan, build_log=[f"optimised with onnxruntime {self.version()}"])
+        return BuiltPlan(plan=plan, build_log=[f"optimised with onnxruntime {self.version()} ({options.precision})"])
 
     def load_plan(self, plan: bytes, options: BuildOptions) -> Runner:
         so = self._session_options(options)

@@ -46,6 +46,10 @@ class Source(abc.ABC):
 SOURCES: Dict[str, str] = {
     "synthetic": "edged.pipeline.sources.synthetic:SyntheticSource",
     "images": "edged.pipeline.sources.images:ImageFolderSource",
+    "file": "edged.pipeline.sources.gst:GstSource",
+    "rtsp": "edged.pipeline.sources.gst:GstSource",
+    "v4l2": "edged.pipeline.sources.gst:GstSource",
+    "csi": "edged.pipeline.sources.gst:GstSource",
 }
 
 

@@ -25,6 +25,8 @@ class SyntheticSource(Source):
         super().__init__(config, (int(size[0]), int(size[1])) if size else frame_hw)
         self.fps = float(config.get("fps", 30))
         self.count = int(config.get("count", 0))
+        # Diagnostic hook for the watchdog: a source that stops delivering without failing.
+        self.stall_after = int(config.get("stall_after", 0))
         self.live = self.fps > 0
         rng = np.random.default_rng(int(config.get("seed", 0)))
         h, w = self.frame_hw
@@ -35,6 +37,9 @@ class SyntheticSource(Source):
 
     def read(self, stop: threading.Event) -> Optional[Frame]:
         if self.count and self._seq >= self.count:
+            return None
+        if self.stall_after and self._seq >= self.stall_after:
+            stop.wait()
             return None
         if not self._pacer.wait(stop):
             return None

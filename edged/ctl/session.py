@@ -1,9 +1,10 @@
-"""An MQTT session for the control plane and for edgectl: connect with the broker options,
-subscribe (again after every reconnect), publish with MQTT 5 request/response properties,
-and hand received messages over (to a callback that must not block, or to a queue).
+"""edgectl's MQTT session: connect with the operator's broker options, subscribe (again
+after every reconnect), publish with MQTT 5 request/response properties and wait for the
+broker's acknowledgement, and queue what arrives for the command to read.
 
-A persistent session (clean_session false / clean_start false with a session expiry) lets
-the broker keep the device's subscriptions and queue QoS 1 pushes while it is offline.
+The daemon does not use this: its control plane rides on the daemon's one MqttLink
+(edged/mqtt/link.py), which never blocks. An operator tool wants the opposite: block until
+connected, fail fast with a message naming the broker.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from edged.errors import EdgedError
+from edged.errors import ConfigError, EdgedError
+from edged.mqtt.compat import connect_options, import_paho, message_properties, new_client, publish_properties
+from edged.mqtt.security import read_password
 
 __all__ = ["BrokerOptions", "Received", "Session", "SessionError", "options_from_section"]
 
@@ -48,37 +51,21 @@ class Received:
     response_topic: Optional[str] = None
 
 
-def _paho() -> Any:
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError as exc:
-        raise SessionError("edgectl needs paho-mqtt: apt install python3-paho-mqtt (or pip install paho-mqtt)") from exc
-    return mqtt
-
-
-# How long the broker keeps a persistent session of a disconnected device (MQTT 5).
-SESSION_EXPIRY_S = 7 * 24 * 3600
-
-
 class Session:
     def __init__(
         self,
         options: BrokerOptions,
         client_id: str = "",
-        persistent: bool = False,
         on_message: Optional[Callable[[Received], None]] = None,
     ) -> None:
-        mqtt = _paho()
+        try:
+            mqtt = import_paho()
+        except EdgedError as exc:
+            raise SessionError(str(exc)) from exc
         self.options = options
         self.v5 = options.protocol == "5"
-        self.persistent = persistent and bool(client_id)
-        protocol = mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311
-        kwargs: Any = {"client_id": client_id, "protocol": protocol}
-        if not self.v5:
-            kwargs["clean_session"] = not self.persistent
-        # paho 2.x wants the callback API version first; 1.6 has no such enum.
-        api = getattr(mqtt, "CallbackAPIVersion", None)
-        self._client = mqtt.Client(api.VERSION2, **kwargs) if api else mqtt.Client(**kwargs)
+        self._mqtt = mqtt
+        self._client = new_client(mqtt, client_id, self.v5)
         if options.username:
             self._client.username_pw_set(options.username, options.password)
         if options.tls or options.cafile:
@@ -113,31 +100,21 @@ class Session:
         self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        props = getattr(msg, "properties", None)
-        correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        response = getattr(props, "ResponseTopic", None) if props is not None else None
-        self._handler(Received(msg.topic, bytes(msg.payload), bool(msg.retain), correlation, response))
+        props = message_properties(msg)
+        self._handler(
+            Received(
+                msg.topic,
+                bytes(msg.payload),
+                bool(msg.retain),
+                props.get("correlation_data"),
+                props.get("response_topic"),
+            )
+        )
 
-    def connect(self, timeout_s: float = 10.0, block: bool = True) -> None:
-        """Connect; with ``block`` false, return at once and keep trying in the background
-        (a daemon must start while its broker is down)."""
+    def connect(self, timeout_s: float = 10.0) -> None:
         o = self.options
-        kwargs: Any = {}
-        if self.v5:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            kwargs["clean_start"] = not self.persistent
-            if self.persistent:
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = SESSION_EXPIRY_S
-                kwargs["properties"] = props
-        if not block:
-            self._client.connect_async(o.host, o.port, o.keepalive_s, **kwargs)
-            self._client.loop_start()
-            return
         try:
-            self._client.connect(o.host, o.port, o.keepalive_s, **kwargs)
+            self._client.connect(o.host, o.port, o.keepalive_s, **connect_options(self.v5, persistent=False))
         except (OSError, ValueError) as exc:
             raise SessionError(f"cannot connect to {o.host}:{o.port}: {exc}") from exc
         self._client.loop_start()
@@ -168,16 +145,7 @@ class Session:
     ) -> None:
         """Publish; with QoS > 0 wait up to ``wait_s`` for the broker's acknowledgement
         (0: do not wait; paho keeps the message and sends it after a reconnect)."""
-        properties = None
-        if self.v5 and (response_topic or correlation_data is not None):
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            properties = Properties(PacketTypes.PUBLISH)
-            if response_topic:
-                properties.ResponseTopic = response_topic
-            if correlation_data is not None:
-                properties.CorrelationData = correlation_data
+        properties = publish_properties(self._mqtt, None, response_topic, correlation_data) if self.v5 else None
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if qos == 0 or wait_s <= 0:
             return
@@ -205,13 +173,19 @@ def options_from_section(section: Mapping[str, Any]) -> BrokerOptions:
                     return source[key]
         return None
 
+    password = first("password")
+    if password is None and section.get("password_file"):
+        try:
+            password = read_password(str(section["password_file"]))
+        except ConfigError as exc:
+            raise SessionError(str(exc)) from exc
     protocol = str(section.get("protocol", "5"))
     return BrokerOptions(
         host=str(section.get("host", "localhost")),
         port=int(section.get("port", 1883)),
         protocol="3.1.1" if protocol == "3.1.1" else "5",
         username=first("username"),
-        password=first("password"),
+        password=password,
         tls=bool(tls),
         cafile=first("cafile", "ca_file", "ca"),
         certfile=first("certfile", "cert_file", "cert"),

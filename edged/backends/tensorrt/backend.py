@@ -1,0 +1,95 @@
+"""TensorRTBackend: the Backend interface over TensorRT 8.5 to 11.x."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from typing import Any, Optional
+
+from edged.backends.base import Backend, BuildOptions, BuiltPlan, ProgressCallback, Runner
+from edged.backends.calibration import calibration_set
+from edged.backends.tensorrt.api import LogTail, import_tensorrt, make_logger
+from edged.backends.tensorrt.builder import EngineBuilder
+from edged.backends.tensorrt.engine import deserialize
+from edged.backends.tensorrt.formats import network_source
+from edged.backends.tensorrt.network import NetworkSource, OnnxNetwork
+from edged.backends.tensorrt.options import parse_options
+from edged.backends.tensorrt.runner import TensorRTRunner
+from edged.errors import BackendError, BackendUnavailable, CudaError
+
+__all__ = ["TensorRTBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, trt_module: Optional[Any] = None, cuda: Optional[Any] = None) -> None:
+        self.api = import_tensorrt(trt_module)
+        if cuda is None:
+            from edged.cuda import load_runtime
+
+            try:
+                cuda = load_runtime()
+            except CudaError as exc:
+                raise BackendUnavailable(f"backend 'tensorrt' needs a usable NVIDIA GPU: {exc}") from exc
+        self.cuda = cuda
+        self.tail = LogTail()
+        self.logger = make_logger(self.api, self.tail)
+        props = cuda.properties()
+        tag = re.sub(r"[^A-Za-z0-9]+", "-", props.name).strip("-")
+        self.device_tag = "{}-sm{}{}".format(tag, *props.compute_capability)
+        self._engines = EngineBuilder(self.api, cuda, self.logger, self.tail, self.device_tag)
+
+    def version(self) -> str:
+        return self.api.version_string
+
+    def num_dla_cores(self) -> int:
+        """DLA cores TensorRT sees here: the authoritative count (0 on dGPUs and Thor)."""
+        return int(self.api.trt.Builder(self.logger).num_DLA_cores)
+
+    def build_plan(
+        self, model_path: str, options: BuildOptions, progress: Optional[ProgressCallback] = None
+    ) -> BuiltPlan:
+        source = network_source(self.api, model_path, options.model_format)
+        if source is None:
+            return self.build_from_source(OnnxNetwork(model_path), options, progress)
+        if self.api.major >= 11 and options.precision != "fp32":
+            # 11.x networks are strongly typed; only an ONNX model can be converted beforehand.
+            raise BackendError(
+                f"{model_path}: TensorRT {self.api.version_string} builds strongly typed networks; a "
+                f"{options.model_format.type} model there takes its precision from its own layers (use precision fp32)"
+            )
+        opts = parse_options(options)
+        calibration = calibration_set(options) if opts.precision == "int8" else None
+        return self._engines.build(source, opts, calibration, progress)
+
+    def build_from_source(
+        self, source: NetworkSource, options: BuildOptions, progress: Optional[ProgressCallback] = None
+    ) -> BuiltPlan:
+        """Build from any NetworkSource (the ONNX parser today; other front ends plug in here)."""
+        opts = parse_options(options)
+        calibration = calibration_set(options) if opts.precision == "int8" else None
+        if self.api.major < 11 or opts.precision == "fp32":
+            return self._engines.build(source, opts, calibration, progress)
+        # 11.x builds strongly typed networks: reduced precision must be in the model itself.
+        from edged.backends.onnxruntime.precision import convert_model
+
+        with tempfile.TemporaryDirectory(prefix="edged-trt-") as tmp:
+            if progress is not None:
+                progress(None, f"converting the model to {opts.precision}")
+            # float16 inputs and outputs: edge Casts would be GPU layers between DLA and memory, and
+            # the runner casts feeds to the plan's input dtype anyway.
+            converted = convert_model(source.path, opts.precision, tmp, calibration, keep_io_types=False)
+            built = self._engines.build(OnnxNetwork(converted), opts, None, progress)
+        built.build_log.insert(0, f"INFO: {source.path} converted to {opts.precision} for a strongly typed build")
+        return built
+
+    def load_plan(self, plan: bytes, options: BuildOptions) -> Runner:
+        """Raises PlanError with TensorRT's logged reason when the plan is foreign (another
+        TensorRT version or another GPU); the plan cache then rebuilds."""
+        opts = parse_options(options)
+        engine, runtime = deserialize(self.api, self.logger, self.tail, plan, opts.dla_core)
+        return TensorRTRunner(self.api, self.cuda, engine, runtime)

@@ -1,0 +1,1 @@
+"""Detection post-processing: output decoding, class-aware NMS, letterbox undo."""

@@ -1,0 +1,141 @@
+"""What placement needs to know about a machine: SoC, DLA cores, TensorRT version, GPUs.
+
+A :class:`Target` comes from platform discovery (:func:`from_platform`, duck-typed on the
+``edged.platform`` Platform: ``soc``, ``dla_cores``, ``gpus``, TensorRT version) or from a
+named preset modelled on the published specification of each board (DESIGN.md §2). Presets
+are descriptions, not hardware: they let ``edged placement explain`` answer "what would
+happen on an Orin NX 8GB" from any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from edged.errors import PlacementError
+
+__all__ = ["Target", "PRESETS", "preset", "from_platform", "resolve_target", "GPU", "CPU"]
+
+GPU = "gpu"
+CPU = "cpu"
+
+# SoC → DLA generation (1: Xavier "DLA 1.0", 2: Orin "DLA 2.0"); Thor has none.
+_DLA_GENERATION = {"tegra194": 1, "tegra234": 2}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    soc: Optional[str]  # tegra194 | tegra234 | tegra264 | None (not a Jetson)
+    dla_cores: int
+    trt_version: Optional[str]  # None: no TensorRT, models run on ONNX Runtime
+    gpus: Tuple[str, ...] = ()
+    # Relative speed and active power of each engine class, for estimates before any
+    # measurement (see profiles.py); keys "gpu", "dla" (and "gpu1".. on multi-GPU hosts).
+    speed: Tuple[Tuple[str, float], ...] = ()
+
+    @property
+    def dla_generation(self) -> Optional[int]:
+        return _DLA_GENERATION.get(self.soc or "") if self.dla_cores else None
+
+    def devices(self) -> List[str]:
+        """Devices a model can be placed on, in a fixed order (the solver's tie-break)."""
+        if not self.gpus or self.trt_version is None:
+            return [GPU] if self.gpus else [CPU]
+        gpus = [GPU] if len(self.gpus) == 1 else [f"gpu{i}" for i in range(len(self.gpus))]
+        return [f"dla{i}" for i in range(self.dla_cores)] + gpus
+
+    def speed_of(self, device: str) -> float:
+        table = dict(self.speed)
+        key = "dla" if device.startswith("dla") else device
+        return table.get(key, table.get(GPU, 1.0))
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "soc": self.soc,
+            "dla_cores": self.dla_cores,
+            "dla_generation": self.dla_generation,
+            "tensorrt": self.trt_version,
+            "gpus": list(self.gpus),
+            "devices": self.devices(),
+        }
+
+
+# Speeds are relative to one AGX Orin GPU (1.0); see profiles.py for what 1.0 means and
+# where the ratios come from.
+PRESETS: Dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("agx-orin-64gb", "tegra234", 2, "10.3", ("Orin (ga10b)",), (("gpu", 1.0), ("dla", 0.48))),
+        Target("agx-orin-32gb", "tegra234", 2, "10.3", ("Orin (ga10b)",), (("gpu", 0.8), ("dla", 0.4))),
+        Target("orin-nx-16gb", "tegra234", 2, "10.3", ("Orin (ga10b)",), (("gpu", 0.5), ("dla", 0.3))),
+        Target("orin-nx-8gb", "tegra234", 1, "10.3", ("Orin (ga10b)",), (("gpu", 0.4), ("dla", 0.3))),
+        Target("orin-nano-8gb", "tegra234", 0, "10.3", ("Orin (ga10b)",), (("gpu", 0.25),)),
+        Target("agx-xavier", "tegra194", 2, "8.5", ("Xavier (gv11b)",), (("gpu", 0.3), ("dla", 0.06))),
+        Target("xavier-nx", "tegra194", 2, "8.5", ("Xavier (gv11b)",), (("gpu", 0.15), ("dla", 0.04))),
+        Target("agx-thor", "tegra264", 0, "11.1", ("Thor",), (("gpu", 2.5),)),
+        Target("x86-dgpu", None, 0, "10.3", ("NVIDIA RTX A4000",), (("gpu", 3.0),)),
+        Target("x86-2dgpu", None, 0, "10.3", ("NVIDIA RTX 4090", "NVIDIA T4"), (("gpu0", 8.0), ("gpu1", 1.2))),
+        Target("x86-cpu", None, 0, None, (), (("cpu", 0.05),)),
+    )
+}
+
+
+def preset(name: str) -> Target:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise PlacementError(f"unknown platform {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+
+
+def from_platform(platform: Any, name: str = "") -> Target:
+    """A Target from ``edged.platform``'s Platform (read by attribute, so this module does
+    not depend on that one's internals)."""
+    soc = getattr(platform, "soc", None)
+    dla = int(getattr(platform, "dla_cores", 0) or 0)
+    infos = tuple(getattr(platform, "gpus", ()) or ())
+    gpus = tuple(str(getattr(g, "name", g)) for g in infos)
+    versions = getattr(platform, "versions", None) or {}
+    trt = (
+        getattr(platform, "tensorrt_version", None)
+        or getattr(platform, "trt_version", None)
+        or versions.get("tensorrt")
+    )
+    # Rules are keyed by major.minor; TensorRT without a GPU serves nothing, so the config's device stands.
+    trt = ".".join(str(trt).split(".")[:2]) if trt and gpus else None
+    similar = [t for t in PRESETS.values() if t.soc == soc and t.dla_cores == dla and soc]
+    speed = similar[0].speed if similar else _dgpu_speeds(infos)
+    label = name or str(getattr(platform, "model", "") or soc or "host")
+    if trt is None and soc in ("tegra194", "tegra234") and dla:
+        # Rules need a version; JetPack decides it (Xavier stops at 8.5, Orin defaults to 6.x).
+        trt = "8.5" if soc == "tegra194" else "10.3"
+    return Target(label, soc, dla, str(trt) if trt else None, gpus, speed)
+
+
+# SMs of the reference GPU (AGX Orin: 16 Ampere SMs = speed 1.0). A discrete GPU's speed
+# before any measurement is its SM count over this: an estimate that ignores clocks and
+# architecture, replaced by measured profiles once a plan has run.
+_REFERENCE_SMS = 16
+
+
+def _dgpu_speeds(infos: Tuple[Any, ...]) -> Tuple[Tuple[str, float], ...]:
+    speeds = [float(getattr(g, "sm_count", 0) or _REFERENCE_SMS) / _REFERENCE_SMS for g in infos]
+    if len(speeds) <= 1:
+        return ((GPU, speeds[0] if speeds else 1.0),)
+    return ((GPU, speeds[0]), *((f"gpu{i}", v) for i, v in enumerate(speeds)))
+
+
+def resolve_target(spec: str) -> Target:
+    """``spec`` is a preset name or a platform fixture tree (a root path)."""
+    if spec in PRESETS:
+        return PRESETS[spec]
+    root = Path(spec)
+    if not root.is_dir():
+        raise PlacementError(f"--platform {spec!r}: not a known platform ({', '.join(sorted(PRESETS))}) or a directory")
+    try:
+        from edged.platform import discover  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise PlacementError(f"--platform {spec}: platform discovery is not part of this build; use a preset") from None
+    return from_platform(discover(str(root)), name=root.name)

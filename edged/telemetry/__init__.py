@@ -1,0 +1,1 @@
+"""Telemetry: metrics snapshots, power and health readers, and the MQTT publisher."""

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _bench(*args: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, "-m", "edged.bench", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_json_report_is_consistent(demo_assets: Path) -> None:
+    result = _bench(
+        str(demo_assets / "demo-cnn.onnx"), "--batch", "4", "--iterations", "50", "--warmup", "0.2", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["backend"] == "onnxruntime" and report["batch"] == 4 and report["iterations"] == 50
+    assert report["throughput_ips"] == pytest.approx(50 * 4 / report["duration_s"])
+    lat = report["latency_ms"]
+    assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert lat["mean"] * 50 <= report["duration_s"] * 1000  # calls fit in the measured time
+    assert report["device_ms"]["compute"] > 0
+
+
+def test_plot_writes_a_png(demo_assets: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib (python3-matplotlib) is the optional plotting dependency")
+    png = tmp_path / "lat.png"
+    result = _bench(str(demo_assets / "demo-cnn.onnx"), "--iterations", "30", "--warmup", "0", "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "throughput" in result.stdout
+
+
+def test_bad_inputs_are_named(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.onnx"
+    result = _bench(str(missing), "--iterations", "1")
+    assert result.returncode == 1 and str(missing) in result.stderr
+    assert _bench("--iterations", "1").returncode == 2
+
+
+@pytest.mark.slow
+def test_pipeline_efficiency_tool_reports_every_figure(demo_assets: Path, tmp_path: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_pipeline.py"
+    out = tmp_path / "report.json"
+    args = ["--model", str(demo_assets / "demo-cnn.onnx"), "--hw", "64", "64", "--rounds", "1", "--seconds", "0.5"]
+    args += ["--memory-seconds", "2", "--json", str(out)]
+    result = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [row["batch"] for row in report["throughput"]] == [1, 8]
+    for row in report["throughput"]:
+        assert row["raw_median_ips"] > 0 and row["pipeline_median_ips"] > 0
+        assert row["ratio"] == pytest.approx(row["pipeline_median_ips"] / row["raw_median_ips"])
+    assert report["latency"]["pipeline_e2e_p99_ms"] > 0
+    assert report["memory"]["daemon_rss_mb"] > report["memory"]["backend_only_rss_mb"] > 0
+
+
+def test_warm_start_tool_times_cold_and_warm_boots(tmp_path: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_warm_start.py"
+    out = tmp_path / "warm.json"
+    result = subprocess.run(
+        [sys.executable, str(tool), "--runs", "1", "--json", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert 0 < report["warm_median_s"] < 30 and 0 < report["cold_s"] < 60

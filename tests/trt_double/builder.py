@@ -1,0 +1,182 @@
+"""Builder of the TensorRT test double: enforces the documented build invariants and writes
+a plan that records what was built (version, device, DLA core, placement, ONNX bytes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from tests.trt_double.build import IBuilderConfig, INetworkDefinition, IOptimizationProfile, read_device
+from tests.trt_double.surface import Guarded
+
+MAGIC = b"TRTDOUBLE\0"
+
+
+def pack_plan(header: Dict[str, Any], onnx_bytes: bytes) -> bytes:
+    head = json.dumps(header, sort_keys=True).encode()
+    return MAGIC + struct.pack("<I", len(head)) + head + onnx_bytes
+
+
+def unpack_plan(plan: bytes) -> Optional[tuple]:  # type: ignore[type-arg]
+    if not plan.startswith(MAGIC):
+        return None
+    (size,) = struct.unpack_from("<I", plan, len(MAGIC))
+    start = len(MAGIC) + 4
+    return json.loads(plan[start : start + size].decode()), plan[start + size :]
+
+
+class IHostMemory(Guarded):
+    _trt_class = "IHostMemory"
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+    nbytes = property(lambda self: len(self._data))
+
+
+class Builder(Guarded):
+    _trt_class = "Builder"
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+        self._double.loggers.append(logger)
+
+    num_DLA_cores = property(lambda self: self._double.dla_cores)
+    platform_has_fast_fp16 = property(lambda self: True)
+
+    def create_network(self, flags: int = 0) -> INetworkDefinition:
+        return self._double.bind("INetworkDefinition")(self._trt, int(flags))
+
+    def create_builder_config(self) -> IBuilderConfig:
+        return self._double.bind("IBuilderConfig")(self._trt)  # type: ignore[no-any-return]
+
+    def create_optimization_profile(self) -> IOptimizationProfile:
+        return self._double.bind("IOptimizationProfile")()  # type: ignore[no-any-return]
+
+    def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> Optional[IHostMemory]:
+        double, trt = self._double, self._trt
+        log = double.log
+        finalize = getattr(network, "_finalize", None)
+        problem = finalize() if finalize is not None else None
+        if problem:
+            log("ERROR", problem)
+            return None
+        if network._model is None:
+            log("ERROR", "Network has no layers (was the ONNX model parsed?)")
+            return None
+        profile: Dict[str, List[List[int]]] = {}
+        for tensor in network._inputs:
+            if -1 in tensor.shape:
+                found = [p for p in config._profiles if tensor.name in p._shapes]
+                if not found:
+                    log("ERROR", "Network has dynamic or shape inputs, but no optimization profile has been defined.")
+                    return None
+                profile[tensor.name] = [list(s) for s in found[0]._shapes[tensor.name]]
+        placement = self._place(network, config, profile)
+        if placement is None:
+            return None
+        calibrated = self._calibrate(network, config)
+        if calibrated is False:
+            return None
+        if not self._monitor(config):
+            log("ERROR", "Build cancelled by the progress monitor")
+            return None
+        if config._timing is not None:
+            entries = config._timing._entries
+            keys = [f"{double.compute}:{layer.name}" for layer in network._layers]
+            hits = sum(key in entries for key in keys)
+            entries.update({key: 0.01 for key in keys})
+            log("INFO", f"Timing cache: {hits} hits, {len(keys) - hits} misses")
+        header = {
+            "trt": double.version_string,
+            "compute": list(double.compute),
+            "dla_core": config._dla_core if any(d != "gpu" for _, d, _ in placement) else None,
+            "placement": placement,
+            "profile": profile,
+            "flags": sorted(f.name for f in config._flags),
+            "calibration": calibrated,
+            "detailed": config._verbosity == trt.ProfilingVerbosity.DETAILED,
+            "pools": config._pools,
+        }
+        return double.bind("IHostMemory")(pack_plan(header, network._model.SerializeToString()))
+
+    def _place(self, network: INetworkDefinition, config: IBuilderConfig, profile: Dict[str, Any]) -> Optional[list]:  # type: ignore[type-arg]
+        double, trt = self._double, self._trt
+        fallback = config.get_flag(trt.BuilderFlag.GPU_FALLBACK)
+        placement = []
+        for layer in network._layers:
+            device = config.get_device_type(layer)
+            if device == trt.DeviceType.DLA:
+                if not 0 <= config._dla_core < double.dla_cores:
+                    double.log("ERROR", f"Cannot create DLA engine, DLA core {config._dla_core} not available")
+                    return None
+                if any(lo != hi for lo, _, hi in profile.values()):
+                    double.log("ERROR", f"{layer.name}: DLA only supports static shapes (min == max in the profile)")
+                    return None
+                if not config.can_run_on_DLA(layer):
+                    if not fallback:
+                        double.log(
+                            "ERROR", f"{layer.name} ({layer.type}) cannot run on DLA and GPU fallback is not enabled"
+                        )
+                        return None
+                    double.log("WARNING", f"Layer '{layer.name}' is not supported on DLA, falling back to GPU.")
+                    device = trt.DeviceType.GPU
+            placement.append([layer.name, "dla" if device == trt.DeviceType.DLA else "gpu", layer.type])
+        return placement
+
+    def _calibrate(self, network: INetworkDefinition, config: IBuilderConfig) -> Any:
+        """None without INT8; the cache's first line otherwise; False on failure."""
+        double, trt = self._double, self._trt
+        if double.major >= 11 or not config.get_flag(trt.BuilderFlag.INT8):
+            return None
+        calibrator = config._calibrator
+        if calibrator is None:
+            double.log("ERROR", "Calibration failure occurred with no scaling factors detected (no int8 calibrator)")
+            return False
+        header = f"TRT-{double.version_string.replace('.', '')}-EntropyCalibration2"
+        cache = calibrator.read_calibration_cache()
+        if cache and bytes(cache).decode().startswith(header):
+            double.calibration_batches.append(0)
+            return bytes(cache).decode().splitlines()[0]
+        tensor = network._inputs[0]
+        batch = calibrator.get_batch_size()
+        shape = (batch, *tensor.shape[1:])
+        dtype = np.float16 if tensor.dtype == trt.DataType.HALF else np.float32
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        amax, count = 0.0, 0
+        while True:
+            pointers = calibrator.get_batch([tensor.name])
+            if not pointers:
+                break
+            data = read_device(int(pointers[0]), nbytes).view(dtype)
+            amax = max(amax, float(np.abs(data).max()))
+            count += 1
+        double.calibration_batches.append(count)
+        if count == 0:
+            double.log("ERROR", "Calibration failure occurred with no scaling factors detected (no batches)")
+            return False
+        scale = struct.unpack(">I", struct.pack(">f", amax / 127.0))[0]
+        digest = hashlib.sha256(network._model.SerializeToString()).hexdigest()[:8]
+        calibrator.write_calibration_cache(f"{header}\n{tensor.name}: {scale:08x}\nmodel: {digest}\n".encode())
+        return header
+
+    def _monitor(self, config: IBuilderConfig) -> bool:
+        monitor = config._monitor
+        if monitor is None:
+            return True
+        phases = ["Building engine", "Tactic selection", "Serialization"]
+        monitor.phase_start(phases[0], None, len(phases) - 1)
+        for step, phase in enumerate(phases[1:]):
+            monitor.phase_start(phase, phases[0], 1)
+            monitor.phase_finish(phase)
+            if not monitor.step_complete(phases[0], step):
+                return False
+        monitor.phase_finish(phases[0])
+        return True

@@ -1,0 +1,186 @@
+"""Run side of the TensorRT test double: Runtime, engine, execution context, inspector.
+Execution runs the plan's ONNX model in ONNX Runtime, reading inputs from and writing
+outputs to the addresses given with set_tensor_address (host memory, see memory.py)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from tests.trt_double.build import read_device
+from tests.trt_double.builder import IHostMemory, unpack_plan
+from tests.trt_double.memory import check_range
+from tests.trt_double.surface import Guarded
+
+_NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64}
+_ORT_NP = {"tensor(float)": "FLOAT", "tensor(float16)": "HALF", "tensor(int64)": "INT64", "tensor(int32)": "INT32"}
+
+
+class Runtime(Guarded):
+    _trt_class = "Runtime"
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+        self._dla_core = -1
+        self._double.loggers.append(logger)
+
+    DLA_core = property(lambda self: self._dla_core, lambda self, v: object.__setattr__(self, "_dla_core", int(v)))
+    num_DLA_cores = property(lambda self: self._double.dla_cores)
+
+    def deserialize_cuda_engine(self, plan: Any) -> Optional[ICudaEngine]:
+        double = self._double
+        unpacked = unpack_plan(bytes(plan))
+        if unpacked is None:
+            double.log("ERROR", "Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic Tag does not match")
+            return None
+        header, onnx_bytes = unpacked
+        if header["trt"] != double.version_string:
+            double.log("ERROR", "The engine plan file is not compatible with this version of TensorRT, expecting "
+                       f"library version {double.version_string} got {header['trt']}, please rebuild.")  # fmt: skip
+            return None
+        if tuple(header["compute"]) != double.compute:
+            ours, theirs = ".".join(map(str, double.compute)), ".".join(map(str, header["compute"]))
+            double.log("ERROR", "The engine plan file is generated on an incompatible device, expecting compute "
+                       f"{ours} got compute {theirs}, please rebuild.")  # fmt: skip
+            return None
+        if header["dla_core"] is not None and double.dla_cores == 0:
+            double.log("ERROR", "Cannot deserialize a DLA engine: this device has no DLA")
+            return None
+        # The core is chosen here, from the runtime, not from the plan: unset means DLA0.
+        core = max(self._dla_core, 0) if header["dla_core"] is not None else None
+        return double.bind("ICudaEngine")(header, onnx_bytes, core)  # type: ignore[no-any-return]
+
+
+class ICudaEngine(Guarded):
+    _trt_class = "ICudaEngine"
+
+    def __init__(self, header: Dict[str, Any], onnx_bytes: bytes, dla_core: Optional[int]) -> None:
+        import onnxruntime
+
+        self._header, self._onnx = header, onnx_bytes
+        self._dla_core = dla_core  # what the double ran on; tests read it
+        self._session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        self._io: List[Tuple[str, bool, Tuple[int, ...], str]] = []
+        for value, is_input in [(v, True) for v in self._session.get_inputs()] + [
+            (v, False) for v in self._session.get_outputs()
+        ]:
+            shape = tuple(d if isinstance(d, int) else -1 for d in value.shape)
+            self._io.append((value.name, is_input, shape, _ORT_NP.get(value.type, "FLOAT")))
+
+    num_io_tensors = property(lambda self: len(self._io))
+    num_layers = property(lambda self: len(self._header["placement"]))
+
+    def _find(self, name: str) -> Tuple[str, bool, Tuple[int, ...], str]:
+        return next(io for io in self._io if io[0] == name)
+
+    def get_tensor_name(self, i: int) -> str:
+        return self._io[i][0]
+
+    def get_tensor_mode(self, name: str) -> Any:
+        return self._trt.TensorIOMode.INPUT if self._find(name)[1] else self._trt.TensorIOMode.OUTPUT
+
+    def get_tensor_shape(self, name: str) -> Tuple[int, ...]:
+        return self._find(name)[2]
+
+    def get_tensor_dtype(self, name: str) -> Any:
+        return getattr(self._trt.DataType, self._find(name)[3])
+
+    def get_tensor_profile_shape(self, name: str, profile: int) -> List[Tuple[int, ...]]:
+        return [tuple(s) for s in self._header["profile"][name]]
+
+    def create_execution_context(self) -> IExecutionContext:
+        return self._double.bind("IExecutionContext")(self)  # type: ignore[no-any-return]
+
+    def create_engine_inspector(self) -> EngineInspector:
+        return self._double.bind("EngineInspector")(self)  # type: ignore[no-any-return]
+
+    def serialize(self) -> IHostMemory:
+        from tests.trt_double.builder import pack_plan
+
+        return self._double.bind("IHostMemory")(pack_plan(self._header, self._onnx))  # type: ignore[no-any-return]
+
+
+class IExecutionContext(Guarded):
+    _trt_class = "IExecutionContext"
+
+    def __init__(self, engine: ICudaEngine) -> None:
+        self._engine = engine
+        self._addresses: Dict[str, int] = {}
+        self._shapes: Dict[str, Tuple[int, ...]] = {}
+        engine._double.contexts.append(self)
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        self._addresses[name] = int(address)
+        return True
+
+    def set_input_shape(self, name: str, shape: Any) -> bool:
+        lo, _, hi = self._engine.get_tensor_profile_shape(name, 0)
+        shape = tuple(int(d) for d in shape)
+        if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+            self._double.log("ERROR", f"setInputShape: {name} shape {shape} is outside the profile [{lo}, {hi}]")
+            return False
+        self._shapes[name] = shape
+        return True
+
+    def get_tensor_shape(self, name: str) -> Tuple[int, ...]:
+        _, is_input, shape, _ = self._engine._find(name)
+        if is_input:
+            return self._shapes.get(name, shape)
+        batch = next(iter(self._shapes.values()), (1,))[0]
+        return tuple(batch if d < 0 else d for d in shape)
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        engine, double = self._engine, self._double
+        feeds = {}
+        for name, is_input, shape, dtype in engine._io:
+            if name not in self._addresses:
+                double.log("ERROR", f"IExecutionContext::enqueueV3: Error Code 3: address of tensor {name} is not set")
+                return False
+            if is_input:
+                shape = self.get_tensor_shape(name)
+                if -1 in shape:
+                    double.log("ERROR", f"enqueueV3: input shape of {name} is not specified")
+                    return False
+                nbytes = int(np.prod(shape)) * np.dtype(_NP[dtype]).itemsize
+                feeds[name] = read_device(self._addresses[name], nbytes).view(_NP[dtype]).reshape(shape)
+        outputs = engine._session.run(None, feeds)
+        for (name, _, _, _), value in zip([io for io in engine._io if not io[1]], outputs):
+            value = np.ascontiguousarray(value)
+            assert value.shape == self.get_tensor_shape(name), "double predicted the wrong output shape"
+            if not check_range(self._addresses[name], value.nbytes):
+                double.log("ERROR", f"enqueueV3: output buffer of {name} is not a live allocation")
+                return False
+            ctypes.memmove(self._addresses[name], value.ctypes.data, value.nbytes)
+        double.executions.append((engine._dla_core, stream_handle))
+        return True
+
+
+class EngineInspector(Guarded):
+    _trt_class = "EngineInspector"
+
+    def __init__(self, engine: ICudaEngine) -> None:
+        self._engine = engine
+
+    def get_engine_information(self, fmt: Any) -> str:
+        header = self._engine._header
+        layers: List[Any] = []
+        run: List[str] = []
+
+        def flush() -> None:
+            if run:
+                layers.append({"Name": f"{{ForeignNode[{run[0]}...{run[-1]}]}}", "LayerType": "DLA"})
+                run.clear()
+
+        for name, device, op in header["placement"]:
+            if device == "dla":
+                run.append(name)
+                continue
+            flush()
+            layers.append({"Name": name, "LayerType": op})
+        flush()
+        if not header["detailed"]:
+            layers = [layer["Name"] for layer in layers]
+        return json.dumps({"Layers": layers, "Bindings": [io[0] for io in self._engine._io]})
