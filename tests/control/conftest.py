@@ -62,6 +62,7 @@ class Harness:
         self.published: Published = []
         self.daemon = Daemon(parse_config(doc))
         self.daemon.start_models()
+        assert self.daemon.wait_started(60), "the first models did not start"
         self.plane = ControlPlane(self.daemon, lambda t, p, r, c: self.published.append((t, p, r, c)))
         self.plane.start()
         assert [t for t, *_ in self.published] == ["edged/node-1/config/state"]
