@@ -206,14 +206,16 @@ def test_reload_validates_the_config_file(demo_assets: Path, tmp_path: Path, cap
     from edged.daemon import Daemon
 
     path = _daemon_config(demo_assets, tmp_path, stall_after=0)
-    daemon = Daemon(load_config(path))
-    daemon.config_path = str(path)
+    daemon = Daemon(load_config(path), config_path=str(path))
     caplog.set_level(logging.INFO)
-    assert daemon.reload()
-    assert f"reload: {path} valid (1 models)" in caplog.text
+    daemon._reload_requested.set()
+    daemon._handle_reload_request()
+    assert f"reloading {path}" in caplog.text and "reload failed" not in caplog.text
     path.write_text("models: [{name: 3}]\n")
-    assert not daemon.reload()
-    assert "invalid, keeping the running config" in caplog.text
+    daemon._reload_requested.set()
+    daemon._handle_reload_request()
+    assert "reload failed, previous config stays in force" in caplog.text
+    assert "models[0].name" in caplog.text
     assert daemon.config.models[0].name == "cam0"
 
 

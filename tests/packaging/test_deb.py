@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.conftest import DEBIAN_PATH
+from tests.packaging.conftest import DEBIAN_PATH, REPO
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,14 @@ def test_package_contents(deb: Path) -> None:
         "/usr/share/man/man1/edged.1.gz",
         "/usr/lib/python3/dist-packages/edged/systemd.py",
         "/usr/lib/python3/dist-packages/edged/config/schema.json",
+        "/usr/bin/edgectl",
+        "/usr/share/man/man1/edgectl.1.gz",
     ):
         assert path in files, path
+    # Every package of the source tree ships (a folder without __init__.py would not).
+    for init in sorted((REPO / "edged").rglob("*.py")):
+        shipped = "/usr/lib/python3/dist-packages/" + str(init.relative_to(REPO))
+        assert shipped in files, shipped
     assert _deb("-f", str(deb), "Architecture").strip() == "all"
     depends = _deb("-f", str(deb), "Depends")
     for name in ("python3-numpy", "python3-yaml", "python3-jsonschema", "python3-paho-mqtt", "adduser"):

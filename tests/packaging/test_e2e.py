@@ -183,7 +183,7 @@ def test_reload_is_logged_and_service_stays_active(env: Env) -> None:
     tree = env.tree
     main_pid = tree.show("edged", "MainPID")
     tree.run("systemctl", "reload", "edged")
-    _wait(lambda: "reload: /etc/edged/edged.yaml valid" in env.journal(), 20, "reload logged", env.journal)
+    _wait(lambda: "reloading /etc/edged/edged.yaml" in env.journal(), 20, "reload logged", env.journal)
     assert tree.show("edged", "ActiveState") == "active"
     assert tree.show("edged", "MainPID") == main_pid
     before = env.results()
