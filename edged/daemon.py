@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Dict, List, Opt
 
 from edged.backends import BuildOptions, get_backend
 from edged.config.model import Config, ModelConfig
-from edged.errors import BackendError, EdgedError
+from edged.errors import BackendError, EdgedError, PlacementError
 from edged.pipeline.model_pipeline import ModelPipeline
 from edged.pipeline.stats import ModelStats
 from edged.placement.service import Placer, local_target
@@ -34,6 +34,8 @@ __all__ = ["Daemon", "ModelSlot", "build_options"]
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 4.0
+# A fallback reason can carry a compiler's log; the status line keeps its start.
+REASON_WIDTH = 100
 
 
 def resolve_device(model: ModelConfig) -> str:
@@ -313,23 +315,48 @@ class Daemon:
 
     # -- status ------------------------------------------------------------------------
 
+    def device_of(self, name: str) -> str:
+        """The device a configured model's plan targets: placement's, else the config's."""
+        try:
+            return self.placer.device_for(name)
+        except PlacementError:
+            return resolve_device(self.slots[name].config)
+
     def status_lines(self) -> List[str]:
         lines = []
         for name, slot in self.slots.items():
+            device = self.device_of(name)
             if slot.pipeline is None:
-                lines.append(f"{name}: {slot.state}{': ' + slot.error if slot.error else ''}")
-                continue
-            stats = slot.pipeline.stats
-            e2e = stats.latency["e2e"].snapshot()
-            counters = stats.counters()
-            dropped = sum(counters["dropped"].values())
-            p50, p99 = e2e.percentile(50), e2e.percentile(99)
-            lines.append(
-                f"{name}: {slot.state} fps {stats.fps_since_last():.1f} "
-                f"p50 {_ms(p50)} p99 {_ms(p99)} in {counters['frames_in']} "
-                f"out {counters['frames_out']} dropped {dropped}"
-            )
+                lines.append(f"{name}: {slot.state} on {device}{': ' + slot.error if slot.error else ''}")
+            else:
+                stats = slot.pipeline.stats
+                e2e = stats.latency["e2e"].snapshot()
+                counters = stats.counters()
+                dropped = sum(counters["dropped"].values())
+                p50, p99 = e2e.percentile(50), e2e.percentile(99)
+                lines.append(
+                    f"{name}: {slot.state} on {device} fps {stats.fps_since_last():.1f} "
+                    f"p50 {_ms(p50)} p99 {_ms(p99)} in {counters['frames_in']} "
+                    f"out {counters['frames_out']} dropped {dropped}"
+                )
+            fallback = self.fallback_text(name)
+            if fallback:
+                lines.append(f"  {name}: {fallback}")
         return lines
+
+    def fallback_text(self, name: str) -> Optional[str]:
+        """``fell back from dla0: <why>`` when a model left its placed device at run time."""
+        status = self.placer.status(name)
+        left = status.get("fell_back_from")
+        if left is None:
+            return None
+        why = " ".join(str(status["not_on"].get(left, "")).split())
+        path = self.slots[name].config.path
+        if why.startswith(path + ": "):
+            why = why[len(path) + 2 :]  # backend errors lead with the model's path; the name says it
+        if len(why) > REASON_WIDTH:
+            why = why[: REASON_WIDTH - 3] + "..."
+        return f"fell back from {left}: {why}"
 
     def status_summary(self) -> str:
         """One line for systemd's STATUS=: models serving, and each plan still in progress."""

@@ -67,6 +67,7 @@ class Placer:
         self._fixed: Dict[str, str] = {}  # models placed by rule, not by the solver
         self._notes: Dict[str, str] = {}
         self._differences: Dict[str, List[Dict[str, str]]] = {}
+        self._fell_back: Dict[str, Tuple[str, str]] = {}  # model → (device it left, why)
 
     # -- planning -----------------------------------------------------------------------
 
@@ -181,6 +182,8 @@ class Placer:
         return dict(request.excluded) if request else {}
 
     def status(self, model: str) -> Dict[str, Any]:
+        """device and not_on; where they apply, error, note, reason, differs_from_prediction and
+        fell_back_from (the device left at run time, its reason in not_on)."""
         doc: Dict[str, Any] = {"device": None, "not_on": self.fallbacks(model)}
         try:
             doc["device"] = self.device_for(model)
@@ -192,6 +195,11 @@ class Placer:
             doc["reason"] = self.placement.assignments[model].reason
         if self._differences.get(model):
             doc["differs_from_prediction"] = list(self._differences[model])
+        left = self._fell_back.get(model)
+        if left is not None:
+            doc["fell_back_from"] = left[0]
+            # A model placed by rule has no request to keep the reason in.
+            doc["not_on"].setdefault(left[0], left[1])
         return doc
 
     # -- feedback -----------------------------------------------------------------------
@@ -210,6 +218,7 @@ class Placer:
         """``device`` failed for ``model`` (a DLA build error): rule it out (every DLA core, for
         a DLA), re-place, and return the new device. Other models keep their devices."""
         log.warning("model %s: leaving %s: %s", model, device, reason)
+        self._fell_back[model] = (device, reason)
         request = self._requests.get(model)
         if request is None:
             self._fixed[model] = "gpu"

@@ -50,7 +50,11 @@ def _build(args: argparse.Namespace) -> int:
             failures += 1
             continue
         pipeline.runner.close()
+        # load_model builds for placement's device, as `edged run` will: the plan is the one it loads.
         print(f"{model.name}: {pipeline.plan_key.name} ready")
+        fallback = daemon.fallback_text(model.name)
+        if fallback:
+            print(f"  {fallback}")
     return 1 if failures else 0
 
 

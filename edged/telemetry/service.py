@@ -16,22 +16,33 @@ from edged.telemetry.snapshot import ModelView, Snapshotter
 if TYPE_CHECKING:
     from edged.daemon import Daemon
 
-__all__ = ["TelemetryService", "model_views"]
+__all__ = ["TelemetryService", "model_views", "placement_view"]
 
 log = logging.getLogger(__name__)
 
 
+# differs_from_prediction is per layer, too long to repeat every period; the plan's manifest
+# keeps the layer placement it came from.
+PLACEMENT_KEYS = ("reason", "note", "not_on", "fell_back_from", "error")
+
+
+def placement_view(status: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The non-empty placement fields of ``Placer.status()``; None when there are none."""
+    view = {key: status[key] for key in PLACEMENT_KEYS if status.get(key)}
+    return view or None
+
+
 def model_views(daemon: "Daemon") -> Dict[str, ModelView]:
     """What telemetry reports of each configured model, read from the daemon's slots."""
-    from edged.daemon import resolve_device
-
     out = {}
     for name, slot in list(daemon.slots.items()):
         stats = slot.pipeline.stats if slot.pipeline else None
         status = getattr(slot.pipeline.source, "status", None) if slot.pipeline else None
         source = status() if callable(status) else None
-        device = resolve_device(slot.config)
-        out[name] = ModelView(name, device, slot.config.batch, slot.state, stats, slot.error, source)
+        placement = placement_view(daemon.placer.status(name))
+        out[name] = ModelView(
+            name, daemon.device_of(name), slot.config.batch, slot.state, stats, slot.error, source, placement
+        )
     return out
 
 

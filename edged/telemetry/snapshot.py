@@ -36,6 +36,7 @@ class ModelView:
     stats: Optional[ModelStats]
     error: Optional[str] = None
     source: Optional[Dict[str, Any]] = None  # state and counters of sources that report them
+    placement: Optional[Dict[str, Any]] = None  # why this device: reason, note, not_on, fell_back_from
 
 
 def _latency(stats: ModelStats, now: float) -> Dict[str, Dict[str, float]]:
@@ -73,6 +74,8 @@ class Snapshotter:
             doc["error"] = view.error
         if view.source is not None:
             doc["source"] = view.source
+        if view.placement:
+            doc["placement"] = view.placement
         if view.stats is None:
             return doc
         counters = view.stats.counters()

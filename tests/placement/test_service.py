@@ -98,6 +98,16 @@ def test_dla_build_failure_moves_model_to_gpu_and_keeps_others(tmp_path: Path) -
     assert placer.fall_back("rn", failed, "DLA compiler: out of memory") == "gpu"
     assert placer.device_for("mbv2") == before
     assert placer.status("rn")["not_on"][failed] == "DLA compiler: out of memory"
+    assert placer.status("rn")["fell_back_from"] == failed and "fell_back_from" not in placer.status("mbv2")
+
+
+def test_fallback_of_a_model_placed_by_rule_keeps_its_reason(tmp_path: Path) -> None:
+    placer = Placer(None)  # platform unknown: the device comes from the config, no request
+    placer.plan(config(write_models(tmp_path), rn={"device": "dla0"}).models)
+    assert placer.fall_back("rn", "dla0", "DLA compiler: out of memory") == "gpu"
+    status = placer.status("rn")
+    assert (status["device"], status["fell_back_from"]) == ("gpu", "dla0")
+    assert status["not_on"] == {"dla0": "DLA compiler: out of memory"}
 
 
 def test_measured_profile_over_budget_falls_back(tmp_path: Path) -> None:

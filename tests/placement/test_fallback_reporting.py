@@ -1,0 +1,137 @@
+"""A DLA build that fails on the TensorRT TEST DOUBLE (no GPU, no TensorRT here): the model moves
+to the GPU and the reason reaches the status lines and the telemetry document; ``edged plan
+build`` builds for placement's device, so its plans are the ones the daemon loads."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import jsonschema
+import pytest
+import yaml
+
+import edged.cuda
+import edged.daemon as daemon_mod
+from edged.cli import main
+from edged.config import parse_config
+from edged.placement.target import preset
+from edged.plans import PlanProgress, PlanStore
+from edged.telemetry.service import model_views
+from edged.telemetry.snapshot import Snapshotter
+from tests.trt_double import HostCuda, make_tensorrt
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((REPO / "edged" / "telemetry" / "schema.json").read_text())
+COMPILER_ERROR = "DLA compiler: out of local DRAM for subgraph conv"
+
+
+@pytest.fixture()
+def trt(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The 10.3 double on an Orin NX 8GB (one DLA core), as placement sees that module."""
+    module = make_tensorrt("10.3", dla_cores=1)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    monkeypatch.setattr(edged.cuda, "load_runtime", lambda *a, **k: HostCuda())
+    monkeypatch.setattr(daemon_mod, "local_target", lambda *_: preset("orin-nx-8gb"))
+    return module
+
+
+def fail_dla_builds(trt: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DLA compiler failure the layer rules cannot foresee: TensorRT logs it and returns None."""
+    build = trt.Builder.build_serialized_network
+
+    def build_serialized_network(self: Any, network: Any, config: Any) -> Optional[Any]:
+        if config.default_device_type == trt.DeviceType.DLA:
+            trt._double.log("ERROR", COMPILER_ERROR)
+            return None
+        return build(self, network, config)
+
+    monkeypatch.setattr(trt.Builder, "build_serialized_network", build_serialized_network)
+
+
+def config_doc(demo_config: Dict[str, Any], tmp_path: Path) -> Dict[str, Any]:
+    """The demo model on TensorRT in FP16 (placed on dla0), and one ONNX Runtime model on the CPU."""
+    trt_model = demo_config["models"][0]
+    trt_model.update(backend="tensorrt", precision="fp16", batch=2)
+    trt_model["source"]["count"] = 4
+    cpu_model = dict(trt_model, name="cpu", backend="onnxruntime", precision="fp32")
+    cpu_model["sink"] = {"type": "jsonl", "path": str(tmp_path / "cpu.jsonl")}
+    demo_config["models"].append(cpu_model)
+    return demo_config
+
+
+def test_dla_build_failure_reaches_status_and_telemetry(
+    trt: Any, demo_config: Dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_dla_builds(trt, monkeypatch)
+    daemon = daemon_mod.Daemon(parse_config(config_doc(demo_config, tmp_path)))
+    assert daemon.device_of("demo") == "dla0"
+    daemon.start_models()
+    try:
+        assert daemon.wait_started(timeout=60)
+        views = model_views(daemon)
+        lines = daemon.status_lines()
+    finally:
+        daemon.stop_models()
+    assert daemon.slots["demo"].error is None
+
+    assert views["demo"].device == "gpu" and views["cpu"].device == "cpu"
+    doc = Snapshotter("d1", None, None, 30.0).snapshot(views)
+    jsonschema.validate(doc, SCHEMA)
+    placement = doc["models"]["demo"]["placement"]
+    assert doc["models"]["demo"]["device"] == "gpu" and placement["fell_back_from"] == "dla0"
+    assert placement["not_on"]["dla0"].endswith(f"TensorRT 10.3.0 build failed: {COMPILER_ERROR}")
+    assert placement["reason"].startswith("gpu: ")
+    assert "placement" not in doc["models"]["cpu"]  # nothing to say: the fields are left out
+    assert doc["devices"]["gpu"]["models"] == ["demo"] and doc["devices"]["cpu"]["models"] == ["cpu"]
+
+    # One line per model, and one more for the model that fell back.
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("demo: ") and " on gpu fps " in lines[0]
+    assert lines[1] == f"  demo: fell back from dla0: TensorRT 10.3.0 build failed: {COMPILER_ERROR}"
+    assert lines[2].startswith("cpu: ") and " on cpu fps " in lines[2]
+
+
+def plan_build(doc: Dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    path = tmp_path / "edged.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", "--config", str(path), "build"]) == 0
+    return capsys.readouterr().out
+
+
+def test_plan_build_builds_for_the_placed_dla_core_and_the_daemon_loads_that_plan(
+    trt: Any, demo_config: Dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = config_doc(demo_config, tmp_path)
+    out = plan_build(doc, tmp_path, capsys)
+    assert "fell back" not in out
+    store = PlanStore(doc["plans"]["cache_dir"])
+    (entry,) = [p for p in store.entries() if p.name.startswith("demo.")]
+    assert entry.manifest["key"]["options"]["device"] == "dla0" and ".dla0." in entry.name
+
+    daemon = daemon_mod.Daemon(parse_config(doc))
+    progress = PlanProgress()
+    daemon.load_model(daemon.config.models[0], progress).runner.close()
+    assert daemon.device_of("demo") == "dla0" and progress.source == "cache"
+
+
+def test_plan_build_after_a_dla_failure_caches_the_gpu_plan_the_daemon_falls_back_to(
+    trt: Any,
+    demo_config: Dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fail_dla_builds(trt, monkeypatch)
+    doc = config_doc(demo_config, tmp_path)
+    out = plan_build(doc, tmp_path, capsys)
+    assert f"  fell back from dla0: TensorRT 10.3.0 build failed: {COMPILER_ERROR}" in out.splitlines()
+    (entry,) = [p for p in PlanStore(doc["plans"]["cache_dir"]).entries() if p.name.startswith("demo.")]
+    assert entry.manifest["key"]["options"]["device"] == "gpu"
+
+    daemon = daemon_mod.Daemon(parse_config(doc))
+    progress = PlanProgress()
+    daemon.load_model(daemon.config.models[0], progress).runner.close()
+    assert daemon.device_of("demo") == "gpu" and progress.source == "cache"
