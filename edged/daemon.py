@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional
 
-from edged.backends import BuildOptions, get_backend
+import numpy as np
+
+from edged.backends import BuildOptions, Runner, get_backend
 from edged.config.model import Config, ModelConfig
 from edged.errors import BackendError, EdgedError, PlacementError
 from edged.pipeline.model_pipeline import ModelPipeline
 from edged.pipeline.stats import ModelStats
+from edged.placement.profiles import profile_from_dict
 from edged.placement.service import Placer, local_target
-from edged.plans import PlanManager, PlanProgress, PlanStore
+from edged.plans import PlanKey, PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform, discover
 from edged.platform.discover import probe_versions
 from edged.systemd import ServiceHooks, log_fields
@@ -34,6 +37,10 @@ __all__ = ["Daemon", "ModelSlot", "build_options"]
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 4.0
+# The benchmark of a plan right after its first load (for placement): short, since it delays
+# the model's start once per plan.
+PROFILE_WARMUP_S = 0.1
+PROFILE_SECONDS = 0.4
 # A fallback reason can carry a compiler's log; the status line keeps its start.
 REASON_WIDTH = 100
 
@@ -165,6 +172,15 @@ class Daemon:
             options = build_options(model, state_dir, device)
             runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
         placer.observe(model.name, self.plans().layer_placement(key))
+        moved_to = self._profile(model, runner, key, options.device, placer)
+        if moved_to is not None:
+            # Measured over its latency budget on a DLA: serve from the device placement chose now.
+            runner.close()
+            self.plans().release(key)
+            options = build_options(model, state_dir, moved_to)
+            runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
+            # Profiled too, for placement's later decisions; one move per load, so no ping-pong.
+            self._profile(model, runner, key, moved_to, placer)
         try:
             pipeline = ModelPipeline(model, runner, ModelStats(window_s=self.config.telemetry.window_s))
         except Exception:
@@ -177,6 +193,28 @@ class Daemon:
 
             pipeline.results_hook = ResultsPublisher(self.telemetry.link, model.name, model.publish_results_hz)
         return pipeline
+
+    def _profile(self, model: ModelConfig, runner: Runner, key: PlanKey, device: str, placer: Placer) -> Optional[str]:
+        """Feed placement the plan's measured latency: a short benchmark right after the first
+        load, stored in the plan's manifest so later starts reuse it. Returns the device the
+        model must move to, or None."""
+        estimate = placer.estimate(model.name, device)
+        if estimate is None:
+            return None
+        doc = self.plans().profile(key)
+        if doc is None:
+            from edged.bench import measure
+
+            timing = measure(runner, model.batch, warmup_s=PROFILE_WARMUP_S, duration_s=PROFILE_SECONDS)
+            latency_ms = float(np.median(timing["samples_ms"])) if timing["samples_ms"] else estimate.latency_ms
+            doc = dict(dataclasses.replace(estimate, latency_ms=latency_ms, source="measured").as_dict())
+            try:
+                self.plans().record_profile(key, doc)
+            except EdgedError as exc:
+                log.warning("model %s: measured profile not stored: %s", model.name, exc)
+        profile = profile_from_dict(dict(doc, model=model.name, device=device))
+        log.info("model %s: %.2f ms per batch on %s (measured)", model.name, profile.latency_ms, device)
+        return placer.measured(profile)
 
     def start_models(self) -> None:
         """Plans are obtained one model at a time on a background thread (builds are CPU and

@@ -172,9 +172,14 @@ class Placer:
         if self.placement is None or model not in self.placement.assignments:
             raise PlacementError(f"model {model}: not planned")
         assignment = self.placement.assignments[model]
-        if not assignment.devices:
+        if assignment.devices:
+            return assignment.device
+        request = self._requests.get(model)
+        if request is None or not request.profiles:
             raise PlacementError(f"model {model}: no device: {assignment.reason}")
-        return assignment.device
+        # No device meets the model's demands (the solver named the shortfall): it still
+        # serves, on the device where it comes closest, rather than not at all.
+        return min(request.profiles.values(), key=lambda p: (p.latency_ms, p.device)).device
 
     def fallbacks(self, model: str) -> Dict[str, str]:
         """Devices ruled out for ``model`` and why (for status and telemetry)."""
@@ -233,6 +238,12 @@ class Placer:
         self._solve(previous)
         return self.device_for(model)
 
+    def estimate(self, model: str, device: str) -> Optional[Profile]:
+        """The profile placement works with for ``model`` on ``device`` (None: the model was
+        placed by rule, so a measurement would not change anything)."""
+        request = self._requests.get(model)
+        return request.profiles.get(device) if request is not None else None
+
     def measured(self, profile: Profile) -> Optional[str]:
         """Record a measured profile; returns the new device when it forces a move (a DLA
         plan over the latency budget), else None."""
@@ -245,7 +256,8 @@ class Placer:
             request.model, profiles, request.target_fps, request.latency_budget_ms, request.excluded
         )
         budget = request.latency_budget_ms
-        if budget is not None and profile.latency_ms > budget:
+        # Only a DLA plan moves for its budget: the GPU is where everything falls back to.
+        if budget is not None and profile.latency_ms > budget and profile.device.startswith("dla"):
             why = f"measured {profile.latency_ms:.2f} ms > budget {budget:g} ms"
             return self.fall_back(profile.model, profile.device, why)
         before = self.device_for(profile.model)

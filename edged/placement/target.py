@@ -134,8 +134,6 @@ def resolve_target(spec: str) -> Target:
     root = Path(spec)
     if not root.is_dir():
         raise PlacementError(f"--platform {spec!r}: not a known platform ({', '.join(sorted(PRESETS))}) or a directory")
-    try:
-        from edged.platform import discover  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise PlacementError(f"--platform {spec}: platform discovery is not part of this build; use a preset") from None
+    from edged.platform import discover
+
     return from_platform(discover(str(root)), name=root.name)

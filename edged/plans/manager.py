@@ -152,6 +152,14 @@ class PlanManager:
         rows = manifest.get("layer_placement")
         return list(rows) if isinstance(rows, list) else None
 
+    def profile(self, key: PlanKey) -> Optional[Dict[str, Any]]:
+        """The measured profile stored with the plan (see Daemon.load_model), if any."""
+        doc = (self.store._manifest(key.name) or {}).get("profile")
+        return dict(doc) if isinstance(doc, dict) else None
+
+    def record_profile(self, key: PlanKey, profile: Dict[str, Any]) -> None:
+        self.store.annotate(key, {"profile": profile})
+
     def release(self, key: PlanKey) -> None:
         self.store.release(key)
 

@@ -115,6 +115,14 @@ class PlanStore:
         self.evict(keep=key.digest)
         return path
 
+    def annotate(self, key: PlanKey, facts: Dict[str, Any]) -> None:
+        """Add ``facts`` to a stored plan's manifest (atomically; the plan is unchanged)."""
+        manifest = self._manifest(key.name)
+        if manifest is None or manifest.get("digest") != key.digest:
+            raise PlanError(f"{self._manifest_path(key.name)}: no manifest for plan {key.name}")
+        manifest.update(facts)
+        self._write_atomic(self._manifest_path(key.name), json.dumps(manifest, indent=1, sort_keys=True).encode())
+
     # -- reading -----------------------------------------------------------------------
 
     def _manifest(self, name: str) -> Optional[Dict[str, Any]]:

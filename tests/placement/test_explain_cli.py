@@ -89,13 +89,3 @@ def test_bad_inputs_exit_2_with_a_clear_message(models: dict, tmp_path: Path, ca
     junk.write_bytes(b"not a model")
     assert main(["placement", "explain", "--platform", "agx-orin-64gb", str(junk)]) == EXIT_USAGE
     assert "not a readable ONNX model" in capsys.readouterr().err
-
-
-def test_platform_directory_needs_discovery(models: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    try:
-        import edged.platform  # noqa: F401
-    except ImportError:
-        assert main(["placement", "explain", "--platform", str(tmp_path), models["mbv2"]]) == EXIT_USAGE
-        assert "platform discovery is not part of this build" in capsys.readouterr().err
-    else:
-        pytest.skip("platform discovery present")

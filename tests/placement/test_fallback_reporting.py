@@ -135,3 +135,48 @@ def test_plan_build_after_a_dla_failure_caches_the_gpu_plan_the_daemon_falls_bac
     progress = PlanProgress()
     daemon.load_model(daemon.config.models[0], progress).runner.close()
     assert daemon.device_of("demo") == "gpu" and progress.source == "cache"
+
+
+def test_a_dla_plan_measured_over_its_budget_moves_to_the_gpu_and_the_profile_is_kept(
+    trt: Any, demo_config: Dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = config_doc(demo_config, tmp_path)
+    # Estimates: dla0 0.60 ms, gpu 0.30 ms; the budget admits both, so the DLA is chosen (less power).
+    doc["models"][0]["latency_budget_ms"] = 0.65
+    daemon = daemon_mod.Daemon(parse_config(doc))
+    assert daemon.device_of("demo") == "dla0"
+    # The double's timings say nothing about a DLA: the benchmark reports 2 ms for every plan.
+    measured = []
+
+    def slow_benchmark(runner: Any, batch: int, **kwargs: Any) -> Dict[str, Any]:
+        measured.append(batch)
+        return {"samples_ms": [2.0, 2.0, 2.0]}
+
+    monkeypatch.setattr("edged.bench.measure", slow_benchmark)
+    daemon.load_model(daemon.config.models[0]).runner.close()
+    status = daemon.placer.status("demo")
+    assert daemon.device_of("demo") == "gpu" and status["fell_back_from"] == "dla0"
+    assert status["not_on"]["dla0"] == "measured 2.00 ms > budget 0.65 ms"
+    assert measured == [2, 2]  # the DLA plan, then the GPU plan (over budget too, but nowhere else to go)
+
+    # Both plans carry their measured profile; a later start reuses it instead of measuring.
+    entries = {
+        p.manifest["key"]["options"]["device"]: p.manifest for p in PlanStore(doc["plans"]["cache_dir"]).entries()
+    }
+    assert entries["dla0"]["profile"]["source"] == "measured" and entries["dla0"]["profile"]["latency_ms"] == 2.0
+    assert entries["gpu"]["profile"]["latency_ms"] == 2.0
+    again = daemon_mod.Daemon(parse_config(doc))
+    again.load_model(again.config.models[0]).runner.close()
+    assert again.device_of("demo") == "gpu" and measured == [2, 2]
+
+
+def test_a_dla_plan_within_its_budget_stays_and_its_real_benchmark_is_stored(
+    trt: Any, demo_config: Dict[str, Any], tmp_path: Path
+) -> None:
+    doc = config_doc(demo_config, tmp_path)
+    doc["models"][0]["latency_budget_ms"] = 10_000.0
+    daemon = daemon_mod.Daemon(parse_config(doc))
+    daemon.load_model(daemon.config.models[0]).runner.close()
+    assert daemon.device_of("demo") == "dla0" and "fell_back_from" not in daemon.placer.status("demo")
+    (entry,) = [p for p in PlanStore(doc["plans"]["cache_dir"]).entries() if p.name.startswith("demo.")]
+    assert entry.manifest["profile"]["source"] == "measured" and entry.manifest["profile"]["latency_ms"] > 0

@@ -6,10 +6,10 @@ import logging
 
 import nets
 import pytest
-from conftest import run_analysis
 
 from edged.placement.observed import compare_reported, reconcile
 from edged.placement.rules import TABLE_VERSION, rules_for
+from tests.placement.conftest import run_analysis
 
 
 def test_tables_differ_by_version_and_generation() -> None:
