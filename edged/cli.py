@@ -33,6 +33,13 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _invalid_config(path: str, exc: ConfigError) -> int:
+    print(f"{path}: invalid configuration", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"edged {__version__}")
     return EXIT_OK
@@ -44,10 +51,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
     except ConfigError as exc:
-        print(f"{args.file}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _invalid_config(args.file, exc)
     from edged.formats.rules import installed_problems, installed_tensorrt
 
     problems = installed_problems(config.models, installed_tensorrt())
@@ -105,10 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The local file, layered with the last accepted push (docs/config-push.md).
         effective = load_effective(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _invalid_config(args.config, exc)
     if os.environ.get("JOURNAL_STREAM"):
         # Started by systemd: structured records to journald when systemd-python is there.
         from edged.systemd import setup_logging
