@@ -12,13 +12,15 @@ from typing import Dict
 
 from edged.formats.builder import builder_hashes
 from edged.formats.spec import ModelFormat
-from edged.plans.key import sha256_file
 
 __all__ = ["format_input_hashes"]
 
 
 def format_input_hashes(fmt: ModelFormat) -> Dict[str, str]:
     """Role -> SHA-256 of every input the format reads besides the model's main file."""
+    # Imported here: edged.plans imports this module while it initialises.
+    from edged.plans.key import sha256_file
+
     if fmt.type == "caffe" and fmt.prototxt:
         return {"prototxt": sha256_file(fmt.prototxt, "prototxt")}
     if fmt.type == "network-builder" and fmt.builder:
