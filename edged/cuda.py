@@ -79,6 +79,7 @@ _SIGNATURES = {
     "cudaEventElapsedTime": [ctypes.POINTER(ctypes.c_float), _P, _P],
     "cudaEventDestroy": [_P],
     "cudaDeviceSynchronize": [],
+    "cudaPointerGetAttributes": [_P, _P],
 }
 
 
@@ -112,7 +113,7 @@ def _open_library(names: Sequence[str]) -> ctypes.CDLL:
 class CudaRuntime:
     """One loaded libcudart; methods raise CudaError carrying CUDA's own name and message."""
 
-    def __init__(self, lib: ctypes.CDLL, device: int = 0) -> None:
+    def __init__(self, lib: ctypes.CDLL, device: int = 0, names: Sequence[str] = LIBRARY_NAMES) -> None:
         self._lib = lib
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(lib, name)
@@ -126,7 +127,9 @@ class CudaRuntime:
         self._props_fn.argtypes = [ctypes.c_void_p, _INT]
         self._props_fn.restype = _INT
         self.device = device
-        self.check("cudaSetDevice", device)
+        self.names = tuple(names)  # the library names ``lib`` was found by; for_device reuses them
+        # Fails here, with cudaErrorInvalidDevice, for a device this host does not have.
+        self.use()
 
     # -- errors ------------------------------------------------------------------------
 
@@ -144,6 +147,31 @@ class CudaRuntime:
         return raw.decode() if raw else "unknown error"
 
     # -- device ------------------------------------------------------------------------
+
+    def use(self) -> None:
+        """Make this runtime's device the calling thread's current device.
+
+        CUDA's current device is per thread: allocations, streams, events and TensorRT's
+        engines and contexts land on whatever device the calling thread has current, so every
+        thread that works for a plan on this device calls this first. A thread-local record
+        skips the driver call on the hot path; it assumes nothing else in the process calls
+        cudaSetDevice behind edged's back on its threads.
+        """
+        if getattr(_CURRENT, "device", None) != self.device:
+            self.check("cudaSetDevice", self.device)
+            _CURRENT.device = self.device
+
+    def for_device(self, device: int) -> CudaRuntime:
+        """The process's runtime for another device of this host, from the same library."""
+        if device == self.device:
+            return self
+        return load_runtime(device, self.names)
+
+    def pointer_device(self, address: int) -> int:
+        """The device a device or mapped pointer belongs to (cudaPointerGetAttributes)."""
+        attrs = _PointerAttributes()
+        self.check("cudaPointerGetAttributes", ctypes.byref(attrs), address)
+        return int(attrs.device)
 
     def _int_out(self, name: str, *args: Any) -> int:
         value = _INT()
@@ -179,11 +207,13 @@ class CudaRuntime:
         )
 
     def mem_info(self) -> Tuple[int, int]:
+        self.use()  # cudaMemGetInfo reports on the current device
         free, total = _SIZE(), _SIZE()
         self.check("cudaMemGetInfo", ctypes.byref(free), ctypes.byref(total))
         return free.value, total.value
 
     def synchronize(self) -> None:
+        self.use()
         self.check("cudaDeviceSynchronize")
 
     # -- memory ------------------------------------------------------------------------
@@ -220,6 +250,8 @@ class _Resource:
         self._rt = rt
         self._ptr = ctypes.c_void_p()
         self._lock = threading.Lock()
+        # Every handle is created on the device current in the creating thread: make it rt's.
+        rt.use()
 
     @property
     def handle(self) -> int:
@@ -231,6 +263,7 @@ class _Resource:
         with self._lock:
             if self._ptr.value is not None:
                 ptr, self._ptr = self._ptr, ctypes.c_void_p()
+                self._rt.use()
                 self._rt.check(self._free_fn, ptr)
 
     def __enter__(self: Any) -> Any:
@@ -330,6 +363,22 @@ class Event(_Resource):
         return float(ms.value)
 
 
+class _PointerAttributes(ctypes.Structure):
+    # cudaPointerAttributes as of CUDA 11 (10 still had memoryType first). Newer headers
+    # append ``long reserved[8]``; keeping it here means no release writes past the struct.
+    _fields_ = (
+        ("type", _INT),
+        ("device", _INT),
+        ("devicePointer", _P),
+        ("hostPointer", _P),
+        ("reserved", ctypes.c_long * 8),
+    )
+
+
+# The device each thread last made current through CudaRuntime.use(); CUDA keeps the real
+# one per thread too, and a fresh thread starts on device 0.
+_CURRENT = threading.local()
+
 _RUNTIMES: Dict[Tuple[int, Tuple[str, ...]], CudaRuntime] = {}
 _RUNTIMES_LOCK = threading.Lock()
 
@@ -338,12 +387,14 @@ def load_runtime(device: int = 0, names: Sequence[str] = LIBRARY_NAMES) -> CudaR
     """The process's CudaRuntime for ``device``; BackendUnavailable when there is no
     libcudart, CudaError (e.g. cudaErrorNoDevice) when there is no usable GPU.
 
-    CUDA's current device is per thread and only the creating thread is switched to
-    ``device``; other threads use device 0. Jetsons have one GPU, so edged uses device 0.
+    CUDA's current device is per thread: creating the runtime makes ``device`` current
+    in the creating thread only, and any other thread must call ``use()`` before it
+    allocates or runs anything on ``device`` (a fresh thread starts on device 0). Jetsons
+    have one GPU; dGPU hosts place plans on gpu0..gpuN, one runtime each.
     """
     with _RUNTIMES_LOCK:
         key = (device, tuple(names))
         if key not in _RUNTIMES:
-            _RUNTIMES[key] = CudaRuntime(_open_library(names), device)
+            _RUNTIMES[key] = CudaRuntime(_open_library(names), device, names)
         runtime: CudaRuntime = _RUNTIMES[key]
         return runtime

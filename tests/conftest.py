@@ -12,6 +12,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 
+@pytest.fixture(autouse=True)
+def _cuda_double_starts_on_device_0() -> None:
+    """The CUDA double keeps each thread's current device, as CUDA does; a test that left the
+    main thread on gpu1 must not move the next test's engines there. Tests that never
+    imported the double do not pay for importing it here."""
+    memory = sys.modules.get("tests.trt_double.memory")
+    if memory is not None:
+        memory.reset_current_device()
+
+
 @pytest.fixture(scope="session")
 def demo_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder with demo-cnn.onnx, labels.txt and images/ (see tools/make_demo_model.py)."""

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import resource
+import threading
 import time
+from typing import Any, Callable, Dict, TypeVar
 
 import numpy as np
 import pytest
@@ -15,6 +18,32 @@ from edged.errors import BackendUnavailable, CudaError
 pytestmark = pytest.mark.gpu
 
 MIB = 1 << 20
+T = TypeVar("T")
+
+
+def on_new_thread(fn: Callable[[], T]) -> T:
+    """``fn()`` on a fresh thread, which CUDA starts on device 0 whatever this one uses."""
+    result: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed back to the test's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]  # type: ignore[no-any-return]
+
+
+def current_device(rt: cuda.CudaRuntime) -> int:
+    """What CUDA itself says the calling thread's device is (not edged's record of it)."""
+    value = ctypes.c_int()
+    rt.check("cudaGetDevice", ctypes.byref(value))
+    return value.value
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +145,47 @@ def test_errors_carry_cudas_message(rt: cuda.CudaRuntime) -> None:
     buf.free()  # a second free is a no-op, never a double cudaFree
     with pytest.raises(CudaError, match="used after free"):
         _ = buf.device_ptr
+
+
+def test_each_device_allocates_on_its_own_gpu_from_a_fresh_thread(rt: cuda.CudaRuntime) -> None:
+    for index in range(rt.device_count()):
+        dev_rt = cuda.load_runtime(index)
+
+        def allocate(dev_rt: cuda.CudaRuntime = dev_rt) -> Dict[str, int]:
+            seen = {"before": current_device(dev_rt)}
+            dev_rt.use()
+            seen["after"] = current_device(dev_rt)
+            with dev_rt.malloc(MIB) as buf:
+                seen["memory"] = dev_rt.pointer_device(buf.device_ptr)
+            return seen
+
+        assert on_new_thread(allocate) == {"before": 0, "after": index, "memory": index}
+
+
+def test_two_devices_keep_plans_memory_apart_on_one_thread(rt: cuda.CudaRuntime) -> None:
+    if rt.device_count() < 2:
+        pytest.skip(f"needs 2 GPUs, this host has {rt.device_count()}")
+    rt0, rt1 = cuda.load_runtime(0), cuda.load_runtime(1)
+    size = 512 * MIB
+
+    def alternate() -> Dict[str, Any]:
+        # One worker serving plans on both GPUs in turn, as the daemon's threads do.
+        free0, free1 = rt0.mem_info()[0], rt1.mem_info()[0]
+        on1 = rt1.malloc(size)
+        on0 = rt0.malloc(MIB)
+        seen = {
+            "devices": (rt1.pointer_device(on1.device_ptr), rt0.pointer_device(on0.device_ptr)),
+            "drop1": free1 - rt1.mem_info()[0],
+            "drop0": free0 - rt0.mem_info()[0],
+            "current": current_device(rt0),
+        }
+        on1.free()
+        on0.free()
+        return seen
+
+    seen = on_new_thread(alternate)
+    assert seen["devices"] == (1, 0)
+    assert seen["current"] == 0  # rt0.mem_info() was the last call: the thread follows each runtime
+    # cudaMemGetInfo counts in the driver's allocation granularity; the big block shows on GPU 1 only.
+    assert seen["drop1"] >= size, seen
+    assert seen["drop0"] < size // 2, seen

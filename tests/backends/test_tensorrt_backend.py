@@ -291,3 +291,54 @@ def test_old_tensorrt_is_refused() -> None:
 
     with pytest.raises(BackendUnavailable, match=r"8.4.1.5 is too old; edged needs 8.5"):
         import_tensorrt(Old())
+
+
+def _on_new_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` on a fresh thread (which CUDA, and the double, start on device 0)."""
+    import threading
+
+    result: Dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(value=fn()))
+    thread.start()
+    thread.join()
+    return result["value"]
+
+
+@pytest.mark.parametrize("device,index", [("gpu1", 1), ("gpu0", 0), ("gpu", 0)])
+def test_a_plan_for_gpu_n_is_built_loaded_and_run_on_cuda_device_n(
+    make_trt: Any, demo_model: str, device: str, index: int
+) -> None:
+    trt_backend, double = backend(make_trt, "10.3", dla=0, integrated=False, gpus=("GPU A", "GPU B"))
+    options = BuildOptions(device=device, batch=2)
+    # Built and loaded on one thread, run on another, as the daemon's builder and pipeline threads do.
+    built = _on_new_thread(lambda: trt_backend.build_plan(demo_model, options))
+    runner = _on_new_thread(lambda: trt_backend.load_plan(built.plan, options))
+    x = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    got = _on_new_thread(lambda: runner.infer({"images": x})["logits"])
+    assert got.tobytes() == ort_reference(demo_model, x)["logits"].tobytes()
+    _on_new_thread(runner.close)
+    assert {call for call, _ in double.device_calls} == {"build", "deserialize", "context", "execute"}
+    assert {dev for _, dev in double.device_calls} == {index}, double.device_calls
+    created = trt_backend._gpu(index).cuda.created
+    assert created and {dev for _, dev in created} == {index}, created
+    assert trt_backend.device_tag(index) == ("GPU-B-sm87" if index else "GPU-A-sm87")
+
+
+def test_a_gpu_the_host_does_not_have_is_a_clear_error(make_trt: Any, demo_model: str) -> None:
+    trt_backend, _ = backend(make_trt, "10.3", dla=0, integrated=False, gpus=("GPU A", "GPU B"))
+    with pytest.raises(BackendError, match=r"device gpu5: this host has 2 CUDA device\(s\)"):
+        trt_backend.build_plan(demo_model, BuildOptions(device="gpu5"))
+
+
+def test_the_double_refuses_an_engine_used_from_another_device(
+    make_trt: Any, demo_model: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The double's own check, which the test above relies on: without the runner making its
+    device current, a gpu1 engine run from a fresh thread (device 0) fails as on CUDA."""
+    trt_backend, _ = backend(make_trt, "10.3", dla=0, integrated=False, gpus=("GPU A", "GPU B"))
+    options = BuildOptions(device="gpu1")
+    runner = trt_backend.load_plan(trt_backend.build_plan(demo_model, options).plan, options)
+    engine = runner.engine
+    assert _on_new_thread(engine.create_execution_context) is None
+    assert "engine deserialised on device 1, current device 0" in caplog.text
+    runner.close()

@@ -94,7 +94,8 @@ def test_three_models_are_spread_over_both_gpus(builder_model: Dict[str, Any], t
 
 def test_plans_are_kept_apart_per_gpu_model(builder_model: Dict[str, Any], tmp_path: Path) -> None:
     trt = make_tensorrt("10.3", compute=(8, 6))
-    backend = TensorRTBackend(trt, HostCuda(compute_capability=(8, 6)))
+    # The doubles model one compute capability for the whole host: only the names differ.
+    backend = TensorRTBackend(trt, HostCuda(compute_capability=(8, 6), gpus=(AMPERE.name, TURING.name)))
     (model,) = _models([{"name": "builder", "backend": "tensorrt", **builder_model}])
     mixed = PlanManager(PlanStore(str(tmp_path / "plans")), _platform([AMPERE, TURING]))
     on_ampere = mixed.key(model, backend, build_options(model, device="gpu0"))

@@ -6,7 +6,9 @@ generated from NVIDIA's per-version API tables (api/*.json), so a name a generat
 raises AttributeError. It enforces the documented invariants edged relies on (DLA needs
 FP16/INT8 before 11; a layer the DLA cannot run fails the build without GPU fallback; the
 DLA takes static shapes only; a plan from another TensorRT version or GPU deserialises to
-None after logging NVIDIA's message; runtime.DLA_core picks the core at deserialisation)
+None after logging NVIDIA's message; runtime.DLA_core picks the core at deserialisation; an
+engine belongs to the CUDA device current when it was deserialised, and creating a context
+or executing on another device fails)
 and executes plans with ONNX Runtime, so outputs are numerically real. It does not model
 layer fusion, reduced-precision arithmetic or timing.
 """
@@ -45,6 +47,8 @@ class TensorRTDouble:
         self.loggers: List[Any] = []
         self.executions: List[Tuple[Any, int]] = []  # (DLA core or None, stream) per execute_async_v3
         self.contexts: List[Any] = []
+        # (build | deserialize | context | execute, the calling thread's current CUDA device)
+        self.device_calls: List[Tuple[str, int]] = []
         self.parsers: List[Any] = []  # CaffeParser/UffParser instances, for tests to inspect
         self.calibration_batches: List[int] = []  # batches read per INT8 build (0: cache reused)
         self.classes: Dict[str, type] = {}

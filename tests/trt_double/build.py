@@ -250,10 +250,11 @@ class IBuilderConfig(Guarded):
         return self._timing
 
 
-def read_device(address: int, nbytes: int) -> np.ndarray:
-    """Bytes at a "device" address handed to the double (host memory, see memory.py)."""
+def read_device(address: int, nbytes: int, device: Optional[int] = None) -> np.ndarray:
+    """Bytes at a "device" address handed to the double (host memory, see memory.py), which
+    must be usable from ``device`` when one is given."""
     from tests.trt_double.memory import check_range
 
-    if not check_range(address, nbytes):
-        raise ValueError(f"address {address:#x}+{nbytes} is not inside a live buffer")
+    if not check_range(address, nbytes, device):
+        raise ValueError(f"address {address:#x}+{nbytes} is not inside a live buffer on device {device}")
     return np.frombuffer(ctypes.string_at(address, nbytes), dtype=np.uint8)

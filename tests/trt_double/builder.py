@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from tests.trt_double.build import IBuilderConfig, INetworkDefinition, IOptimizationProfile, read_device
+from tests.trt_double.memory import current_device
 from tests.trt_double.surface import Guarded
 
 MAGIC = b"TRTDOUBLE\0"
@@ -62,6 +63,7 @@ class Builder(Guarded):
 
     def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> Optional[IHostMemory]:
         double, trt = self._double, self._trt
+        double.device_calls.append(("build", current_device()))
         log = double.log
         finalize = getattr(network, "_finalize", None)
         problem = finalize() if finalize is not None else None
@@ -155,7 +157,7 @@ class Builder(Guarded):
             pointers = calibrator.get_batch([tensor.name])
             if not pointers:
                 break
-            data = read_device(int(pointers[0]), nbytes).view(dtype)
+            data = read_device(int(pointers[0]), nbytes, current_device()).view(dtype)
             amax = max(amax, float(np.abs(data).max()))
             count += 1
         double.calibration_batches.append(count)

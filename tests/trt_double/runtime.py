@@ -12,7 +12,7 @@ import numpy as np
 
 from tests.trt_double.build import read_device
 from tests.trt_double.builder import IHostMemory, unpack_plan
-from tests.trt_double.memory import check_range
+from tests.trt_double.memory import check_range, current_device
 from tests.trt_double.surface import Guarded
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64}
@@ -32,6 +32,8 @@ class Runtime(Guarded):
 
     def deserialize_cuda_engine(self, plan: Any) -> Optional[ICudaEngine]:
         double = self._double
+        device = current_device()
+        double.device_calls.append(("deserialize", device))
         unpacked = unpack_plan(bytes(plan))
         if unpacked is None:
             double.log("ERROR", "Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic Tag does not match")
@@ -51,17 +53,18 @@ class Runtime(Guarded):
             return None
         # The core is chosen here, from the runtime, not from the plan: unset means DLA0.
         core = max(self._dla_core, 0) if header["dla_core"] is not None else None
-        return double.bind("ICudaEngine")(header, onnx_bytes, core)  # type: ignore[no-any-return]
+        return double.bind("ICudaEngine")(header, onnx_bytes, core, device)  # type: ignore[no-any-return]
 
 
 class ICudaEngine(Guarded):
     _trt_class = "ICudaEngine"
 
-    def __init__(self, header: Dict[str, Any], onnx_bytes: bytes, dla_core: Optional[int]) -> None:
+    def __init__(self, header: Dict[str, Any], onnx_bytes: bytes, dla_core: Optional[int], device: int = 0) -> None:
         import onnxruntime
 
         self._header, self._onnx = header, onnx_bytes
         self._dla_core = dla_core  # what the double ran on; tests read it
+        self._device = device  # the CUDA device the engine lives on
         self._session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         self._io: List[Tuple[str, bool, Tuple[int, ...], str]] = []
         for value, is_input in [(v, True) for v in self._session.get_inputs()] + [
@@ -91,7 +94,17 @@ class ICudaEngine(Guarded):
     def get_tensor_profile_shape(self, name: str, profile: int) -> List[Tuple[int, ...]]:
         return [tuple(s) for s in self._header["profile"][name]]
 
-    def create_execution_context(self) -> IExecutionContext:
+    def _on_own_device(self, call: str) -> bool:
+        device = current_device()
+        self._double.device_calls.append((call, device))
+        if device != self._device:
+            self._double.log("ERROR", f"{call}: engine deserialised on device {self._device}, current device {device}")
+            return False
+        return True
+
+    def create_execution_context(self) -> Optional[IExecutionContext]:
+        if not self._on_own_device("context"):
+            return None
         return self._double.bind("IExecutionContext")(self)  # type: ignore[no-any-return]
 
     def create_engine_inspector(self) -> EngineInspector:
@@ -134,6 +147,8 @@ class IExecutionContext(Guarded):
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         engine, double = self._engine, self._double
+        if not engine._on_own_device("execute"):
+            return False
         feeds = {}
         for name, is_input, shape, dtype in engine._io:
             if name not in self._addresses:
@@ -145,12 +160,12 @@ class IExecutionContext(Guarded):
                     double.log("ERROR", f"enqueueV3: input shape of {name} is not specified")
                     return False
                 nbytes = int(np.prod(shape)) * np.dtype(_NP[dtype]).itemsize
-                feeds[name] = read_device(self._addresses[name], nbytes).view(_NP[dtype]).reshape(shape)
+                feeds[name] = read_device(self._addresses[name], nbytes, engine._device).view(_NP[dtype]).reshape(shape)
         outputs = engine._session.run(None, feeds)
         for (name, _, _, _), value in zip([io for io in engine._io if not io[1]], outputs):
             value = np.ascontiguousarray(value)
             assert value.shape == self.get_tensor_shape(name), "double predicted the wrong output shape"
-            if not check_range(self._addresses[name], value.nbytes):
+            if not check_range(self._addresses[name], value.nbytes, engine._device):
                 double.log("ERROR", f"enqueueV3: output buffer of {name} is not a live allocation")
                 return False
             ctypes.memmove(self._addresses[name], value.ctypes.data, value.nbytes)

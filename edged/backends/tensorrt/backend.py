@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from typing import Any, Optional
+import threading
+from typing import Any, Dict, Optional
 
 from edged.backends.base import Backend, BuildOptions, BuiltPlan, ProgressCallback, Runner
 from edged.backends.calibration import calibration_set
@@ -27,6 +28,8 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, trt_module: Optional[Any] = None, cuda: Optional[Any] = None) -> None:
+        """``cuda``: device 0's runtime (edged.cuda.load_runtime() when None); the runtimes of
+        other GPUs come from its ``for_device``."""
         self.api = import_tensorrt(trt_module)
         if cuda is None:
             from edged.cuda import load_runtime
@@ -38,10 +41,35 @@ class TensorRTBackend(Backend):
         self.cuda = cuda
         self.tail = LogTail()
         self.logger = make_logger(self.api, self.tail)
-        props = cuda.properties()
-        tag = re.sub(r"[^A-Za-z0-9]+", "-", props.name).strip("-")
-        self.device_tag = "{}-sm{}{}".format(tag, *props.compute_capability)
-        self._engines = EngineBuilder(self.api, cuda, self.logger, self.tail, self.device_tag)
+        self._gpus: Dict[int, EngineBuilder] = {}
+        self._gpus_lock = threading.Lock()
+        self._gpu(0)
+
+    def _gpu(self, index: int) -> EngineBuilder:
+        """The engine builder of CUDA device ``index``, holding that device's runtime and tag."""
+        with self._gpus_lock:
+            engines = self._gpus.get(index)
+            if engines is None:
+                cuda = self.cuda
+                if index != cuda.device:
+                    count = cuda.device_count()
+                    if index >= count:
+                        raise BackendError(f"device gpu{index}: this host has {count} CUDA device(s)")
+                    try:
+                        cuda = cuda.for_device(index)
+                    except CudaError as exc:
+                        raise BackendError(f"device gpu{index}: {exc}") from exc
+                props = cuda.properties()
+                tag = re.sub(r"[^A-Za-z0-9]+", "-", props.name).strip("-")
+                device_tag = "{}-sm{}{}".format(tag, *props.compute_capability)
+                engines = EngineBuilder(self.api, cuda, self.logger, self.tail, device_tag)
+                self._gpus[index] = engines
+            return engines
+
+    def device_tag(self, gpu_index: int = 0) -> str:
+        """The GPU model and compute capability of CUDA device ``gpu_index``, as named in
+        device-specific caches (timing caches)."""
+        return self._gpu(gpu_index).device_tag
 
     def version(self) -> str:
         return self.api.version_string
@@ -64,16 +92,17 @@ class TensorRTBackend(Backend):
             )
         opts = parse_options(options)
         calibration = calibration_set(options) if opts.precision == "int8" else None
-        return self._engines.build(source, opts, calibration, progress)
+        return self._gpu(opts.gpu_index).build(source, opts, calibration, progress)
 
     def build_from_source(
         self, source: NetworkSource, options: BuildOptions, progress: Optional[ProgressCallback] = None
     ) -> BuiltPlan:
         """Build from any NetworkSource (the ONNX parser today; other front ends plug in here)."""
         opts = parse_options(options)
+        engines = self._gpu(opts.gpu_index)
         calibration = calibration_set(options) if opts.precision == "int8" else None
         if self.api.major < 11 or opts.precision == "fp32":
-            return self._engines.build(source, opts, calibration, progress)
+            return engines.build(source, opts, calibration, progress)
         # 11.x builds strongly typed networks: reduced precision must be in the model itself.
         from edged.backends.onnxruntime.precision import convert_model
 
@@ -83,7 +112,7 @@ class TensorRTBackend(Backend):
             # float16 inputs and outputs: edge Casts would be GPU layers between DLA and memory, and
             # the runner casts feeds to the plan's input dtype anyway.
             converted = convert_model(source.path, opts.precision, tmp, calibration, keep_io_types=False)
-            built = self._engines.build(OnnxNetwork(converted), opts, None, progress)
+            built = engines.build(OnnxNetwork(converted), opts, None, progress)
         built.build_log.insert(0, f"INFO: {source.path} converted to {opts.precision} for a strongly typed build")
         return built
 
@@ -91,5 +120,8 @@ class TensorRTBackend(Backend):
         """Raises PlanError with TensorRT's logged reason when the plan is foreign (another
         TensorRT version or another GPU); the plan cache then rebuilds."""
         opts = parse_options(options)
+        cuda = self._gpu(opts.gpu_index).cuda
+        # An engine belongs to the device current when it is deserialised.
+        cuda.use()
         engine, runtime = deserialize(self.api, self.logger, self.tail, plan, opts.dla_core)
-        return TensorRTRunner(self.api, self.cuda, engine, runtime)
+        return TensorRTRunner(self.api, cuda, engine, runtime)

@@ -37,7 +37,8 @@ def trt_dtype_name(dtype: Any) -> str:
 
 
 class EngineBuilder:
-    """Holds what every build on this machine shares: the API, CUDA, the logger and its tail."""
+    """Holds what every build on one GPU shares: the API, that GPU's CUDA runtime and tag, the
+    logger and its tail."""
 
     def __init__(self, api: TrtApi, cuda: Any, logger: Any, tail: LogTail, device_tag: str) -> None:
         self.api = api
@@ -54,6 +55,8 @@ class EngineBuilder:
         progress: Optional[ProgressCallback] = None,
     ) -> BuiltPlan:
         trt = self.api.trt
+        # TensorRT builds, times tactics and calibrates on the calling thread's current device.
+        self.cuda.use()
         mark = self.tail.mark()
         builder = trt.Builder(self.logger)
         network = create_network(self.api, builder)

@@ -29,6 +29,14 @@ class TrtOptions:
     dla_pools: Dict[str, int] = field(default_factory=dict)  # MemoryPoolType member -> bytes
     layer_devices: Dict[str, str] = field(default_factory=dict)  # layer name -> "gpu" | "dla"
     state_dir: Optional[str] = None
+    gpu_index: int = 0  # the CUDA device the plan is built and run on
+
+
+def _gpu_index(device: str) -> int:
+    # DLA cores exist on Jetsons only, which have a single GPU: device 0 drives them.
+    if device.startswith("gpu") and device[3:].isdigit():
+        return int(device[3:])
+    return 0
 
 
 def _dla_core(device: str) -> Optional[int]:
@@ -70,6 +78,7 @@ def parse_options(options: BuildOptions) -> TrtOptions:
         dla_pools=pools,
         layer_devices=layers,
         state_dir=str(state) if state else None,
+        gpu_index=_gpu_index(options.device),
     )
 
 

@@ -49,10 +49,15 @@ class _Slot:
 
 
 class TensorRTRunner(Runner):
+    """Runs on ``cuda``'s device from any thread: the pipeline loads a plan on one thread
+    and infers on another, and CUDA's current device is per thread, so every entry point
+    makes the device current before touching the engine, its contexts or buffers."""
+
     def __init__(self, api: TrtApi, cuda: Any, engine: Any, runtime: Any, slots: int = 2) -> None:
         super().__init__()
         self.api = api
         self.cuda = cuda
+        cuda.use()
         self.engine = engine
         self._runtime = runtime  # the engine must not outlive its runtime
         props = cuda.properties()
@@ -97,6 +102,7 @@ class TensorRTRunner(Runner):
 
     def submit(self, feeds: Mapping[str, np.ndarray]) -> int:
         """Queue one batch on the next free slot and return the slot; ``collect`` it later."""
+        self.cuda.use()
         index = self._next
         slot = self._slots[index]
         if slot.busy:
@@ -134,6 +140,7 @@ class TensorRTRunner(Runner):
         return index
 
     def collect(self, index: int) -> Dict[str, np.ndarray]:
+        self.cuda.use()
         slot = self._slots[index]
         if not slot.busy:
             raise BackendError(f"slot {index} has no batch to collect")
@@ -159,6 +166,7 @@ class TensorRTRunner(Runner):
         return self.collect(self.submit(feeds))
 
     def _close_impl(self) -> None:
+        self.cuda.use()
         for slot in self._slots:
             slot.release()
         self._slots = []
