@@ -5,38 +5,19 @@ from __future__ import annotations
 
 import ctypes
 import resource
-import threading
 import time
-from typing import Any, Callable, Dict, TypeVar
+from typing import Any, Dict
 
 import numpy as np
 import pytest
 
 from edged import cuda
 from edged.errors import BackendUnavailable, CudaError
+from tests.threads import on_new_thread
 
 pytestmark = pytest.mark.gpu
 
 MIB = 1 << 20
-T = TypeVar("T")
-
-
-def on_new_thread(fn: Callable[[], T]) -> T:
-    """``fn()`` on a fresh thread, which CUDA starts on device 0 whatever this one uses."""
-    result: Dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:  # handed back to the test's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]  # type: ignore[no-any-return]
 
 
 def current_device(rt: cuda.CudaRuntime) -> int:

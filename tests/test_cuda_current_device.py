@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Callable, Dict, List, Tuple, TypeVar
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from edged import cuda
 from edged.errors import CudaError
-
-T = TypeVar("T")
+from tests.threads import on_new_thread
 
 
 class _Fn:
@@ -63,23 +62,6 @@ class FakeCudart:
         elif name == "cudaPointerGetAttributes":
             args[0]._obj.device = self.owner[args[1]]
         return 0
-
-
-def on_new_thread(fn: Callable[[], T]) -> T:
-    result: Dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:  # handed back to the test's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]  # type: ignore[no-any-return]
 
 
 def runtimes(lib: FakeCudart) -> Tuple[cuda.CudaRuntime, cuda.CudaRuntime]:

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from edged.ctl.session import BrokerOptions, Received, Session, SessionError, options_from_section
 from edged.ctl.table import render_table, status_row, telemetry_rows
@@ -117,24 +117,13 @@ def cmd_push(args: argparse.Namespace) -> int:
         time.sleep(0.1)  # let the SUBACKs land before the device can answer
         body = json.dumps(payload).encode()
         session.publish(topic, body, qos=1, response_topic=reply_topic, correlation_data=request_id.encode())
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            if args.device and results:
+        for result in _replies(session, request_id, args.timeout):
+            device = str(result.get("device"))
+            if device not in results:
+                results[device] = result
+                print(_describe(result), flush=True)
+            if args.device or (args.expect and len(results) >= args.expect):
                 break
-            if args.expect and len(results) >= args.expect:
-                break
-            msg = _next(session, deadline)
-            if msg is None:
-                continue
-            try:
-                result = json.loads(msg.payload)
-            except ValueError:
-                continue
-            if isinstance(result, dict) and result.get("id") == request_id:
-                device = str(result.get("device"))
-                if device not in results:
-                    results[device] = result
-                    print(_describe(result), flush=True)
     finally:
         session.close()
     if not results:
@@ -162,22 +151,28 @@ def cmd_command(args: argparse.Namespace) -> int:
         session.subscribe(result_topic)
         time.sleep(0.1)
         session.publish(f"edged/{args.device}/cmd/{args.verb}", json.dumps(request).encode(), qos=1)
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            msg = _next(session, deadline)
-            if msg is None:
-                continue
-            try:
-                result = json.loads(msg.payload)
-            except ValueError:
-                continue
-            if isinstance(result, dict) and result.get("id") == request_id:
-                print(json.dumps(result, indent=2, sort_keys=True))
-                return EXIT_OK if result.get("status") == "ok" else EXIT_FAILED
+        for result in _replies(session, request_id, args.timeout):
+            print(json.dumps(result, indent=2, sort_keys=True))
+            return EXIT_OK if result.get("status") == "ok" else EXIT_FAILED
     finally:
         session.close()
     print(f"edgectl: no answer on {result_topic} within {args.timeout:g}s", file=sys.stderr)
     return EXIT_NO_ANSWER
+
+
+def _replies(session: Session, request_id: str, timeout_s: float) -> Iterator[Dict[str, Any]]:
+    """The JSON results answering ``request_id`` that arrive within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = _next(session, deadline)
+        if msg is None:
+            continue
+        try:
+            result = json.loads(msg.payload)
+        except ValueError:
+            continue
+        if isinstance(result, dict) and result.get("id") == request_id:
+            yield result
 
 
 def _next(session: Session, deadline: float) -> Optional[Received]:

@@ -6,9 +6,8 @@ pipeline threads do: a step that forgot to make its device current lands on devi
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -18,28 +17,10 @@ from edged.backends.tensorrt.backend import TensorRTBackend
 from edged.backends.tensorrt.options import parse_options
 from edged.errors import BackendError
 from tests.backends.test_tensorrt_backend import ort_reference
+from tests.threads import on_new_thread
 from tests.trt_double import VERSIONS, HostCuda
 
-T = TypeVar("T")
 GPUS = ("NVIDIA RTX A4000", "Tesla T4")
-
-
-def on_new_thread(fn: Callable[[], T]) -> T:
-    """``fn()`` on a thread of its own, which CUDA starts on device 0."""
-    result: Dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:  # handed back to the test's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]  # type: ignore[no-any-return]
 
 
 def two_gpu_backend(make_trt: Callable[..., Any], version: str = "10.3") -> Tuple[TensorRTBackend, Any, HostCuda]:
