@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from edged import __version__
 from edged.backends.base import Backend, BuildOptions, Runner
 from edged.config.model import ModelConfig
-from edged.errors import PlanError
+from edged.errors import BackendError, PlanError
 from edged.formats.hashing import format_input_hashes
 from edged.plans.key import PlanKey, plan_key
 from edged.plans.store import PlanStore
@@ -106,13 +106,30 @@ class PlanManager:
             except PlanError as exc:
                 rebuilt_because = f"the backend refused the cached plan: {exc}"
                 self.store.quarantine(key.name, rebuilt_because)
+        failed = None if rebuild else self.store.failure(key)
+        if failed is not None:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(failed.get("failed_at", 0))))
+            raise BackendError(
+                f"{failed.get('reason')} (build failed at {when}; not retried until `edged plan prune` or a rebuild)"
+            )
         with self.store.build_lock(key):
             # Another process may have built it while we waited.
             plan = None if rebuild else self.store.get(key)
             if plan is None:
                 progress.state = "building"
                 progress.started = time.monotonic()
-                plan = self._build(model, backend, options, key, progress.update)
+                try:
+                    plan = self._build(model, backend, options, key, progress.update)
+                except BackendError as exc:
+                    if options.device.startswith("dla"):
+                        # A DLA build that failed will fail again (same compiler, model and options)
+                        # and costs minutes on a Jetson; the model serves from the GPU meanwhile.
+                        try:
+                            self.store.record_failure(key, str(exc))
+                        except PlanError as unrecorded:
+                            log.warning("model %s: build failure not recorded: %s", model.name, unrecorded)
+                    raise
+                self.store.forget_failure(key)
                 progress.source = f"rebuilt: {rebuilt_because}" if rebuilt_because else "built"
             else:
                 progress.source = "cache"

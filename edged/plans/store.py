@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _PLAN = ".plan"
 _MANIFEST = ".plan.json"
+_FAILED = ".failed.json"
 _TMP = ".tmp-"
 
 
@@ -122,6 +123,24 @@ class PlanStore:
             raise PlanError(f"{self._manifest_path(key.name)}: no manifest for plan {key.name}")
         manifest.update(facts)
         self._write_atomic(self._manifest_path(key.name), json.dumps(manifest, indent=1, sort_keys=True).encode())
+
+    def record_failure(self, key: PlanKey, reason: str) -> None:
+        """Remember that building ``key`` failed, so the next start does not spend a build on it."""
+        doc = {"digest": key.digest, "name": key.name, "reason": reason, "failed_at": time.time()}
+        self._write_atomic(os.path.join(self.root, key.name + _FAILED), json.dumps(doc, sort_keys=True).encode())
+
+    def failure(self, key: PlanKey) -> Optional[Dict[str, Any]]:
+        """The recorded failure of building exactly ``key``, if any."""
+        try:
+            with open(os.path.join(self.root, key.name + _FAILED), encoding="utf-8") as handle:
+                doc = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and doc.get("digest") == key.digest else None
+
+    def forget_failure(self, key: PlanKey) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.root, key.name + _FAILED))
 
     # -- reading -----------------------------------------------------------------------
 
@@ -251,7 +270,8 @@ class PlanStore:
         return removed
 
     def prune(self) -> List[str]:
-        """Delete quarantined plans, leftovers of interrupted writes and plans without a manifest."""
+        """Delete quarantined plans, leftovers of interrupted writes, plans without a manifest
+        and recorded build failures (so those builds are tried again)."""
         removed = []
         quarantine = os.path.join(self.root, "quarantine")
         for entry in os.listdir(quarantine):
@@ -260,7 +280,7 @@ class PlanStore:
         for entry in os.listdir(self.root):
             path = os.path.join(self.root, entry)
             orphan = entry.endswith(_PLAN) and not os.path.exists(path[: -len(_PLAN)] + _MANIFEST)
-            if entry.startswith(_TMP) or orphan:
+            if entry.startswith(_TMP) or orphan or entry.endswith(_FAILED):
                 os.unlink(path)
                 removed.append(entry)
         return removed + self.evict()

@@ -180,3 +180,45 @@ def test_a_dla_plan_within_its_budget_stays_and_its_real_benchmark_is_stored(
     assert daemon.device_of("demo") == "dla0" and "fell_back_from" not in daemon.placer.status("demo")
     (entry,) = [p for p in PlanStore(doc["plans"]["cache_dir"]).entries() if p.name.startswith("demo.")]
     assert entry.manifest["profile"]["source"] == "measured" and entry.manifest["profile"]["latency_ms"] > 0
+
+
+def test_a_failed_dla_build_is_remembered_until_pruned(
+    trt: Any, demo_config: Dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_dla_builds(trt, monkeypatch)
+    doc = config_doc(demo_config, tmp_path)
+    builds = []
+    build = trt.Builder.build_serialized_network
+
+    def counting(self: Any, network: Any, config: Any) -> Any:
+        builds.append("dla" if config.default_device_type == trt.DeviceType.DLA else "gpu")
+        return build(self, network, config)
+
+    monkeypatch.setattr(trt.Builder, "build_serialized_network", counting)
+
+    def start() -> daemon_mod.Daemon:
+        daemon = daemon_mod.Daemon(parse_config(doc))
+        daemon.load_model(daemon.config.models[0]).runner.close()
+        return daemon
+
+    first = start()
+    assert builds == ["dla", "gpu"] and first.device_of("demo") == "gpu"
+    # The next start skips the DLA build it knows fails, and says why.
+    second = start()
+    assert builds == ["dla", "gpu"] and second.device_of("demo") == "gpu"
+    reason = second.placer.status("demo")["not_on"]["dla0"]
+    assert COMPILER_ERROR in reason and "not retried until `edged plan prune` or a rebuild" in reason
+    # Pruning forgets the failure: the DLA build is tried again.
+    store = PlanStore(doc["plans"]["cache_dir"])
+    assert any(entry.endswith(".failed.json") for entry in store.prune())
+    start()
+    assert builds == ["dla", "gpu", "dla"]
+
+
+def test_tensorrt_gpu_fallback_false_reaches_placement(tmp_path: Path) -> None:
+    from edged.placement.service import policy_for
+
+    doc = {"device": {"id": "d"}, "models": [{"name": "m", "path": str(tmp_path / "m.onnx"), "backend": "tensorrt"}]}
+    assert policy_for(parse_config(doc).models[0]).gpu_fallback is True
+    doc["models"][0]["tensorrt"] = {"gpu_fallback": False}
+    assert policy_for(parse_config(doc).models[0]).gpu_fallback is False
