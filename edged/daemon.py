@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -181,18 +181,41 @@ class Daemon:
             runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
             # Profiled too, for placement's later decisions; one move per load, so no ping-pong.
             self._profile(model, runner, key, moved_to, placer)
+        extras = self._extra_instances(model, backend, state_dir, options.device, placer, rebuild)
         try:
-            pipeline = ModelPipeline(model, runner, ModelStats(window_s=self.config.telemetry.window_s))
+            pipeline = ModelPipeline(
+                model, runner, ModelStats(window_s=self.config.telemetry.window_s), [r for r, _ in extras]
+            )
         except Exception:
-            runner.close()
-            self.plans().release(key)
+            for each_runner, each_key in [(runner, key), *extras]:
+                each_runner.close()
+                self.plans().release(each_key)
             raise
         pipeline.plan_key = key
+        pipeline.extra_plan_keys = [k for _, k in extras]
         if self.telemetry is not None and model.publish_results_hz > 0:
             from edged.telemetry.results import ResultsPublisher
 
             pipeline.results_hook = ResultsPublisher(self.telemetry.link, model.name, model.publish_results_hz)
         return pipeline
+
+    def _extra_instances(
+        self, model: ModelConfig, backend: Any, state_dir: str, first: str, placer: Placer, rebuild: bool
+    ) -> List[Tuple[Runner, PlanKey]]:
+        """Runners for the other devices placement gave ``model`` (e.g. dla1 next to dla0).
+        One that cannot be built or loaded is left out: the model serves on fewer engines."""
+        devices = placer.devices_for(model.name)
+        if devices[0] != first:
+            return []  # the model moved (a fallback): serve it where it went
+        extras: List[Tuple[Runner, PlanKey]] = []
+        for device in devices[1:]:
+            try:
+                extras.append(
+                    self.plans().obtain(model, backend, build_options(model, state_dir, device), None, rebuild)
+                )
+            except EdgedError as exc:
+                log.warning("model %s: no engine instance on %s: %s", model.name, device, exc)
+        return extras
 
     def _profile(self, model: ModelConfig, runner: Runner, key: PlanKey, device: str, placer: Placer) -> Optional[str]:
         """Feed placement the plan's measured latency: a short benchmark right after the first
@@ -230,7 +253,7 @@ class Daemon:
             try:
                 pipeline = self.load_model(slot.config, slot.plan)
                 if self.stop_event.is_set():
-                    pipeline.runner.close()
+                    pipeline.close_runners()
                     return
                 slot.pipeline = pipeline
                 pipeline.start()
@@ -324,9 +347,12 @@ class Daemon:
         self.config = config
 
     def release_plan(self, pipeline: ModelPipeline) -> None:
-        """A retired pipeline's plan may be evicted again (the store holds plans in use)."""
-        if pipeline.plan_key is not None and self._plans is not None:
-            self._plans.release(pipeline.plan_key)
+        """A retired pipeline's plans may be evicted again (the store holds plans in use)."""
+        if self._plans is None:
+            return
+        for key in [pipeline.plan_key, *pipeline.extra_plan_keys]:
+            if key is not None:
+                self._plans.release(key)
 
     def reload(self) -> None:
         """Re-read the local config file (layered with the persisted push, as at boot) and

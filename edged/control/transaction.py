@@ -72,7 +72,7 @@ def _discard(daemon: Daemon, pipelines: List[ModelPipeline], started: List[Model
                 pipeline.stop(1.0)
             else:
                 pipeline.sink.close()
-                pipeline.runner.close()
+                pipeline.close_runners()
             daemon.release_plan(pipeline)
         except Exception:  # already failing; the first cause is the one reported
             log.exception("model %s: cleanup after a failed apply", pipeline.model.name)

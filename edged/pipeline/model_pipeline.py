@@ -4,6 +4,10 @@
     infer thread:   in-queue -> batch (max size, max wait) -> runner.infer -> out-queue
     output thread:  out-queue -> postprocess -> sink
 
+A model placed on several engines (one per DLA core, say) has one infer thread per engine,
+all taking batches from the same in-queue; their batches can then reach the sink out of
+order (each record carries the frame's ``seq``).
+
 Preprocessing the next frames overlaps inference of the current batch, and ONNX Runtime
 and TensorRT release the GIL while they run. Every frame the source yields is counted in
 ``frames_in`` and ends either written (``frames_out``) or dropped with a reason, so
@@ -12,12 +16,13 @@ and TensorRT release the GIL while they run. Every frame the source yields is co
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,9 +45,18 @@ Batch = Tuple[List[Frame], Dict[str, np.ndarray], float]
 
 
 class ModelPipeline:
-    def __init__(self, model: ModelConfig, runner: Runner, stats: Optional[ModelStats] = None) -> None:
+    def __init__(
+        self,
+        model: ModelConfig,
+        runner: Runner,
+        stats: Optional[ModelStats] = None,
+        extra_runners: Sequence[Runner] = (),
+    ) -> None:
         self.model = model
         self.runner = runner
+        # ``runner`` and ``extra_runners`` are engine instances of the same model (its tensor
+        # specs come from ``runner``); each gets an infer thread.
+        self.runners: List[Runner] = [runner, *extra_runners]
         self.stats = stats or ModelStats()
         if len(runner.inputs) != 1:
             names = ", ".join(spec.name for spec in runner.inputs)
@@ -61,16 +75,23 @@ class ModelPipeline:
         self._abort = threading.Event()
         self._source_done = threading.Event()
         self._infer_done = threading.Event()
+        self._infer_running = len(self.runners)
+        self._infer_lock = threading.Lock()
         self._threads: List[threading.Thread] = []
         self.state = "created"
         self.plan_key: Optional[Any] = None  # the plan cache key of the runner, set by the daemon
+        self.extra_plan_keys: List[Any] = []  # those of the extra runners
         self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
         self.last_progress = time.monotonic()
-        self._buffer = np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
+        self._buffers = [
+            np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
+            for _ in self.runners
+        ]
         # Sample tensors are recycled: a fresh multi-hundred-KB array per frame costs an
         # mmap and page faults, measurable against a few-ms inference.
-        self._pool: "deque[np.ndarray]" = deque(maxlen=model.queue_size + self._batch_capacity + 2)
+        in_flight = self._batch_capacity * len(self.runners)
+        self._pool: "deque[np.ndarray]" = deque(maxlen=model.queue_size + in_flight + 2)
 
     def _check_batch(self, batch: int) -> int:
         fixed = self._input.shape[0] if self._input.shape else None
@@ -85,7 +106,12 @@ class ModelPipeline:
     def start(self) -> None:
         self.source.open()
         self.state = "running"
-        for name, target in (("source", self._source_loop), ("infer", self._infer_loop), ("output", self._output_loop)):
+        loops: List[Tuple[str, Callable[[], None]]] = [("source", self._source_loop)]
+        for index in range(len(self.runners)):
+            name = "infer" if len(self.runners) == 1 else f"infer{index}"
+            loops.append((name, functools.partial(self._infer_loop, index)))
+        loops.append(("output", self._output_loop))
+        for name, target in loops:
             thread = threading.Thread(target=target, name=f"edged-{self.model.name}-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -128,9 +154,13 @@ class ModelPipeline:
         except OSError as exc:
             log.error("model %s: closing sink failed: %s", self.model.name, exc)
         self.source.close()
-        self.runner.close()
+        self.close_runners()
         if self.state != "failed":
             self.state = "stopped"
+
+    def close_runners(self) -> None:
+        for runner in self.runners:
+            runner.close()
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -167,8 +197,9 @@ class ModelPipeline:
             fresh: np.ndarray = np.empty(self.preprocess.sample_shape, dtype=self.preprocess.dtype)
             return fresh
 
-    def _batch_input(self, frames: List[Frame]) -> np.ndarray:
-        """The batch tensor; a single frame on a dynamic batch axis goes in without a copy."""
+    def _batch_input(self, frames: List[Frame], buffer: np.ndarray) -> np.ndarray:
+        """The batch tensor (in ``buffer``, the infer thread's own); a single frame on a
+        dynamic batch axis goes in without a copy."""
         n = len(frames)
         if n == 1 and not self._pad:
             tensor = frames[0].tensor
@@ -176,8 +207,8 @@ class ModelPipeline:
             single: np.ndarray = tensor[None]
             return single
         for i, frame in enumerate(frames):
-            self._buffer[i] = frame.tensor
-        batch: np.ndarray = self._buffer if self._pad else self._buffer[:n]
+            buffer[i] = frame.tensor
+        batch: np.ndarray = buffer if self._pad else buffer[:n]
         return batch
 
     def _recycle(self, frames: List[Frame]) -> None:
@@ -221,7 +252,8 @@ class ModelPipeline:
                 break
         return frames
 
-    def _infer_loop(self) -> None:
+    def _infer_loop(self, index: int = 0) -> None:
+        runner, buffer = self.runners[index], self._buffers[index]
         latency = self.stats.latency
         try:
             while not self._abort.is_set():
@@ -237,7 +269,7 @@ class ModelPipeline:
                     latency["queue_wait"].record((start - frame.enqueue_ts) * 1000.0, start)
                     latency["preprocess"].record(frame.preprocess_ms, start)
                 try:
-                    outputs = self.runner.infer({self._input.name: self._batch_input(frames)})
+                    outputs = runner.infer({self._input.name: self._batch_input(frames, buffer)})
                 except Exception as exc:
                     log.error("model %s: inference failed: %s", self.model.name, exc)
                     self.stats.count_drop("inference_error", n)
@@ -245,7 +277,7 @@ class ModelPipeline:
                 finally:
                     self._recycle(frames)
                 done = time.monotonic()
-                timings = self.runner.last_timings
+                timings = runner.last_timings
                 latency["inference"].record(
                     timings.compute_ms if timings.compute_ms is not None else (done - start) * 1000.0, done
                 )
@@ -253,7 +285,10 @@ class ModelPipeline:
                 self.last_progress = done
                 self._hand_over((frames, outputs, done))
         finally:
-            self._infer_done.set()
+            with self._infer_lock:
+                self._infer_running -= 1
+                if self._infer_running == 0:
+                    self._infer_done.set()
 
     def _hand_over(self, item: Batch) -> None:
         while not self._abort.is_set():

@@ -182,6 +182,15 @@ class Placer:
         # serves, on the device where it comes closest, rather than not at all.
         return min(request.profiles.values(), key=lambda p: (p.latency_ms, p.device)).device
 
+    def devices_for(self, model: str) -> Tuple[str, ...]:
+        """Every device placement runs ``model`` on, one engine instance each; the first is
+        :meth:`device_for`'s."""
+        first = self.device_for(model)
+        assignment = self.placement.assignments.get(model) if self.placement and model not in self._fixed else None
+        if assignment is not None and assignment.devices and assignment.devices[0] == first:
+            return tuple(assignment.devices)
+        return (first,)
+
     def fallbacks(self, model: str) -> Dict[str, str]:
         """Devices ruled out for ``model`` and why (for status and telemetry)."""
         request = self._requests.get(model)

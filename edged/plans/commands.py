@@ -49,7 +49,7 @@ def _build(args: argparse.Namespace) -> int:
             print(f"{model.name}: failed: {exc}")
             failures += 1
             continue
-        pipeline.runner.close()
+        pipeline.close_runners()
         # load_model builds for placement's device, as `edged run` will: the plan is the one it loads.
         print(f"{model.name}: {pipeline.plan_key.name} ready")
         fallback = daemon.fallback_text(model.name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import jsonschema
 import pytest
@@ -170,16 +170,17 @@ def test_a_dla_plan_measured_over_its_budget_moves_to_the_gpu_and_the_profile_is
     assert again.device_of("demo") == "gpu" and measured == [2, 2]
 
 
-def test_a_dla_plan_within_its_budget_stays_and_its_real_benchmark_is_stored(
-    trt: Any, demo_config: Dict[str, Any], tmp_path: Path
+def test_a_dla_plan_within_its_budget_stays_and_its_benchmark_is_stored(
+    trt: Any, demo_config: Dict[str, Any], tmp_path: Path, fixed_benchmark: List[int]
 ) -> None:
     doc = config_doc(demo_config, tmp_path)
-    doc["models"][0]["latency_budget_ms"] = 10_000.0
+    doc["models"][0]["latency_budget_ms"] = 0.65
     daemon = daemon_mod.Daemon(parse_config(doc))
     daemon.load_model(daemon.config.models[0]).runner.close()
+    assert fixed_benchmark == [2]
     assert daemon.device_of("demo") == "dla0" and "fell_back_from" not in daemon.placer.status("demo")
     (entry,) = [p for p in PlanStore(doc["plans"]["cache_dir"]).entries() if p.name.startswith("demo.")]
-    assert entry.manifest["profile"]["source"] == "measured" and entry.manifest["profile"]["latency_ms"] > 0
+    assert entry.manifest["profile"]["source"] == "measured" and entry.manifest["profile"]["latency_ms"] == 0.1
 
 
 def test_a_failed_dla_build_is_remembered_until_pruned(
@@ -222,3 +223,33 @@ def test_tensorrt_gpu_fallback_false_reaches_placement(tmp_path: Path) -> None:
     assert policy_for(parse_config(doc).models[0]).gpu_fallback is True
     doc["models"][0]["tensorrt"] = {"gpu_fallback": False}
     assert policy_for(parse_config(doc).models[0]).gpu_fallback is False
+
+
+def test_a_model_placed_on_both_dla_cores_runs_one_engine_on_each(
+    demo_config: Dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AGX Orin (two DLA cores): a rate one core cannot sustain gets an engine on each core,
+    both fed from the model's one queue; every frame is served exactly once."""
+    module = make_tensorrt("10.3", dla_cores=2)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    monkeypatch.setattr(edged.cuda, "load_runtime", lambda *a, **k: HostCuda())
+    monkeypatch.setattr(daemon_mod, "local_target", lambda *_: preset("agx-orin-64gb"))
+    doc = config_doc(demo_config, tmp_path)
+    del doc["models"][1]
+    model = doc["models"][0]
+    model["target_fps"] = 5000.0  # estimated 0.6 ms per batch of 2 on one core: ~3300 fps each
+    model["source"]["count"] = 40
+    model["sink"] = {"type": "jsonl", "path": str(tmp_path / "out.jsonl")}
+    daemon = daemon_mod.Daemon(parse_config(doc))
+    assert daemon.placer.devices_for("demo") == ("dla0", "dla1")
+    daemon.start_models()
+    try:
+        assert daemon.wait_started(timeout=60)
+        pipeline = daemon.slots["demo"].pipeline
+        assert pipeline is not None and pipeline.wait(30)
+    finally:
+        daemon.stop_models()
+    assert len(pipeline.runners) == 2 and {core for core, _ in module._double.executions} == {0, 1}
+    assert [k.document["options"]["device"] for k in [pipeline.plan_key, *pipeline.extra_plan_keys]] == ["dla0", "dla1"]
+    seqs = sorted(json.loads(line)["seq"] for line in (tmp_path / "out.jsonl").read_text().splitlines())
+    assert seqs == list(range(40))
