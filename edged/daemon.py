@@ -184,15 +184,16 @@ class Daemon:
         extras = self._extra_instances(model, backend, state_dir, options.device, placer, rebuild)
         try:
             pipeline = ModelPipeline(
-                model, runner, ModelStats(window_s=self.config.telemetry.window_s), [r for r, _ in extras]
+                model, runner, ModelStats(window_s=self.config.telemetry.window_s), [r for r, _, _ in extras]
             )
         except Exception:
-            for each_runner, each_key in [(runner, key), *extras]:
+            for each_runner, each_key, _ in [(runner, key, options.device), *extras]:
                 each_runner.close()
                 self.plans().release(each_key)
             raise
         pipeline.plan_key = key
-        pipeline.extra_plan_keys = [k for _, k in extras]
+        pipeline.extra_plan_keys = [k for _, k, _ in extras]
+        pipeline.devices = [options.device, *(d for _, _, d in extras)]
         if self.telemetry is not None and model.publish_results_hz > 0:
             from edged.telemetry.results import ResultsPublisher
 
@@ -201,18 +202,19 @@ class Daemon:
 
     def _extra_instances(
         self, model: ModelConfig, backend: Any, state_dir: str, first: str, placer: Placer, rebuild: bool
-    ) -> List[Tuple[Runner, PlanKey]]:
+    ) -> List[Tuple[Runner, PlanKey, str]]:
         """Runners for the other devices placement gave ``model`` (e.g. dla1 next to dla0).
         One that cannot be built or loaded is left out: the model serves on fewer engines."""
         devices = placer.devices_for(model.name)
         if devices[0] != first:
             return []  # the model moved (a fallback): serve it where it went
-        extras: List[Tuple[Runner, PlanKey]] = []
+        extras: List[Tuple[Runner, PlanKey, str]] = []
         for device in devices[1:]:
             try:
-                extras.append(
-                    self.plans().obtain(model, backend, build_options(model, state_dir, device), None, rebuild)
+                runner, key = self.plans().obtain(
+                    model, backend, build_options(model, state_dir, device), None, rebuild
                 )
+                extras.append((runner, key, device))
             except EdgedError as exc:
                 log.warning("model %s: no engine instance on %s: %s", model.name, device, exc)
         return extras

@@ -81,6 +81,7 @@ class ModelPipeline:
         self.state = "created"
         self.plan_key: Optional[Any] = None  # the plan cache key of the runner, set by the daemon
         self.extra_plan_keys: List[Any] = []  # those of the extra runners
+        self.devices: List[str] = []  # the device of each runner, set by the daemon
         self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
         self.last_progress = time.monotonic()

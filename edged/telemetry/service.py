@@ -40,8 +40,9 @@ def model_views(daemon: "Daemon") -> Dict[str, ModelView]:
         status = getattr(slot.pipeline.source, "status", None) if slot.pipeline else None
         source = status() if callable(status) else None
         placement = placement_view(daemon.placer.status(name))
+        engines = tuple(slot.pipeline.devices) if slot.pipeline else ()
         out[name] = ModelView(
-            name, daemon.device_of(name), slot.config.batch, slot.state, stats, slot.error, source, placement
+            name, daemon.device_of(name), slot.config.batch, slot.state, stats, slot.error, source, placement, engines
         )
     return out
 

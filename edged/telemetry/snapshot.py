@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from edged.pipeline.stats import STAGES, ModelStats
 from edged.telemetry.energy import EnergyWindow
@@ -37,6 +37,7 @@ class ModelView:
     error: Optional[str] = None
     source: Optional[Dict[str, Any]] = None  # state and counters of sources that report them
     placement: Optional[Dict[str, Any]] = None  # why this device: reason, note, not_on, fell_back_from
+    engines: Tuple[str, ...] = ()  # the device of each engine instance, when there are several
 
 
 def _latency(stats: ModelStats, now: float) -> Dict[str, Dict[str, float]]:
@@ -70,6 +71,8 @@ class Snapshotter:
 
     def _model_doc(self, view: ModelView, now: float) -> Dict[str, Any]:
         doc: Dict[str, Any] = {"state": view.state, "device": view.device}
+        if len(view.engines) > 1:
+            doc["engines"] = list(view.engines)
         if view.error:
             doc["error"] = view.error
         if view.source is not None:
@@ -98,8 +101,8 @@ class Snapshotter:
     def _devices(self, views: Mapping[str, ModelView], sample: Optional[PowerSample], now: float) -> Dict[str, Any]:
         devices: Dict[str, Dict[str, Any]] = {}
         for view in views.values():
-            entry = devices.setdefault(view.device, {"models": []})
-            entry["models"].append(view.name)
+            for device in view.engines or (view.device,):
+                devices.setdefault(device, {"models": []})["models"].append(view.name)
         if sample is not None and sample.total_mw is not None:
             # Rails rarely separate one accelerator from another, so energy per inference is
             # attributed per device from the board total, split by each device's share of inferences.

@@ -247,8 +247,12 @@ def test_a_model_placed_on_both_dla_cores_runs_one_engine_on_each(
         assert daemon.wait_started(timeout=60)
         pipeline = daemon.slots["demo"].pipeline
         assert pipeline is not None and pipeline.wait(30)
+        doc = Snapshotter("d1", None, None, 30.0).snapshot(model_views(daemon))
     finally:
         daemon.stop_models()
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["models"]["demo"]["engines"] == ["dla0", "dla1"]
+    assert doc["devices"]["dla0"]["models"] == ["demo"] and doc["devices"]["dla1"]["models"] == ["demo"]
     assert len(pipeline.runners) == 2 and {core for core, _ in module._double.executions} == {0, 1}
     assert [k.document["options"]["device"] for k in [pipeline.plan_key, *pipeline.extra_plan_keys]] == ["dla0", "dla1"]
     seqs = sorted(json.loads(line)["seq"] for line in (tmp_path / "out.jsonl").read_text().splitlines())
