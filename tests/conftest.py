@@ -1,12 +1,15 @@
-"""Shared fixtures: the synthetic demo model, written once per test session."""
+"""Shared fixtures: the synthetic demo model (written once per test session) and a broker."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Iterator
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.mqtt.broker import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -51,3 +54,13 @@ def demo_config(demo_assets: Path, tmp_path: Path) -> Dict[str, Any]:
             }
         ],
     }
+
+
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator["Mosquitto"]:
+    """A real mosquitto of its own for the test, on a free port (tests/mqtt/broker.py)."""
+    from tests.mqtt.broker import Mosquitto
+
+    server = Mosquitto(tmp_path / "broker").start()
+    yield server
+    server.stop()

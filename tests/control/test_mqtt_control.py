@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import yaml
@@ -88,14 +88,6 @@ def edgectl(port: int, *args: str, timeout: float = 30) -> "subprocess.Completed
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def test_pushes_over_mqtt_end_to_end(

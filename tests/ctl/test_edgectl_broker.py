@@ -7,20 +7,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from edged.ctl.session import BrokerOptions, Session
 from tests.mqtt.broker import Mosquitto
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def _edgectl(port: int, *args: str) -> "subprocess.Popen[str]":

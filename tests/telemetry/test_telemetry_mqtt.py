@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import jsonschema
 import pytest
@@ -19,13 +19,6 @@ from tests.mqtt.observer import Observer
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "edged" / "telemetry" / "schema.json").read_text())
 ORIN = REPO / "tests" / "fixtures" / "power" / "agx-orin-64gb-jp6"
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path / "broker").start()
-    yield server
-    server.stop()
 
 
 def _config(tmp_path: Path, demo_assets: Path, port: int, fps: float, **mqtt: Any) -> Path:
