@@ -41,6 +41,23 @@ def test_broker_options_from_an_edged_config_with_flags_winning(tmp_path: Path) 
     assert broker_options(parser.parse_args(["devices"])).host == "localhost"
 
 
+def test_broker_options_read_the_daemons_own_mqtt_section(tmp_path: Path) -> None:
+    """The spelling of edged's schema: tls.ca_file and a password_file only its owner may read."""
+    secret = tmp_path / "mqtt.pass"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    config = tmp_path / "edged.yaml"
+    config.write_text(
+        f"mqtt:\n  host: b\n  username: edge\n  password_file: {secret}\n  tls: {{ca_file: /etc/ca.pem}}\n"
+    )
+    args = build_parser().parse_args(["--config", str(config), "devices"])
+    options = broker_options(args)
+    assert (options.username, options.password, options.cafile, options.tls) == ("edge", "s3cret", "/etc/ca.pem", True)
+    secret.chmod(0o644)
+    with pytest.raises(EdgedError, match=r"mqtt.password_file: .* is accessible by group or others"):
+        broker_options(args)
+
+
 def test_tables() -> None:
     rows = telemetry_rows({"ts": 1, "models": {"a": {"fps": 29.97, "latency_ms": {"p50": 3.0}}}})
     assert rows == [{"model": "a", "fps": 29.97, "latency_ms.p50": 3.0}]
