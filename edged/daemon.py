@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -11,20 +10,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Dict, List, Optional
 
-import numpy as np
-
-from edged.backends import BuildOptions, Runner, get_backend
 from edged.config.model import Config, ModelConfig
-from edged.errors import BackendError, EdgedError, PlacementError
+from edged.errors import EdgedError, PlacementError
+from edged.model_loading import load_pipeline, resolve_device
 from edged.pipeline.model_pipeline import ModelPipeline
-from edged.pipeline.stats import ModelStats
-from edged.placement.profiles import profile_from_dict
 from edged.placement.service import Placer, local_target
-from edged.plans import PlanKey, PlanManager, PlanProgress, PlanStore
+from edged.plans import PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform, discover
 from edged.platform.discover import probe_versions
+from edged.status import status_lines
 from edged.systemd import ServiceHooks, log_fields
 
 if TYPE_CHECKING:
@@ -32,54 +28,11 @@ if TYPE_CHECKING:
     from edged.control.transaction import Changes
     from edged.telemetry.service import TelemetryService
 
-__all__ = ["Daemon", "ModelSlot", "build_options"]
+__all__ = ["Daemon", "ModelSlot"]
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 4.0
-# The benchmark of a plan right after its first load (for placement): short, since it delays
-# the model's start once per plan.
-PROFILE_WARMUP_S = 0.1
-PROFILE_SECONDS = 0.4
-# A fallback reason can carry a compiler's log; the status line keeps its start.
-REASON_WIDTH = 100
-
-
-def resolve_device(model: ModelConfig) -> str:
-    """The concrete device a model's plan targets on this host."""
-    if model.backend == "onnxruntime":
-        return "cpu" if model.device in ("auto", "cpu") else "gpu"
-    if model.backend == "opencv":
-        return "cpu" if model.device in ("auto", "cpu") else model.device
-    return "gpu" if model.device == "auto" else model.device
-
-
-def build_options(model: ModelConfig, state_dir: Optional[str] = None, device: Optional[str] = None) -> BuildOptions:
-    """``state_dir`` holds TensorRT's timing and calibration caches (the plan cache dir);
-    ``device`` is placement's choice (default: the config's device resolved for the backend)."""
-    trt = model.tensorrt
-    extra: Dict[str, Any] = {}
-    if model.calibration:
-        extra["calibration_images"] = model.calibration["images"]
-        extra["calibration_max_images"] = int(model.calibration.get("max_images", 0))
-        extra["preprocess"] = dataclasses.asdict(model.preprocess)
-    if model.backend == "tensorrt":
-        if trt.get("dla_pools_kib"):
-            extra["dla_pools"] = {k: int(v) * 1024 for k, v in trt["dla_pools_kib"].items()}
-        if trt.get("layer_devices"):
-            extra["layer_devices"] = dict(trt["layer_devices"])
-        if state_dir:
-            extra["state_dir"] = state_dir
-    return BuildOptions(
-        precision=model.precision,
-        device=device or resolve_device(model),
-        gpu_fallback=bool(trt.get("gpu_fallback", True)) and model.gpu_fallback,
-        batch=model.batch,
-        threads=model.threads,
-        model_format=model.format,
-        workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
-        extra=extra,
-    )
 
 
 @dataclass
@@ -156,90 +109,12 @@ class Daemon:
         """Plan (cached or built; ``rebuild``: built anew), runner and pipeline for one model
         (not started). ``placer``: the placement of a config being applied (default: the one
         in force)."""
-        placer = placer or self.placer
-        backend = get_backend(model.backend)
-        if not os.path.isfile(model.path):
-            raise EdgedError(f"{model.path}: model file not found")
-        state_dir = self.config.plans.cache_dir
-        options = build_options(model, state_dir, placer.device_for(model.name))
-        try:
-            runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
-        except BackendError as exc:
-            if not options.device.startswith("dla"):
-                raise
-            # A failed DLA build moves the model to the GPU; the reason stays in placer.status().
-            device = placer.fall_back(model.name, options.device, str(exc))
-            options = build_options(model, state_dir, device)
-            runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
-        placer.observe(model.name, self.plans().layer_placement(key))
-        moved_to = self._profile(model, runner, key, options.device, placer)
-        if moved_to is not None:
-            # Measured over its latency budget on a DLA: serve from the device placement chose now.
-            runner.close()
-            self.plans().release(key)
-            options = build_options(model, state_dir, moved_to)
-            runner, key = self.plans().obtain(model, backend, options, progress, rebuild)
-            # Profiled too, for placement's later decisions; one move per load, so no ping-pong.
-            self._profile(model, runner, key, moved_to, placer)
-        extras = self._extra_instances(model, backend, state_dir, options.device, placer, rebuild)
-        try:
-            pipeline = ModelPipeline(
-                model, runner, ModelStats(window_s=self.config.telemetry.window_s), [r for r, _, _ in extras]
-            )
-        except Exception:
-            for each_runner, each_key, _ in [(runner, key, options.device), *extras]:
-                each_runner.close()
-                self.plans().release(each_key)
-            raise
-        pipeline.plan_key = key
-        pipeline.extra_plan_keys = [k for _, k, _ in extras]
-        pipeline.devices = [options.device, *(d for _, _, d in extras)]
+        pipeline = load_pipeline(self.plans(), model, placer or self.placer, self.config, progress, rebuild)
         if self.telemetry is not None and model.publish_results_hz > 0:
             from edged.telemetry.results import ResultsPublisher
 
             pipeline.results_hook = ResultsPublisher(self.telemetry.link, model.name, model.publish_results_hz)
         return pipeline
-
-    def _extra_instances(
-        self, model: ModelConfig, backend: Any, state_dir: str, first: str, placer: Placer, rebuild: bool
-    ) -> List[Tuple[Runner, PlanKey, str]]:
-        """Runners for the other devices placement gave ``model`` (e.g. dla1 next to dla0).
-        One that cannot be built or loaded is left out: the model serves on fewer engines."""
-        devices = placer.devices_for(model.name)
-        if devices[0] != first:
-            return []  # the model moved (a fallback): serve it where it went
-        extras: List[Tuple[Runner, PlanKey, str]] = []
-        for device in devices[1:]:
-            try:
-                runner, key = self.plans().obtain(
-                    model, backend, build_options(model, state_dir, device), None, rebuild
-                )
-                extras.append((runner, key, device))
-            except EdgedError as exc:
-                log.warning("model %s: no engine instance on %s: %s", model.name, device, exc)
-        return extras
-
-    def _profile(self, model: ModelConfig, runner: Runner, key: PlanKey, device: str, placer: Placer) -> Optional[str]:
-        """Feed placement the plan's measured latency: a short benchmark right after the first
-        load, stored in the plan's manifest so later starts reuse it. Returns the device the
-        model must move to, or None."""
-        estimate = placer.estimate(model.name, device)
-        if estimate is None:
-            return None
-        doc = self.plans().profile(key)
-        if doc is None:
-            from edged.bench import measure
-
-            timing = measure(runner, model.batch, warmup_s=PROFILE_WARMUP_S, duration_s=PROFILE_SECONDS)
-            latency_ms = float(np.median(timing["samples_ms"])) if timing["samples_ms"] else estimate.latency_ms
-            doc = dict(dataclasses.replace(estimate, latency_ms=latency_ms, source="measured").as_dict())
-            try:
-                self.plans().record_profile(key, doc)
-            except EdgedError as exc:
-                log.warning("model %s: measured profile not stored: %s", model.name, exc)
-        profile = profile_from_dict(dict(doc, model=model.name, device=device))
-        log.info("model %s: %.2f ms per batch on %s (measured)", model.name, profile.latency_ms, device)
-        return placer.measured(profile)
 
     def start_models(self) -> None:
         """Plans are obtained one model at a time on a background thread (builds are CPU and
@@ -388,54 +263,9 @@ class Daemon:
         except PlacementError:
             return resolve_device(self.slots[name].config)
 
-    def status_lines(self) -> List[str]:
-        lines = []
-        for name, slot in self.slots.items():
-            device = self.device_of(name)
-            if slot.pipeline is None:
-                lines.append(f"{name}: {slot.state} on {device}{': ' + slot.error if slot.error else ''}")
-            else:
-                stats = slot.pipeline.stats
-                e2e = stats.latency["e2e"].snapshot()
-                counters = stats.counters()
-                dropped = sum(counters["dropped"].values())
-                p50, p99 = e2e.percentile(50), e2e.percentile(99)
-                lines.append(
-                    f"{name}: {slot.state} on {device} fps {stats.fps_since_last():.1f} "
-                    f"p50 {_ms(p50)} p99 {_ms(p99)} in {counters['frames_in']} "
-                    f"out {counters['frames_out']} dropped {dropped}"
-                )
-            fallback = self.fallback_text(name)
-            if fallback:
-                lines.append(f"  {name}: {fallback}")
-        return lines
-
-    def fallback_text(self, name: str) -> Optional[str]:
-        """``fell back from dla0: <why>`` when a model left its placed device at run time."""
-        status = self.placer.status(name)
-        left = status.get("fell_back_from")
-        if left is None:
-            return None
-        why = " ".join(str(status["not_on"].get(left, "")).split())
-        path = self.slots[name].config.path
-        if why.startswith(path + ": "):
-            why = why[len(path) + 2 :]  # backend errors lead with the model's path; the name says it
-        if len(why) > REASON_WIDTH:
-            why = why[: REASON_WIDTH - 3] + "..."
-        return f"fell back from {left}: {why}"
-
-    def status_summary(self) -> str:
-        """One line for systemd's STATUS=: models serving, and each plan still in progress."""
-        serving = [n for n, s in self.slots.items() if s.pipeline is not None and s.pipeline.state == "running"]
-        parts = [f"{len(serving)}/{len(self.slots)} models serving"]
-        for name, slot in self.slots.items():
-            if slot.pipeline is None:
-                parts.append(f"{name}: {slot.state}")
-        return "; ".join(parts)
-
     def _print_status(self) -> None:
         stream = self._status_stream or sys.stdout
-        for line in self.status_lines():
+        for line in status_lines(self):
             stream.write(line + "\n")
         stream.flush()
 
@@ -504,7 +334,3 @@ def _key_text(key: Any) -> Optional[str]:
     if key is None:
         return None
     return str(getattr(key, "name", None) or key)
-
-
-def _ms(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.1f}ms"

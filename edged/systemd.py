@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from edged.status import status_summary
+
 __all__ = ["Notifier", "ServiceHooks", "log_fields", "setup_logging", "watchdog_interval_s"]
 
 log = logging.getLogger(__name__)
@@ -163,7 +165,7 @@ def setup_logging(level: int = logging.INFO, journal: Optional[bool] = None) -> 
 class ServiceHooks:
     """What the daemon tells systemd: readiness, status, liveness, reloads and stopping.
 
-    ``daemon`` is an edged.daemon.Daemon; only its ``slots`` and ``status_summary()`` are used.
+    ``daemon`` is an edged.daemon.Daemon; its ``slots`` are read.
     """
 
     def __init__(
@@ -204,7 +206,7 @@ class ServiceHooks:
         return stale
 
     def ready(self) -> None:
-        self._last_status = self.daemon.status_summary()
+        self._last_status = status_summary(self.daemon)
         self.notifier.ready(self._last_status)
 
     def tick(self, now: Optional[float] = None) -> None:
@@ -212,7 +214,7 @@ class ServiceHooks:
         if not self.notifier.enabled:
             return
         now = time.monotonic() if now is None else now
-        summary = self.daemon.status_summary()
+        summary = status_summary(self.daemon)
         if summary != self._last_status:
             self._last_status = summary
             self.notifier.status(summary)

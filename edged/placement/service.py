@@ -42,7 +42,7 @@ def policy_for(model: ModelConfig) -> ModelPolicy:
         precision=model.precision,
         batch=model.batch,
         device=model.device,
-        # Either switch turns fallback off, as in the build (edged.daemon.build_options).
+        # Either switch turns fallback off, as in the build (edged.model_loading.build_options).
         gpu_fallback=model.gpu_fallback and bool(model.tensorrt.get("gpu_fallback", True)),
         max_dla_subgraphs=model.max_dla_subgraphs,
         target_fps=fps,

@@ -8,6 +8,7 @@ import time
 from typing import Any, List
 
 from edged.errors import EdgedError
+from edged.status import fallback_text
 
 __all__ = ["add_plan_parser"]
 
@@ -52,7 +53,7 @@ def _build(args: argparse.Namespace) -> int:
         pipeline.close_runners()
         # load_model builds for placement's device, as `edged run` will: the plan is the one it loads.
         print(f"{model.name}: {pipeline.plan_key.name} ready")
-        fallback = daemon.fallback_text(model.name)
+        fallback = fallback_text(daemon, model.name)
         if fallback:
             print(f"  {fallback}")
     return 1 if failures else 0

@@ -170,7 +170,7 @@ class PlanManager:
         return list(rows) if isinstance(rows, list) else None
 
     def profile(self, key: PlanKey) -> Optional[Dict[str, Any]]:
-        """The measured profile stored with the plan (see Daemon.load_model), if any."""
+        """The measured profile stored with the plan (see edged.model_loading), if any."""
         doc = (self.store._manifest(key.name) or {}).get("profile")
         return dict(doc) if isinstance(doc, dict) else None
 

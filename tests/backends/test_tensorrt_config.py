@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from edged.config.loader import load_config, parse_config
-from edged.daemon import Daemon, build_options
+from edged.daemon import Daemon
 from edged.errors import ConfigError
+from edged.model_loading import build_options
 
 
 def _trt_model(doc: Dict[str, Any], **keys: Any) -> Dict[str, Any]:

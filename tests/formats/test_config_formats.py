@@ -10,9 +10,9 @@ import yaml
 
 from edged.backends.base import BuildOptions
 from edged.config import check_document, load_config, parse_config
-from edged.daemon import build_options
 from edged.errors import ConfigError
 from edged.formats import ModelFormat, UffInput
+from edged.model_loading import build_options
 
 
 def _doc(model: Dict[str, Any], defaults: Dict[str, Any] | None = None) -> Dict[str, Any]:

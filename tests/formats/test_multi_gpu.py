@@ -14,7 +14,7 @@ import pytest
 from edged.backends.tensorrt.backend import TensorRTBackend
 from edged.config import parse_config
 from edged.config.model import ModelConfig
-from edged.daemon import build_options
+from edged.model_loading import build_options
 from edged.placement.service import Placer
 from edged.placement.target import from_platform
 from edged.plans import PlanManager, PlanStore

@@ -20,9 +20,9 @@ from edged.backends.tensorrt.backend import TensorRTBackend
 from edged.backends.tensorrt.formats import format_unsupported
 from edged.config import parse_config
 from edged.config.model import ModelConfig
-from edged.daemon import build_options
 from edged.errors import BackendError, NetworkBuilderError
 from edged.formats import ModelFormat, UffInput
+from edged.model_loading import build_options
 from edged.plans import PlanManager, PlanStore
 from edged.platform.model import GpuInfo, Platform
 from tests.trt_double import HostCuda, make_tensorrt

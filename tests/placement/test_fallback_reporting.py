@@ -19,6 +19,7 @@ from edged.cli import main
 from edged.config import parse_config
 from edged.placement.target import preset
 from edged.plans import PlanProgress, PlanStore
+from edged.status import status_lines
 from edged.telemetry.service import model_views
 from edged.telemetry.snapshot import Snapshotter
 from tests.trt_double import HostCuda, make_tensorrt
@@ -72,7 +73,7 @@ def test_dla_build_failure_reaches_status_and_telemetry(
     try:
         assert daemon.wait_started(timeout=60)
         views = model_views(daemon)
-        lines = daemon.status_lines()
+        lines = status_lines(daemon)
     finally:
         daemon.stop_models()
     assert daemon.slots["demo"].error is None

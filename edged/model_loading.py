@@ -1,0 +1,162 @@
+"""From a configured model to a pipeline ready to start: the device placement chose, the
+plan (cached or built, with a DLA-to-GPU fallback), a measured profile fed back to
+placement, and one engine instance per device the model was placed on."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from edged.backends import BuildOptions, Runner, get_backend
+from edged.config.model import Config, ModelConfig
+from edged.errors import BackendError, EdgedError
+from edged.pipeline.model_pipeline import ModelPipeline
+from edged.pipeline.stats import ModelStats
+from edged.placement.profiles import profile_from_dict
+from edged.placement.service import Placer
+from edged.plans import PlanKey, PlanManager, PlanProgress
+
+__all__ = ["resolve_device", "build_options", "load_pipeline"]
+
+log = logging.getLogger(__name__)
+
+# The benchmark of a plan right after its first load (for placement): short, since it delays
+# the model's start once per plan.
+PROFILE_WARMUP_S = 0.1
+PROFILE_SECONDS = 0.4
+
+Instance = Tuple[Runner, PlanKey, str]  # runner, its plan's key, its device
+
+
+def resolve_device(model: ModelConfig) -> str:
+    """The concrete device a model's plan targets on this host when placement has no say."""
+    if model.backend == "onnxruntime":
+        return "cpu" if model.device in ("auto", "cpu") else "gpu"
+    if model.backend == "opencv":
+        return "cpu" if model.device in ("auto", "cpu") else model.device
+    return "gpu" if model.device == "auto" else model.device
+
+
+def build_options(model: ModelConfig, state_dir: Optional[str] = None, device: Optional[str] = None) -> BuildOptions:
+    """``state_dir`` holds TensorRT's timing and calibration caches (the plan cache dir);
+    ``device`` is placement's choice (default: the config's device resolved for the backend)."""
+    trt = model.tensorrt
+    extra: Dict[str, Any] = {}
+    if model.calibration:
+        extra["calibration_images"] = model.calibration["images"]
+        extra["calibration_max_images"] = int(model.calibration.get("max_images", 0))
+        extra["preprocess"] = dataclasses.asdict(model.preprocess)
+    if model.backend == "tensorrt":
+        if trt.get("dla_pools_kib"):
+            extra["dla_pools"] = {k: int(v) * 1024 for k, v in trt["dla_pools_kib"].items()}
+        if trt.get("layer_devices"):
+            extra["layer_devices"] = dict(trt["layer_devices"])
+        if state_dir:
+            extra["state_dir"] = state_dir
+    return BuildOptions(
+        precision=model.precision,
+        device=device or resolve_device(model),
+        gpu_fallback=bool(trt.get("gpu_fallback", True)) and model.gpu_fallback,
+        batch=model.batch,
+        threads=model.threads,
+        model_format=model.format,
+        workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
+        extra=extra,
+    )
+
+
+def load_pipeline(
+    plans: PlanManager,
+    model: ModelConfig,
+    placer: Placer,
+    config: Config,
+    progress: Optional[PlanProgress] = None,
+    rebuild: bool = False,
+) -> ModelPipeline:
+    """The pipeline of ``model`` (not started) on the devices ``placer`` gives it."""
+    backend = get_backend(model.backend)
+    if not os.path.isfile(model.path):
+        raise EdgedError(f"{model.path}: model file not found")
+    state_dir = config.plans.cache_dir
+    options = build_options(model, state_dir, placer.device_for(model.name))
+    try:
+        runner, key = plans.obtain(model, backend, options, progress, rebuild)
+    except BackendError as exc:
+        if not options.device.startswith("dla"):
+            raise
+        # A failed DLA build moves the model to the GPU; the reason stays in placer.status().
+        device = placer.fall_back(model.name, options.device, str(exc))
+        options = build_options(model, state_dir, device)
+        runner, key = plans.obtain(model, backend, options, progress, rebuild)
+    placer.observe(model.name, plans.layer_placement(key))
+    moved_to = _profile(plans, model, runner, key, options.device, placer)
+    if moved_to is not None:
+        # Measured over its latency budget on a DLA: serve from the device placement chose now.
+        runner.close()
+        plans.release(key)
+        options = build_options(model, state_dir, moved_to)
+        runner, key = plans.obtain(model, backend, options, progress, rebuild)
+        # Profiled too, for placement's later decisions; one move per load, so no ping-pong.
+        _profile(plans, model, runner, key, moved_to, placer)
+    instances = [(runner, key, options.device)]
+    instances += _extra_instances(plans, model, backend, state_dir, options.device, placer, rebuild)
+    try:
+        pipeline = ModelPipeline(
+            model, runner, ModelStats(window_s=config.telemetry.window_s), [r for r, _, _ in instances[1:]]
+        )
+    except Exception:
+        for each_runner, each_key, _ in instances:
+            each_runner.close()
+            plans.release(each_key)
+        raise
+    pipeline.plan_key = key
+    pipeline.extra_plan_keys = [k for _, k, _ in instances[1:]]
+    pipeline.devices = [d for _, _, d in instances]
+    return pipeline
+
+
+def _extra_instances(
+    plans: PlanManager, model: ModelConfig, backend: Any, state_dir: str, first: str, placer: Placer, rebuild: bool
+) -> List[Instance]:
+    """Runners for the other devices placement gave ``model`` (e.g. dla1 next to dla0).
+    One that cannot be built or loaded is left out: the model serves on fewer engines."""
+    devices = placer.devices_for(model.name)
+    if devices[0] != first:
+        return []  # the model moved (a fallback): serve it where it went
+    extras: List[Instance] = []
+    for device in devices[1:]:
+        try:
+            runner, key = plans.obtain(model, backend, build_options(model, state_dir, device), None, rebuild)
+            extras.append((runner, key, device))
+        except EdgedError as exc:
+            log.warning("model %s: no engine instance on %s: %s", model.name, device, exc)
+    return extras
+
+
+def _profile(
+    plans: PlanManager, model: ModelConfig, runner: Runner, key: PlanKey, device: str, placer: Placer
+) -> Optional[str]:
+    """Feed placement the plan's measured latency: a short benchmark right after the first
+    load, stored in the plan's manifest so later starts reuse it. Returns the device the
+    model must move to, or None."""
+    estimate = placer.estimate(model.name, device)
+    if estimate is None:
+        return None
+    doc = plans.profile(key)
+    if doc is None:
+        from edged.bench import measure
+
+        timing = measure(runner, model.batch, warmup_s=PROFILE_WARMUP_S, duration_s=PROFILE_SECONDS)
+        latency_ms = float(np.median(timing["samples_ms"])) if timing["samples_ms"] else estimate.latency_ms
+        doc = dict(dataclasses.replace(estimate, latency_ms=latency_ms, source="measured").as_dict())
+        try:
+            plans.record_profile(key, doc)
+        except EdgedError as exc:
+            log.warning("model %s: measured profile not stored: %s", model.name, exc)
+    profile = profile_from_dict(dict(doc, model=model.name, device=device))
+    log.info("model %s: %.2f ms per batch on %s (measured)", model.name, profile.latency_ms, device)
+    return placer.measured(profile)
