@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 pytest.importorskip("onnx")
 

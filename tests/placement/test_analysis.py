@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
-import nets
 import pytest
+
+from tests.placement import nets
 
 Analyse = Callable[..., Any]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nets
 import onnx
 import pytest
 
 from edged.cli import EXIT_OK, EXIT_USAGE, main
+from tests.placement import nets
 
 
 @pytest.fixture()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import nets
 import pytest
 
 from edged.placement.observed import compare_reported, reconcile
 from edged.placement.rules import TABLE_VERSION, rules_for
+from tests.placement import nets
 from tests.placement.conftest import run_analysis
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
-import nets
 import onnx
 import pytest
 
@@ -16,6 +15,7 @@ from edged.errors import BackendError, ConfigError
 from edged.placement.profiles import Profile
 from edged.placement.service import Placer
 from edged.placement.target import preset
+from tests.placement import nets
 
 
 def write_models(tmp_path: Path) -> Dict[str, str]:
