@@ -5,23 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List
 
 from edged.errors import EdgedError
-from edged.status import fallback_text
+
+if TYPE_CHECKING:
+    from edged.model_set import ModelSet
 
 __all__ = ["add_plan_parser"]
 
 
-def _daemon(args: argparse.Namespace) -> Any:
+def _models(args: argparse.Namespace) -> ModelSet:
+    """The configured models, placed as ``edged run`` would place them; nothing started."""
     from edged.config import load_config
-    from edged.daemon import Daemon
+    from edged.model_loading import platform_for
+    from edged.model_set import ModelSet
 
-    return Daemon(load_config(args.config))
+    config = load_config(args.config)
+    return ModelSet(config, platform_for(config.models))
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _daemon(args).plans().store
+    store = _models(args).plans().store
     rows = [
         {
             "name": p.name,
@@ -41,33 +46,35 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    daemon = _daemon(args)
+    models = _models(args)
     failures = 0
-    for model in daemon.config.models:
+    for model in models.config.models:
         try:
-            pipeline = daemon.load_model(model)
+            pipeline = models.load_model(model)
         except EdgedError as exc:
             print(f"{model.name}: failed: {exc}")
             failures += 1
             continue
         pipeline.close_runners()
         # load_model builds for placement's device, as `edged run` will: the plan is the one it loads.
-        print(f"{model.name}: {pipeline.plan_key.name} ready")
-        fallback = fallback_text(daemon, model.name)
+        key = pipeline.plan_key
+        assert key is not None  # load_pipeline sets it
+        print(f"{model.name}: {key.name} ready")
+        fallback = models.snapshot(latency=False).models[model.name].fallback
         if fallback:
             print(f"  {fallback}")
     return 1 if failures else 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    rows = _daemon(args).plans().store.verify()
+    rows = _models(args).plans().store.verify()
     for row in rows:
         print(f"{row['name']}: {'ok' if row['ok'] else 'CORRUPT, quarantined'}")
     return 0 if all(row["ok"] for row in rows) else 1
 
 
 def _prune(args: argparse.Namespace) -> int:
-    removed: List[str] = _daemon(args).plans().store.prune()
+    removed: List[str] = _models(args).plans().store.prune()
     for name in removed:
         print(f"removed {name}")
     print(f"{len(removed)} removed")
@@ -75,7 +82,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    matches = [p for p in _daemon(args).plans().store.entries() if p.name == args.key or p.digest.startswith(args.key)]
+    matches = [p for p in _models(args).plans().store.entries() if p.name == args.key or p.digest.startswith(args.key)]
     if len(matches) != 1:
         print(f"plan {args.key!r}: {'no such plan' if not matches else 'ambiguous; give more of the key'}")
         return 1
