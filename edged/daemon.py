@@ -3,6 +3,7 @@ runs the main loop. Nothing but the CLI imports it (docs/architecture.md)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -12,6 +13,8 @@ import time
 from types import FrameType
 from typing import IO, Callable, Collection, List, Optional
 
+from edged.change_queue import ChangeQueue
+from edged.config.effect import restart_required
 from edged.config.model import Config
 from edged.control.binding import ControlBinding, start_control
 from edged.control.transaction import apply_config
@@ -52,7 +55,8 @@ class Daemon:
         self.config_path = config_path
         # Called with the new config after every successful apply (push, reload, rebuild).
         self.config_listeners: List[Callable[[Config], None]] = []
-        self._apply_lock = threading.Lock()
+        # Every change to the running models, in order, off the main loop (edged/change_queue.py).
+        self.changes = ChangeQueue()
         self._reload_requested = threading.Event()
         self.systemd = ServiceHooks(lambda: self.models.snapshot(latency=False))
 
@@ -78,6 +82,7 @@ class Daemon:
         if self.telemetry is None:
             return None
         self.models.pipeline_hooks.append(self._publish_results)
+        self.config_listeners.append(self.telemetry.configure)
         # The control plane subscribes before the link connects: subscriptions go out on connect.
         control = start_control(self, self.telemetry.link)
         self.telemetry.start()
@@ -98,11 +103,30 @@ class Daemon:
         source: Optional[str] = None,
         digest: Optional[str] = None,
     ) -> Changes:
-        """Put ``new`` in force atomically (see edged.control.transaction); on failure
-        raise ApplyError and leave the running config, models and plans as they were.
-        ``source``/``digest`` record where the new config came from."""
-        with self._apply_lock:
-            changes = apply_config(self.models, new, rebuild, before_switch, source, digest)
+        """Put ``new`` in force atomically (see edged.control.transaction), in turn with every
+        other change; on failure raise ApplyError and leave the running config, models and
+        plans as they were. ``source``/``digest`` record where the new config came from.
+        The returned changes name the keys that take effect only at the next start."""
+        job = functools.partial(self._apply_now, new, rebuild, before_switch, source, digest)
+        return self.changes.run("apply", job)
+
+    def _apply_now(
+        self,
+        new: Config,
+        rebuild: Collection[str],
+        before_switch: Optional[Callable[[Changes], None]],
+        source: Optional[str],
+        digest: Optional[str],
+    ) -> Changes:
+        old = self.config
+        changes = apply_config(self.models, new, rebuild, before_switch, source, digest)
+        changes.restart_required = restart_required(old, new)
+        if changes.restart_required:
+            log.warning(
+                "config version %d: changes to %s take effect at the next start",
+                new.version,
+                ", ".join(changes.restart_required),
+            )
         for listener in list(self.config_listeners):
             try:
                 listener(self.config)
@@ -110,28 +134,53 @@ class Daemon:
                 log.exception("config listener failed")
         return changes
 
-    def reload(self) -> None:
+    def reload(self) -> Changes:
         """Re-read the local config file (layered with the persisted push, as at boot) and
-        apply it like a push. Raises EdgedError naming the cause; the previous config then
-        stays in force."""
+        apply it like a push, in turn with every other change: it reads the file and the
+        persisted push only after the changes queued before it are persisted and in force.
+        Raises EdgedError naming the cause; the previous config then stays in force."""
+        return self.changes.run("reload", self._reload_now)
+
+    def _reload_now(self) -> Changes:
         if not self.config_path:
             raise EdgedError("reload: this daemon was not started from a config file")
         from edged.control.boot import load_effective
 
         effective = load_effective(self.config_path)
+        in_force = self.config.version
+        if effective.config.version < in_force:
+            # Versions only go forward: an older file (or a lost persisted push) must not
+            # roll back the config in force.
+            raise EdgedError(
+                f"reload: {self.config_path} gives version {effective.config.version} ({effective.source}), "
+                f"older than version {in_force} in force; raise `version` in the file to take precedence"
+            )
         log.info("reloading %s (%s config, version %d)", self.config_path, effective.source, effective.config.version)
-        self.apply_config(effective.config, source=effective.source, digest=effective.digest)
+        return self._apply_now(effective.config, (), None, effective.source, effective.digest)
 
-    def _handle_reload_request(self) -> None:
-        self._reload_requested.clear()
+    def request_reload(self) -> None:
+        """Queue a reload without waiting (SIGHUP); a second request while one waits adds nothing."""
+        self.changes.submit("reload", self._reload_job, coalesce=True)
+
+    def _reload_job(self) -> None:
         self.systemd.notifier.reloading()
         log.info("reload requested (SIGHUP)")
         try:
-            self.reload()
+            self._reload_now()
         except EdgedError as exc:
             log.error("reload failed, previous config stays in force: %s", exc)
         finally:
             self.systemd.ready()
+
+    def _handle_reload_request(self) -> None:
+        self._reload_requested.clear()
+        self.request_reload()
+
+    def _supervise(self, now: float) -> None:
+        """Queue a fresh pipeline for every model whose inference or output worker is stuck;
+        the restart runs in turn with config changes, never on the main loop."""
+        for name, reason in self.models.stuck(now).items():
+            self.changes.submit(f"restart {name}", functools.partial(self.models.restart, name, reason), coalesce=True)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -166,25 +215,29 @@ class Daemon:
         # Ready once the config is loaded and telemetry and the control plane are up; plan
         # builds go on and show in STATUS=.
         self.systemd.ready()
-        period = self.config.telemetry.period_s
         started = time.monotonic()
-        next_status = started + period
+        last_status = started
         while not self.stop_event.is_set():
             now = time.monotonic()
             if duration_s is not None and now - started >= duration_s:
                 break
             if self._reload_requested.is_set():
                 self._handle_reload_request()
-            if self.models.all_finished():
+            if self.models.all_finished() and not self.changes.busy:
                 break
+            self._supervise(now)
             self.systemd.tick(now)
+            # Read every turn: a pushed telemetry.period_s takes effect at once.
+            next_status = last_status + self.config.telemetry.period_s
             if now >= next_status:
                 self._print_status()
-                next_status += period
+                last_status = now
+                next_status = now + self.config.telemetry.period_s
             self.stop_event.wait(min(0.2, max(0.0, next_status - now)))
         self.systemd.notifier.stopping()
         if control is not None:
             control.stop()
+        self.changes.stop()
         drained = self.models.stop()
         self._print_status()
         if self.telemetry is not None:

@@ -16,6 +16,8 @@ class Changes:
     changed: List[str] = field(default_factory=list)
     removed: List[str] = field(default_factory=list)
     unchanged: List[str] = field(default_factory=list)
+    # Changed keys that take effect only at the next start (edged/config/effect.py).
+    restart_required: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, List[str]]:
         return {"added": self.added, "changed": self.changed, "removed": self.removed, "unchanged": self.unchanged}

@@ -12,13 +12,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence
 
 from edged.config.model import Config, ModelConfig
-from edged.errors import ApplyError, EdgedError, PlacementError
+from edged.errors import ApplyError, EdgedError, PlacementError, PlanError
 from edged.model_changes import Changes, diff_models
 from edged.model_loading import load_pipeline, resolve_device
 from edged.model_state import (
@@ -40,6 +42,7 @@ __all__ = ["ChangeSet", "ModelSet", "ModelSlot", "DRAIN_TIMEOUT_S"]
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 4.0
+PLAN_CACHE_RETRY_S = 60.0
 
 
 @dataclass
@@ -50,6 +53,8 @@ class ModelSlot:
     pipeline: Optional[ModelPipeline] = None
     error: Optional[str] = None
     plan: PlanProgress = field(default_factory=PlanProgress)
+    restarts: int = 0  # pipelines replaced because a worker was stuck
+    last_restart: Optional[str] = None  # why the latest one was
 
     @property
     def state(self) -> str:
@@ -89,6 +94,9 @@ class ModelSet:
         self._platform = platform
         self._slots: Dict[str, ModelSlot] = {m.name: ModelSlot(m) for m in config.models}
         self._plans: Optional[PlanManager] = None
+        # Why plans.cache_dir is not used (None when it is), and when to try it again.
+        self.plan_cache_problem: Optional[str] = None
+        self._plan_cache_retry = 0.0
         self._builder: Optional[threading.Thread] = None
         self._stop = threading.Event()
         # Which device each model's plan targets (DLA cores, GPUs, CPU); see edged/placement.
@@ -134,10 +142,24 @@ class ModelSet:
             return resolve_device(self._slots[name].config)
 
     def plans(self) -> PlanManager:
-        """The plan cache; raises PlanError naming the directory when it is unusable."""
-        if self._plans is None:
+        """The plan cache. When ``plans.cache_dir`` is unusable (read-only, full, not
+        creatable) plans go to a temporary directory for this run, loudly, and the
+        configured one is tried again before later loads."""
+        if self._plans is None or (self.plan_cache_problem and time.monotonic() >= self._plan_cache_retry):
             plans = self._config.plans
-            store = PlanStore(plans.cache_dir, plans.max_size_mb << 20, plans.max_plans)
+            try:
+                store = PlanStore(plans.cache_dir, plans.max_size_mb << 20, plans.max_plans)
+            except PlanError as exc:
+                self._plan_cache_retry = time.monotonic() + PLAN_CACHE_RETRY_S
+                if self._plans is None:
+                    store = PlanStore(_scratch_plan_dir(), plans.max_size_mb << 20, plans.max_plans)
+                    self.plan_cache_problem = f"{exc}; plans go to {store.root} for this run"
+                    log.error("plan cache unusable: %s", self.plan_cache_problem)
+                    self._plans = PlanManager(store, self._platform)
+                return self._plans
+            if self.plan_cache_problem:
+                log.warning("plan cache %s usable again", plans.cache_dir)
+                self.plan_cache_problem = None
             self._plans = PlanManager(store, self._platform)
         return self._plans
 
@@ -298,6 +320,45 @@ class ModelSet:
             if key is not None:
                 self._plans.release(key)
 
+    # -- recovering a stuck model -----------------------------------------------------------
+
+    def stuck(self, now: Optional[float] = None) -> Dict[str, str]:
+        """Running models whose infer or output worker showed no life for longer than the
+        model's ``stall_timeout_s``, with the reason. A quiet source is never stuck."""
+        now = time.monotonic() if now is None else now
+        found = {}
+        for name, slot in list(self._slots.items()):
+            pipeline = slot.pipeline
+            if pipeline is None or pipeline.state != "running" or pipeline.finished:
+                continue
+            silent = now - pipeline.last_progress
+            if silent > slot.config.stall_timeout_s:
+                found[name] = f"no progress from its inference workers for {silent:.0f} s"
+        return found
+
+    def restart(self, name: str, reason: str) -> bool:
+        """Replace a stuck model's pipeline by a fresh one (plan from the cache) and abandon
+        the old one; the other models are untouched. Call it from the change queue, in turn
+        with config changes. False when the model is gone or was already replaced, or its
+        new pipeline could not be started (then the model shows as failed with the cause)."""
+        slot = self._slots.get(name)
+        old = slot.pipeline if slot is not None else None
+        if slot is None or old is None or old.state != "running":
+            return False
+        log.error("model %s: restarting its pipeline: %s", name, reason, extra=log_fields(name))
+        old.abandon(f"stuck: {reason}")
+        fresh = ModelSlot(slot.config, restarts=slot.restarts + 1, last_restart=reason)
+        try:
+            pipeline = self.load_model(slot.config, fresh.plan)
+            pipeline.start()
+        except EdgedError as exc:
+            fresh.error = f"restart after a stall failed: {exc}"
+            log.error("model %s: %s", name, fresh.error, extra=log_fields(name))
+            pipeline = None
+        fresh.pipeline = pipeline
+        self._slots = {n: fresh if n == name else s for n, s in self._slots.items()}
+        return pipeline is not None
+
     # -- reading ---------------------------------------------------------------------------
 
     def snapshot(self, latency: bool = True) -> RunningState:
@@ -307,7 +368,9 @@ class ModelSet:
         slots, placer, config = self._slots, self._placer, self._config
         now = time.monotonic()
         models = {name: self._model_state(slot, placer, now, latency) for name, slot in list(slots.items())}
-        return RunningState(config, self._source, self._digest, now, models, self.building)
+        return RunningState(
+            config, self._source, self._digest, now, models, self.building, plan_cache_problem=self.plan_cache_problem
+        )
 
     def _model_state(self, slot: ModelSlot, placer: Placer, now: float, latency: bool) -> ModelState:
         name = slot.config.name
@@ -323,6 +386,8 @@ class ModelSet:
             batch=slot.config.batch,
             state=slot.state,
             error=slot.error,
+            restarts=slot.restarts,
+            last_restart=slot.last_restart,
             placement=placement_view(status),
             fallback=describe_fallback(status, slot.config.path),
         )
@@ -340,6 +405,11 @@ class ModelSet:
             finished=pipeline.finished,
             last_progress=pipeline.last_progress,
         )
+
+
+def _scratch_plan_dir() -> str:
+    # systemd's RuntimeDirectory= (a tmpfs: plans held in memory) when there is one.
+    return tempfile.mkdtemp(prefix="edged-plans-", dir=os.environ.get("RUNTIME_DIRECTORY") or None)
 
 
 def _digest(model: ModelConfig) -> str:

@@ -70,6 +70,8 @@ class ModelState:
     last_progress: Optional[float] = None  # monotonic time of the workers' last sign of life
     placement: Optional[Mapping[str, Any]] = None  # why this device: reason, note, not_on, ...
     fallback: Optional[str] = None  # "fell back from dla0: <why>" when it left its device
+    restarts: int = 0  # pipelines replaced in-process because a worker was stuck
+    last_restart: Optional[str] = None  # why the latest one was
 
     @property
     def serving(self) -> bool:
@@ -86,6 +88,7 @@ class RunningState:
     taken_at: float  # time.monotonic() when the snapshot was taken
     models: Mapping[str, ModelState]  # in config order
     building: bool = False  # the first plans are still being obtained
+    plan_cache_problem: Optional[str] = None  # why plans.cache_dir is not in use, if it is not
 
     @property
     def version(self) -> int:

@@ -6,9 +6,8 @@ protocol of edged/systemd.py; it never touches a pipeline.
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 from edged.model_state import RunningState
 from edged.status import status_summary
@@ -16,11 +15,17 @@ from edged.systemd import Notifier, watchdog_interval_s
 
 __all__ = ["ServiceHooks"]
 
-log = logging.getLogger(__name__)
-
 
 class ServiceHooks:
-    """``snapshot`` returns the running state (latencies are not needed)."""
+    """``snapshot`` returns the running state (latencies are not needed).
+
+    Liveness: WATCHDOG=1 goes out from the daemon's main loop, which also finds stuck
+    models and queues their in-process restart (Daemon._supervise). So a ping proves the
+    loop that keeps every model recoverable is alive; a model that is stuck, a camera that
+    is down and a plan that builds for minutes are states reported in STATUS= and
+    telemetry, never a reason for systemd to kill every model. Only a stuck main loop
+    misses the pings.
+    """
 
     def __init__(
         self,
@@ -34,32 +39,6 @@ class ServiceHooks:
         self._next_ping = 0.0
         self._last_status = ""
         self.pings = 0
-        self._frames_seen: Dict[str, Tuple[int, float]] = {}
-        self.withheld_reason = ""
-
-    def stale_pipelines(self, state: RunningState, now: Optional[float] = None) -> List[str]:
-        """Models whose running pipeline made no progress within the watchdog interval.
-
-        Progress is the pipeline's own ``last_progress`` (its workers' heartbeat) and, for a
-        source still running, a new frame: an idle inference worker keeps beating while a
-        hung camera delivers nothing, and that hang must stop the pings too.
-        """
-        if self.watchdog_s is None:
-            return []
-        now = time.monotonic() if now is None else now
-        stale = []
-        for name, model in state.models.items():
-            counters = model.counters
-            if counters is None or model.state != "running" or model.finished or model.last_progress is None:
-                self._frames_seen.pop(name, None)
-                continue
-            seen = self._frames_seen.get(name)
-            if seen is None or seen[0] != counters.frames_in:
-                self._frames_seen[name] = seen = (counters.frames_in, now)
-            source_stalled = not model.source_finished and now - seen[1] > self.watchdog_s
-            if source_stalled or now - model.last_progress > self.watchdog_s:
-                stale.append(name)
-        return stale
 
     def ready(self) -> None:
         self._last_status = status_summary(self._snapshot())
@@ -70,22 +49,12 @@ class ServiceHooks:
         if not self.notifier.enabled:
             return
         now = time.monotonic() if now is None else now
-        state = self._snapshot()
-        summary = status_summary(state)
+        summary = status_summary(self._snapshot())
         if summary != self._last_status:
             self._last_status = summary
             self.notifier.status(summary)
         if self.watchdog_s is None or now < self._next_ping:
             return
         self._next_ping = now + self.watchdog_s / 2
-        stale = self.stale_pipelines(state, now)
-        if stale:
-            # No ping: systemd's watchdog kills and restarts a daemon whose worker hangs.
-            reason = "no progress from " + ", ".join(stale)
-            if reason != self.withheld_reason:
-                log.error("watchdog ping withheld: %s", reason)
-            self.withheld_reason = reason
-            return
-        self.withheld_reason = ""
         self.notifier.watchdog()
         self.pings += 1

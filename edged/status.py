@@ -29,16 +29,26 @@ def status_lines(state: RunningState, rates: Optional[OutputRates] = None) -> Li
             )
         if model.fallback:
             lines.append(f"  {name}: {model.fallback}")
+    if state.plan_cache_problem:
+        lines.append(f"plan cache: {state.plan_cache_problem}")
     return lines
 
 
 def status_summary(state: RunningState) -> str:
-    """One line for systemd's STATUS=: models serving, and each plan still in progress."""
+    """One line for systemd's STATUS=: models serving, each plan still in progress, each
+    source not delivering (reconnecting, down) and each model restarted after a stall."""
     serving = [m for m in state.models.values() if m.serving]
     parts = [f"{len(serving)}/{len(state.models)} models serving"]
     for name, model in state.models.items():
         if model.counters is None:
             parts.append(f"{name}: {model.state}")
+        source_state = (model.source or {}).get("state")
+        if model.serving and source_state not in (None, "running", "finished"):
+            parts.append(f"{name}: source {source_state}")
+        if model.restarts:
+            parts.append(f"{name}: restarted {model.restarts}x after a stall")
+    if state.plan_cache_problem:
+        parts.append("plan cache unusable, plans not kept")
     return "; ".join(parts)
 
 

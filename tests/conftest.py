@@ -10,6 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.mqtt.broker import Mosquitto
+    from tests.notify import NotifyListener
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -64,3 +65,13 @@ def broker(tmp_path: Path) -> Iterator["Mosquitto"]:
     server = Mosquitto(tmp_path / "broker").start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    """systemd's end of NOTIFY_SOCKET at tmp_path/notify.sock, collecting every message."""
+    from tests.notify import NotifyListener
+
+    lst = NotifyListener(str(tmp_path / "notify.sock"))
+    yield lst
+    lst.close()

@@ -5,67 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 import yaml
 
 from edged.systemd import Notifier, log_fields, setup_logging, watchdog_interval_s
+from tests.notify import NotifyListener
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class NotifyListener:
-    """The service manager's side of NOTIFY_SOCKET: collects every datagram with its arrival time."""
-
-    def __init__(self, address: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
-        self.sock.settimeout(0.2)
-        self.messages: List[Any] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines())
-            self.messages.append((time.monotonic(), fields))
-
-    def wait_for(self, key: str, value: str = "1", after: float = 0.0, timeout: float = 30.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for ts, fields in list(self.messages):
-                if ts >= after and fields.get(key) == value:
-                    return float(ts)
-            time.sleep(0.05)
-        raise AssertionError(f"no {key}={value} within {timeout}s; got {self.messages}")
-
-    def times(self, key: str) -> List[float]:
-        return [ts for ts, fields in list(self.messages) if fields.get(key) == "1"]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
-@pytest.fixture()
-def listener(tmp_path: Path) -> Iterator[NotifyListener]:
-    lst = NotifyListener(str(tmp_path / "notify.sock"))
-    yield lst
-    lst.close()
 
 
 def test_notify_to_path_socket(listener: NotifyListener, tmp_path: Path) -> None:
@@ -185,17 +139,19 @@ def test_daemon_ready_reload_stopping(listener: NotifyListener, demo_assets: Pat
 
 
 @pytest.mark.slow
-def test_stalled_worker_stops_watchdog_pings(listener: NotifyListener, demo_assets: Path, tmp_path: Path) -> None:
+def test_a_stalled_source_keeps_the_watchdog_fed(listener: NotifyListener, demo_assets: Path, tmp_path: Path) -> None:
+    """A camera that stops delivering is the source's state, not a hung daemon: systemd must
+    not restart every model for it (before, the pings stopped within the interval)."""
     config = _daemon_config(demo_assets, tmp_path, stall_after=10)
     proc = _start(config, tmp_path / "notify.sock", watchdog_usec=1_000_000)
     try:
         listener.wait_for("READY")
         listener.wait_for("WATCHDOG")
-        # 10 frames at 20 fps: the source stalls after 0.5 s; pings stop within the 1 s interval.
+        # 10 frames at 20 fps: the source stalls after 0.5 s, then stays silent.
         time.sleep(4)
         pings = listener.times("WATCHDOG")
-        assert pings and time.monotonic() - pings[-1] > 2.0, pings
-        assert proc.poll() is None  # still alive: killing it is systemd's job
+        assert len(pings) >= 6 and time.monotonic() - pings[-1] < 1.0, pings
+        assert proc.poll() is None
     finally:
         proc.kill()
         proc.wait()
@@ -210,10 +166,12 @@ def test_reload_validates_the_config_file(demo_assets: Path, tmp_path: Path, cap
     caplog.set_level(logging.INFO)
     daemon._reload_requested.set()
     daemon._handle_reload_request()
+    daemon.changes.run("barrier", lambda: None)  # the reload runs in turn on the change queue
     assert f"reloading {path}" in caplog.text and "reload failed" not in caplog.text
     path.write_text("models: [{name: 3}]\n")
     daemon._reload_requested.set()
     daemon._handle_reload_request()
+    daemon.changes.run("barrier", lambda: None)
     assert "reload failed, previous config stays in force" in caplog.text
     assert "models[0].name" in caplog.text
     assert daemon.config.models[0].name == "cam0"

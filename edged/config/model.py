@@ -113,6 +113,7 @@ class ModelConfig:
     max_dla_subgraphs: int = 4
     latency_budget_ms: Optional[float] = None
     target_fps: Optional[float] = None
+    stall_timeout_s: float = 60.0  # a stuck worker's pipeline is replaced after this long
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 max_dla_subgraphs=int(merged.get("max_dla_subgraphs", 4)),
                 latency_budget_ms=_optional_float(merged.get("latency_budget_ms")),
                 target_fps=_optional_float(merged.get("target_fps")),
+                stall_timeout_s=float(merged["stall_timeout_s"]),
             )
         )
     mqtt = doc.get("mqtt")

@@ -165,7 +165,15 @@ class ControlPlane:
         except ApplyError as exc:
             log.error("control: push version %d rolled back: %s", push.version, exc)
             return {"status": "rolled_back", "id": push.request_id, "version": push.version, "errors": [str(exc)]}
-        return {"status": "applied", "id": push.request_id, "version": push.version, "changes": changes.as_dict()}
+        result: Dict[str, Any] = {
+            "status": "applied",
+            "id": push.request_id,
+            "version": push.version,
+            "changes": changes.as_dict(),
+        }
+        if changes.restart_required:
+            result["restart_required"] = changes.restart_required
+        return result
 
     def _command(self, verb: str, message: Message) -> Dict[str, Any]:
         request: Dict[str, Any] = {}
@@ -191,8 +199,11 @@ class ControlPlane:
     def _run_command(self, verb: str, request: Dict[str, Any]) -> Dict[str, Any]:
         host = self.host
         if verb == "reload":
-            host.reload()
-            return {"status": "ok", "errors": [], "version": host.config.version}
+            changes = host.reload()
+            reply: Dict[str, Any] = {"status": "ok", "errors": [], "version": host.config.version}
+            if changes.restart_required:
+                reply["restart_required"] = changes.restart_required
+            return reply
         if verb == "rebuild-plans":
             names = request.get("models") or [m.name for m in host.config.models]
             known = {m.name for m in host.config.models}

@@ -84,9 +84,10 @@ class ModelPipeline:
         self.devices: List[str] = []  # the device of each runner, set by the daemon
         self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
-        # time.monotonic() of the last sign of life of any worker: a frame read, a batch
-        # inferred or written, or an idle poll of the infer thread. Read by the watchdog.
-        self.last_progress = time.monotonic()
+        # Heartbeats (time.monotonic()) of the infer and output workers, stamped on every
+        # batch and every idle poll. The source thread has none: a camera may rightly be
+        # quiet for hours, and that is the source's state, not a hang.
+        self._beats: Dict[str, float] = {}
         self._buffers = [
             np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
             for _ in self.runners
@@ -114,8 +115,11 @@ class ModelPipeline:
             name = "infer" if len(self.runners) == 1 else f"infer{index}"
             loops.append((name, functools.partial(self._infer_loop, index)))
         loops.append(("output", self._output_loop))
+        now = time.monotonic()
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"edged-{self.model.name}-{name}", daemon=True)
+            if name != "source":
+                self._beats[thread.name] = now
             self._threads.append(thread)
             thread.start()
 
@@ -152,6 +156,32 @@ class ModelPipeline:
         """Every thread of a started pipeline has ended (a finite source fully processed,
         or a stop)."""
         return bool(self._threads) and not any(t.is_alive() for t in self._threads)
+
+    @property
+    def last_progress(self) -> float:
+        """The oldest heartbeat among the infer and output workers still running: how long
+        ago the most stalled worker last showed life (time.monotonic()). A worker stuck in
+        an engine call or a sink write stops beating; an idle one keeps beating."""
+        alive = [self._beats[t.name] for t in self._threads if t.name in self._beats and t.is_alive()]
+        return min(alive) if alive else time.monotonic()
+
+    def abandon(self, reason: str) -> None:
+        """Give up on a pipeline whose worker is stuck (see ModelSet.restart): stop its
+        source and threads where they still listen, and count what it held as dropped
+        (``reason``). Its engines are not closed: a thread may still be inside one, and
+        freeing an engine under a running call crashes native code; the memory is the
+        price of keeping the other models serving."""
+        self._stop_source.set()
+        self._abort.set()
+        self.state = "failed"
+        self.error = reason
+        counters = self.stats.counters()
+        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - sum(counters["dropped"].values())
+        if unaccounted > 0:
+            self.stats.count_drop("stalled", unaccounted)
+
+    def _beat(self) -> None:
+        self._beats[threading.current_thread().name] = time.monotonic()
 
     @property
     def source_finished(self) -> bool:
@@ -197,7 +227,6 @@ class ModelPipeline:
                 frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
                 frame.enqueue_ts = time.monotonic()
                 self._enqueue(frame)
-                self.last_progress = frame.enqueue_ts
         except EdgedError as exc:
             self._fail(str(exc))
         except Exception as exc:  # keep the other models serving; report this one
@@ -277,7 +306,7 @@ class ModelPipeline:
                 if not frames:
                     if self._source_done.is_set() and self._in.empty():
                         break
-                    self.last_progress = time.monotonic()
+                    self._beat()
                     continue
                 start = time.monotonic()
                 n = len(frames)
@@ -298,7 +327,7 @@ class ModelPipeline:
                     timings.compute_ms if timings.compute_ms is not None else (done - start) * 1000.0, done
                 )
                 self.stats.count_batch(n)
-                self.last_progress = done
+                self._beat()
                 self._hand_over((frames, outputs, done))
         finally:
             with self._infer_lock:
@@ -324,6 +353,7 @@ class ModelPipeline:
             except queue.Empty:
                 if self._infer_done.is_set() and self._out.empty():
                     break
+                self._beat()
                 continue
             for index, frame in enumerate(frames):
                 start = time.monotonic()
@@ -348,4 +378,4 @@ class ModelPipeline:
                 latency["postprocess"].record((post_done - start) * 1000.0, end)
                 latency["e2e"].record((end - frame.capture_ts) * 1000.0, end)
                 self.stats.count_out()
-            self.last_progress = time.monotonic()
+            self._beat()

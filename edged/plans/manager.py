@@ -119,7 +119,7 @@ class PlanManager:
                 progress.state = "building"
                 progress.started = time.monotonic()
                 try:
-                    plan = self._build(model, backend, options, key, progress.update)
+                    plan, not_cached = self._build(model, backend, options, key, progress.update)
                 except BackendError as exc:
                     if options.device.startswith("dla"):
                         # A DLA build that failed will fail again (same compiler, model and options)
@@ -131,6 +131,8 @@ class PlanManager:
                     raise
                 self.store.forget_failure(key)
                 progress.source = f"rebuilt: {rebuilt_because}" if rebuilt_because else "built"
+                if not_cached:
+                    progress.source += f" ({not_cached})"
             else:
                 progress.source = "cache"
         runner = backend.load_plan(plan, options)
@@ -145,7 +147,8 @@ class PlanManager:
         options: BuildOptions,
         key: PlanKey,
         progress: Callable[[Optional[float], str], None],
-    ) -> bytes:
+    ) -> Tuple[bytes, Optional[str]]:
+        """The built plan, and why it is not in the cache (None when it is)."""
         started = time.time()
         log.info("model %s: building plan %s", model.name, key.name)
         built = backend.build_plan(model.path, options, progress)
@@ -159,9 +162,15 @@ class PlanManager:
         }
         if built.layer_placement is not None:
             facts["layer_placement"] = built.layer_placement
-        path = self.store.put(key, built.plan, facts)
+        try:
+            path = self.store.put(key, built.plan, facts)
+        except PlanError as exc:
+            # A full or failing disk must not stop a model whose plan is built: it serves
+            # from memory and is built again at the next start.
+            log.warning("model %s: plan %s built but not cached: %s", model.name, key.name, exc)
+            return built.plan, f"not cached: {exc}"
         log.info("model %s: plan %s stored in %.1fs", model.name, path, facts["build_seconds"])
-        return built.plan
+        return built.plan, None
 
     def layer_placement(self, key: PlanKey) -> Optional[List[Dict[str, Any]]]:
         """Where the stored plan's layers run, as the backend reported at build time."""

@@ -213,8 +213,15 @@ class PlanStore:
 
     @contextlib.contextmanager
     def build_lock(self, key: PlanKey) -> Iterator[None]:
-        """Held while building: a second process waits, then finds the plan built."""
-        handle = self._lock_file(key.digest, "build")
+        """Held while building: a second process waits, then finds the plan built. Where
+        the lock file cannot be created (a full disk), the build goes ahead unlocked: two
+        processes may then build the same plan, which costs time but never a wrong plan."""
+        try:
+            handle = self._lock_file(key.digest, "build")
+        except OSError as exc:
+            log.warning("%s: building without the build lock: %s", self.root, exc.strerror)
+            yield
+            return
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             yield
@@ -225,7 +232,11 @@ class PlanStore:
     def hold(self, key: PlanKey) -> None:
         """Mark a plan in use by this process until ``release`` (eviction skips it)."""
         if key.digest not in self._use_handles:
-            handle = self._lock_file(key.digest, "use")
+            try:
+                handle = self._lock_file(key.digest, "use")
+            except OSError as exc:  # a full disk: the plan serves, only eviction cannot see it
+                log.warning("%s: plan %s in use but not marked: %s", self.root, key.name, exc.strerror)
+                return
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
             self._use_handles[key.digest] = handle
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from edged.model_state import ModelState
@@ -13,6 +14,8 @@ from edged.telemetry.snapshot import Snapshotter
 __all__ = ["TelemetryPublisher"]
 
 log = logging.getLogger(__name__)
+
+_WAKE_S = 1.0
 
 
 class TelemetryPublisher:
@@ -48,15 +51,27 @@ class TelemetryPublisher:
             self._thread.join(2.0)
 
     def publish_once(self) -> Dict[str, Any]:
+        models = self._models()
         extra = self._extra() if self._extra else {}
         extra["mqtt"] = {"dropped_offline": self.link.counters.dropped_offline, "connects": self.link.counters.connects}
-        doc = self.snapshotter.snapshot(self._models(), extra)
+        doc = self.snapshotter.snapshot(models, extra)
         self.link.publish(self.link.topics.telemetry, doc, qos=0, expiry_s=self.expiry_s)
         self.last = doc
         return doc
 
+    def configure(self, period_s: float, expiry_s: Optional[int] = None) -> None:
+        """A new period and message expiry, in effect from the next wait on."""
+        self.period_s = period_s
+        self.expiry_s = expiry_s if expiry_s is not None else max(1, int(3 * period_s))
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
+        last = time.monotonic()
+        # Short waits, so a new (shorter) period applies without waiting out the old one.
+        while not self._stop.wait(min(_WAKE_S, max(0.0, last + self.period_s - time.monotonic()))):
+            now = time.monotonic()
+            if now < last + self.period_s:
+                continue
+            last = now
             try:
                 self.publish_once()
             except Exception:  # telemetry must never take the daemon down

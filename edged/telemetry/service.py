@@ -41,11 +41,23 @@ class TelemetryService:
         self.link = MqttLink(config.mqtt, config.device.id, birth=birth)
         snapshotter = Snapshotter(config.device.id, self.power, self.health, config.telemetry.window_s)
         self.publisher = TelemetryPublisher(
-            self.link, snapshotter, self.models, config.telemetry.period_s, config.telemetry.expiry_s
+            self.link, snapshotter, self.models, config.telemetry.period_s, config.telemetry.expiry_s, self._extra
         )
+        self._last: Optional[RunningState] = None
+
+    def configure(self, config: Config) -> None:
+        """Take an applied config's telemetry period and expiry (the rest of the section is
+        read at start; edged/config/effect.py)."""
+        self.publisher.configure(config.telemetry.period_s, config.telemetry.expiry_s)
 
     def models(self) -> Mapping[str, ModelState]:
-        return self._snapshot().models
+        self._last = self._snapshot()
+        return self._last.models
+
+    def _extra(self) -> Dict[str, Any]:
+        """Called after ``models`` for the same document: what the snapshot says beyond models."""
+        problem = self._last.plan_cache_problem if self._last is not None else None
+        return {"plans": {"cache_problem": problem}} if problem else {}
 
     def start(self) -> None:
         self.link.start()

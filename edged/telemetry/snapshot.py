@@ -48,6 +48,10 @@ class Snapshotter:
             doc["engines"] = list(model.engines)
         if model.error:
             doc["error"] = model.error
+        if model.restarts:
+            doc["restarts"] = model.restarts
+            if model.last_restart:
+                doc["last_restart"] = model.last_restart
         if model.source is not None:
             doc["source"] = dict(model.source)
         if model.placement:

@@ -55,6 +55,8 @@ class GstSource(Source):
         self.live = self.kind != "file"
         self.loop = bool(config.get("loop", False))
         self.backoff_max_s = float(config.get("retry_max_s", 30.0))
+        self.silence_s = float(config.get("silence_s", 10.0))
+        self._last_frame = 0.0
         self._gst, self._video = _gst()
         self._pipeline: Any = None
         self._sink: Any = None
@@ -69,8 +71,11 @@ class GstSource(Source):
     def status(self) -> Dict[str, Any]:
         with self._lock:
             doc = dict(self._status)
+        now = time.monotonic()
         if self._down_since is not None:
-            doc["outage_s"] = doc["outage_s"] + (time.monotonic() - self._down_since)
+            doc["outage_s"] = doc["outage_s"] + (now - self._down_since)
+        if doc["state"] == "reconnecting":
+            doc["retry_in_s"] = round(max(0.0, self._retry_at - now), 1)
         return doc
 
     def _set(self, **values: Any) -> None:
@@ -118,6 +123,7 @@ class GstSource(Source):
             self._down_since = None
             log.info("source %s: back after %d attempts", self.kind, self._failures)
         self._failures = 0
+        self._last_frame = time.monotonic()
         self._set(state="running", last_error=None)
 
     def _bus_error(self, pipeline: Any) -> Optional[str]:
@@ -194,9 +200,14 @@ class GstSource(Source):
                 image = self._to_array(sample)
                 with self._lock:
                     self._status["frames"] += 1
+                self._last_frame = time.monotonic()
                 return Frame(self._next_seq(), image, time.monotonic(), origin=self.kind)
             event = self._check_bus()
             if event is None:
+                if self.live and time.monotonic() - self._last_frame > self.silence_s:
+                    # A camera that stops sending without an error or EOS (RTSP over TCP
+                    # keeps the session up) would otherwise look "running" for ever.
+                    self._went_down(f"no frame for {self.silence_s:g} s")
                 continue
             if event == "eos" and self.kind == "file":
                 if self.loop:
