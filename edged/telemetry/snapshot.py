@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from edged.pipeline.stats import STAGES, ModelStats
-from edged.telemetry.energy import EnergyWindow
+from edged.telemetry.energy import CounterWindow, EnergyWindow
 from edged.telemetry.health import HealthReader
 from edged.telemetry.power import PowerReader, PowerSample
 
@@ -66,6 +66,7 @@ class Snapshotter:
         self.health = health
         self._marks: Dict[str, tuple] = {}  # type: ignore[type-arg]
         self._energy: Dict[str, EnergyWindow] = {}
+        self._counters: Dict[str, CounterWindow] = {}
         self._window_s = window_s
         self.seq = 0
 
@@ -103,6 +104,8 @@ class Snapshotter:
         for view in views.values():
             for device in view.engines or (view.device,):
                 devices.setdefault(device, {"models": []})["models"].append(view.name)
+        if sample is not None:
+            self._counter_energy(views, devices, sample, now)
         if sample is not None and sample.total_mw is not None:
             # Rails rarely separate one accelerator from another, so energy per inference is
             # attributed per device from the board total, split by each device's share of inferences.
@@ -112,9 +115,29 @@ class Snapshotter:
             per_inference = window.per_inference_mj()
             if per_inference is not None:
                 for device in devices:
+                    if "energy_per_inference_mj" in devices[device]:
+                        continue  # the device's own counter answered
                     devices[device]["energy_per_inference_mj"] = per_inference
                     devices[device]["energy_source"] = "board"
         return devices
+
+    def _counter_energy(
+        self, views: Mapping[str, ModelView], devices: Dict[str, Dict[str, Any]], sample: PowerSample, now: float
+    ) -> None:
+        """A GPU with its own energy counter (NVML) gets energy per inference from it, over the
+        inferences its engines ran (a model split over several devices counts a share on each)."""
+        for device, counter in sample.energy_mj.items():
+            inferences = 0.0
+            for view in views.values():
+                engines = view.engines or (view.device,)
+                if device in engines:
+                    inferences += _frames_out(view) * engines.count(device) / len(engines)
+            window = self._counters.setdefault(device, CounterWindow(self._window_s))
+            window.add(now, counter, inferences)
+            per_inference = window.per_inference_mj()
+            if per_inference is not None and device in devices:
+                devices[device]["energy_per_inference_mj"] = per_inference
+                devices[device]["energy_source"] = "nvml energy counter"
 
     def snapshot(self, views: Mapping[str, ModelView], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         now = time.monotonic()
@@ -138,7 +161,11 @@ class Snapshotter:
             health = self.health.read()
             if health.temps_c:
                 doc["temps_c"] = health.temps_c
-            utils = {"cpu": health.cpu_util_pct, "gpu": health.gpu_util_pct}
+            if health.temps_offline:
+                doc["temps_offline"] = health.temps_offline
+            for what, why in health.unavailable.items():
+                unavailable.setdefault(what, why)
+            utils = {"cpu": health.cpu_util_pct, "gpu": health.gpu_util_pct, **health.gpu_util_by_device}
             for device, value in utils.items():
                 if value is not None:
                     doc["devices"].setdefault(device, {"models": []})["util_pct"] = value
