@@ -12,6 +12,7 @@ import glob
 import importlib
 import os
 import platform as pyplatform
+import re
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edged.platform.dla_nodes import dla_nodes
@@ -155,7 +156,8 @@ def discover(
     vendor, cpu_model, flags = _cpu(root)
     machine = pyplatform.machine() if root == "/" else _machine_of(root)
     entries = compatible(root)
-    soc = next((e.split(",", 1)[1] for e in reversed(entries) if e.startswith("nvidia,tegra")), None)
+    # The SoC entry is "nvidia,tegraNNN"; L4T R35 trees add a family entry "nvidia,tegra23x" after it.
+    soc = next((e.split(",", 1)[1] for e in entries if re.fullmatch(r"nvidia,tegra\d+", e)), None)
     if soc:
         part, part_source = module_identity(root)
         module = MODULES.get(part or "")
