@@ -86,8 +86,8 @@ def discover_health(root: str = "/", nvml: Optional[NvmlSource] = None) -> Healt
             "and no NVML (nvidia-ml-py)"
         )
     if not dlas and _has_dla_soc(root):
-        missing["dla"] = (
-            "no DLA node (a host1x child *.nvdlaN with power/runtime_status) at " + " or ".join(DLA_PATTERNS)
+        missing["dla"] = "no DLA node (a host1x child *.nvdlaN with power/runtime_status) at " + " or ".join(
+            DLA_PATTERNS
         )
     return HealthSpec(root, zones, gpu_load, dlas, missing, nvml)
 
