@@ -66,23 +66,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def host_info() -> Dict[str, Any]:
+def host_info(root: str = "/") -> Dict[str, Any]:
+    """This host, or the device tree under ``root`` (then nothing of this host's is asked:
+    no library versions, no GPUs, no NVML)."""
     from edged.backends import available_backends
     from edged.platform import discover
+    from edged.telemetry.readers import power_spec
 
-    return {
-        "edged": __version__,
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        "platform": discover().as_dict(),
-        "backends": available_backends(),
+    here = root == "/"
+    found = discover(root) if here else discover(root, versions=dict, gpu_probe=list)
+    spec = power_spec(root, nvml=here)
+    info: Dict[str, Any] = {"platform": found.as_dict()}
+    info["power"] = {
+        "source": spec.source or None,
+        "rails": [rail.label for rail in spec.rails],
+        "total": spec.total_rail or ("sum of rails" if spec.rails else None),
+        "reason": spec.reason or None,
     }
+    if here:
+        info.update(
+            {
+                "edged": __version__,
+                "python": platform.python_version(),
+                "system": f"{platform.system()} {platform.release()}",
+                "backends": available_backends(),
+            }
+        )
+    return info
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = host_info()
+    info = host_info(args.root)
     if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
+        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
         return EXIT_OK
     for key, value in info.items():
         if key == "platform":
@@ -91,6 +107,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                     detail = " ".join(str(d) for d in detail)
                 if detail not in (None, "", [], (), {}):
                     print(f"{field}: {detail}")
+        elif key == "power":
+            rails = ", ".join(value["rails"]) or f"none ({value['reason']})"
+            print(f"power rails: {rails}" + (f"; total: {value['total']}" if value["total"] else ""))
         elif key == "backends":
             for backend in value:
                 detail = backend.get("version") or backend.get("reason")
@@ -124,10 +143,12 @@ def cmd_placement_explain(args: argparse.Namespace) -> int:
     from edged.errors import PlacementError
     from edged.placement.explain import ModelPolicy, explain, render_text
     from edged.placement.service import local_target
-    from edged.placement.target import resolve_target
+    from edged.placement.target import resolve_target, with_tensorrt
 
     try:
         target = resolve_target(args.platform) if args.platform else local_target()
+        if args.tensorrt:
+            target = with_tensorrt(target, args.tensorrt)
     except PlacementError as exc:
         print(f"edged: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -169,7 +190,15 @@ def _add_placement(sub: Any) -> None:
     psub.required = True
     exp = psub.add_parser("explain", help="per-layer DLA/GPU analysis and the chosen placement, with reasons")
     exp.add_argument("models", nargs="+", metavar="MODEL.onnx")
-    exp.add_argument("--platform", metavar="FIXTURE", help="platform preset name or fixture root (default: this host)")
+    exp.add_argument(
+        "--platform",
+        metavar="PRESET|DIR",
+        help="a preset (agx-orin-64gb-jp5, orin-nx-8gb-jp6.0, agx-thor-jp7, ...) or a device's root tree "
+        "(default: this host)",
+    )
+    exp.add_argument(
+        "--tensorrt", metavar="VERSION", help="analyse with this TensorRT version (e.g. 8.6) instead of the platform's"
+    )
     exp.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="default: %(default)s")
     exp.add_argument("--batch", type=int, default=1, help="build batch size (default: %(default)s)")
     exp.add_argument("--target-fps", type=float, default=None, help="frames per second each model must sustain")
@@ -205,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="platform and available backends")
     info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument(
+        "--root", default="/", metavar="DIR", help="read a device's files under DIR instead of this host's"
+    )
     info.set_defaults(func=cmd_info)
 
     from edged.plans.commands import add_plan_parser

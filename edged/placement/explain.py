@@ -175,6 +175,8 @@ def render_placement(p: Placement) -> List[str]:
 def render_text(report: Report, paths: Dict[str, str]) -> str:
     t = report.target
     trt = f"TensorRT {t.trt_version}" if t.trt_version else "no TensorRT (ONNX Runtime)"
+    if t.trt_version and t.trt_origin:
+        trt += f" ({t.trt_origin})"
     lines = [
         f"Platform {t.name}: {t.soc or 'not a Jetson'}, {t.dla_cores} DLA core(s), {trt}, "
         f"devices {', '.join(t.devices())}",

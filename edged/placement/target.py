@@ -9,13 +9,16 @@ happen on an Orin NX 8GB" from any machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from edged.errors import PlacementError
+from edged.placement.boards import BOARDS, JETPACKS
+from edged.platform.releases import release_for
 
-__all__ = ["Target", "PRESETS", "preset", "from_platform", "resolve_target", "GPU", "CPU"]
+__all__ = ["Target", "PRESETS", "preset", "from_platform", "resolve_target", "with_tensorrt", "GPU", "CPU"]
 
 GPU = "gpu"
 CPU = "cpu"
@@ -34,6 +37,8 @@ class Target:
     # Relative speed and active power of each engine class, for estimates before any
     # measurement (see profiles.py); keys "gpu", "dla" (and "gpu1".. on multi-GPU hosts).
     speed: Tuple[Tuple[str, float], ...] = ()
+    # Where trt_version came from: "tensorrt module", "L4T R35.4.1 → JetPack 5.1.2 default", "--tensorrt".
+    trt_origin: str = ""
 
     @property
     def dla_generation(self) -> Optional[int]:
@@ -58,29 +63,48 @@ class Target:
             "dla_cores": self.dla_cores,
             "dla_generation": self.dla_generation,
             "tensorrt": self.trt_version,
+            "tensorrt_origin": self.trt_origin,
             "gpus": list(self.gpus),
             "devices": self.devices(),
         }
 
 
-# Speeds are relative to one AGX Orin GPU (1.0); see profiles.py for what 1.0 means and
-# where the ratios come from.
+def _board_presets() -> List[Target]:
+    out = []
+    for board in BOARDS:
+        for suffix in board.jetpacks:
+            l4t = JETPACKS[suffix]
+            row = release_for(l4t)
+            assert row is not None, l4t
+            trt = ".".join(row.tensorrt.split(".")[:2])
+            origin = f"L4T R{l4t} → JetPack {row.jetpack} default"
+            out.append(
+                Target(f"{board.name}-{suffix}", board.soc, board.dla_cores, trt, (board.gpu,), board.speed, origin)
+            )
+        out.append(replace(out[-1], name=board.name))
+    return out
+
+
 PRESETS: Dict[str, Target] = {
     t.name: t
     for t in (
-        Target("agx-orin-64gb", "tegra234", 2, "10.3", ("Orin (ga10b)",), (("gpu", 1.0), ("dla", 0.48))),
-        Target("agx-orin-32gb", "tegra234", 2, "10.3", ("Orin (ga10b)",), (("gpu", 0.8), ("dla", 0.4))),
-        Target("orin-nx-16gb", "tegra234", 2, "10.3", ("Orin (ga10b)",), (("gpu", 0.5), ("dla", 0.3))),
-        Target("orin-nx-8gb", "tegra234", 1, "10.3", ("Orin (ga10b)",), (("gpu", 0.4), ("dla", 0.3))),
-        Target("orin-nano-8gb", "tegra234", 0, "10.3", ("Orin (ga10b)",), (("gpu", 0.25),)),
-        Target("agx-xavier", "tegra194", 2, "8.5", ("Xavier (gv11b)",), (("gpu", 0.3), ("dla", 0.06))),
-        Target("xavier-nx", "tegra194", 2, "8.5", ("Xavier (gv11b)",), (("gpu", 0.15), ("dla", 0.04))),
-        Target("agx-thor", "tegra264", 0, "11.1", ("Thor",), (("gpu", 2.5),)),
-        Target("x86-dgpu", None, 0, "10.3", ("NVIDIA RTX A4000",), (("gpu", 3.0),)),
-        Target("x86-2dgpu", None, 0, "10.3", ("NVIDIA RTX 4090", "NVIDIA T4"), (("gpu0", 8.0), ("gpu1", 1.2))),
+        *_board_presets(),
+        Target("x86-dgpu", None, 0, "10.3", ("NVIDIA RTX A4000",), (("gpu", 3.0),), "preset"),
+        Target(
+            "x86-2dgpu", None, 0, "10.3", ("NVIDIA RTX 4090", "NVIDIA T4"), (("gpu0", 8.0), ("gpu1", 1.2)), "preset"
+        ),
         Target("x86-cpu", None, 0, None, (), (("cpu", 0.05),)),
     )
 }
+
+
+def with_tensorrt(target: Target, version: str) -> Target:
+    """``target`` analysed as if it ran TensorRT ``version`` ("8.6", "10.3.0")."""
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)*", version):
+        raise PlacementError(f"--tensorrt {version!r}: not a TensorRT version (expected e.g. 8.6 or 10.3)")
+    if not target.gpus:
+        raise PlacementError(f"--tensorrt {version}: {target.name} has no GPU for TensorRT to run on")
+    return replace(target, trt_version=".".join(version.split(".")[:2]), trt_origin="--tensorrt")
 
 
 def preset(name: str) -> Target:
@@ -103,15 +127,17 @@ def from_platform(platform: Any, name: str = "") -> Target:
         or getattr(platform, "trt_version", None)
         or versions.get("tensorrt")
     )
+    origin = str(getattr(platform, "tensorrt_origin", "") or ("tensorrt module" if trt else ""))
     # Rules are keyed by major.minor; TensorRT without a GPU serves nothing, so the config's device stands.
     trt = ".".join(str(trt).split(".")[:2]) if trt and gpus else None
     similar = [t for t in PRESETS.values() if t.soc == soc and t.dla_cores == dla and soc]
     speed = similar[0].speed if similar else _dgpu_speeds(infos)
     label = name or str(getattr(platform, "model", "") or soc or "host")
     if trt is None and soc in ("tegra194", "tegra234") and dla:
-        # Rules need a version; JetPack decides it (Xavier stops at 8.5, Orin defaults to 6.x).
+        # No module and no known L4T release: the newest JetPack each SoC runs, said so.
         trt = "8.5" if soc == "tegra194" else "10.3"
-    return Target(label, soc, dla, str(trt) if trt else None, gpus, speed)
+        origin = f"no TensorRT module and no known L4T release; assumed the newest JetPack for {soc}"
+    return Target(label, soc, dla, str(trt) if trt else None, gpus, speed, origin if trt else "")
 
 
 # SMs of the reference GPU (AGX Orin: 16 Ampere SMs = speed 1.0). A discrete GPU's speed

@@ -12,10 +12,21 @@ import glob
 import importlib
 import os
 import platform as pyplatform
+import re
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from edged.platform.jetson import MODULES, SOC_GPU, compatible, l4t_release, module_for
+from edged.platform.dla_nodes import dla_nodes
+from edged.platform.jetson import (
+    MODULES,
+    SOC_DLA_DEFAULT,
+    SOC_GPU,
+    arm_cpu_name,
+    compatible,
+    l4t_release,
+    module_identity,
+)
 from edged.platform.model import GpuInfo, Platform
+from edged.platform.releases import release_for, tensorrt_for
 
 __all__ = ["discover", "probe_versions", "probe_dgpus", "ORT_CPU_FLAGS"]
 
@@ -29,7 +40,6 @@ ORT_CPU_FLAGS = (
 
 VersionProbe = Callable[[], Dict[str, str]]
 GpuProbe = Callable[[], Sequence[GpuInfo]]
-SOC_DLA_DEFAULT = {"tegra194": 2, "tegra264": 0}
 
 
 def _read(path: str) -> Optional[str]:
@@ -50,6 +60,9 @@ def _cpu(root: str) -> Tuple[str, str, Tuple[str, ...]]:
             fields[key] = value.strip()
     vendor = fields.get("vendor_id") or fields.get("CPU implementer", "")
     model = fields.get("model name") or fields.get("CPU part", "")
+    named = arm_cpu_name(vendor, model) if "model name" not in fields else None
+    if named:
+        model = f"{named} ({model})"
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     return vendor, model, tuple(f for f in ORT_CPU_FLAGS if f in flags)
 
@@ -115,15 +128,22 @@ def _driver(root: str) -> Optional[str]:
 
 
 def _dla_cores(soc: Optional[str], part: Optional[str]) -> int:
+    """TensorRT's own count, when it can be imported; -1 when it cannot."""
     try:
         import tensorrt as trt
 
         return int(trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores)
     except Exception:
-        pass
-    if part:
-        return MODULES[part].dla_cores
-    return SOC_DLA_DEFAULT.get(soc or "", 0)
+        return -1
+
+
+def _dla_without_tensorrt(root: str, soc: str, part: Optional[str]) -> Tuple[int, str]:
+    if part in MODULES:
+        return MODULES[str(part)].dla_cores, "module table"
+    nodes = dla_nodes(root)
+    if nodes:
+        return len(nodes), "device nodes"
+    return SOC_DLA_DEFAULT.get(soc, 0), "SoC default"
 
 
 def discover(
@@ -136,11 +156,20 @@ def discover(
     vendor, cpu_model, flags = _cpu(root)
     machine = pyplatform.machine() if root == "/" else _machine_of(root)
     entries = compatible(root)
-    soc = next((e.split(",", 1)[1] for e in reversed(entries) if e.startswith("nvidia,tegra")), None)
+    # The SoC entry is "nvidia,tegraNNN"; L4T R35 trees add a family entry "nvidia,tegra23x" after it.
+    soc = next((e.split(",", 1)[1] for e in entries if re.fullmatch(r"nvidia,tegra\d+", e)), None)
     if soc:
-        part = module_for(entries)
-        gpu_name, cc = SOC_GPU.get(soc, ("integrated GPU", None))
+        part, part_source = module_identity(root)
+        module = MODULES.get(part or "")
+        gpu_name, cc = SOC_GPU.get(soc, ("integrated GPU", ""))
         soc_id = _read(os.path.join(root, "sys/devices/soc0/soc_id"))
+        dla = (dla_probe or _dla_cores)(soc, part)
+        dla_source = "tensorrt"
+        if dla < 0:
+            dla, dla_source = _dla_without_tensorrt(root, soc, part)
+        l4t = l4t_release(root)
+        release = release_for(l4t)
+        trt = tensorrt_for(versions_found, l4t)
         return Platform(
             kind="jetson",
             machine=machine,
@@ -149,20 +178,46 @@ def discover(
             cpu_flags=flags,
             soc=soc,
             module_part=part,
-            module_name=MODULES[part].name if part else None,
+            module_name=module.name if module else None,
+            module_source=part_source,
             model=_read(os.path.join(root, "proc/device-tree/model")),
-            l4t=l4t_release(root),
+            l4t=l4t,
             soc_family=_read(os.path.join(root, "sys/devices/soc0/family")),
             soc_id=int(soc_id) if soc_id and soc_id.isdigit() else None,
-            gpus=(GpuInfo(gpu_name, cc, None, None, True),),
-            dla_cores=(dla_probe or _dla_cores)(soc, part),
+            gpus=(GpuInfo(gpu_name, cc or None, module.gpu_sms if module else None, None, True),),
+            dla_cores=dla,
             versions=versions_found,
+            dla_source=dla_source,
+            jetpack=release.jetpack if release else None,
+            jetpack_cuda=release.cuda if release else None,
+            tensorrt_version=trt.version,
+            tensorrt_origin=trt.origin,
         )
     names = _dgpu_names(root)
     if names:
         probed = list((gpu_probe or probe_dgpus)())
         gpus = tuple(probed) if probed else tuple(GpuInfo(name) for name in names)
+        trt = tensorrt_for(versions_found, None)
         return Platform(
-            "dgpu", machine, vendor, cpu_model, flags, driver=_driver(root), gpus=gpus, versions=versions_found
+            "dgpu",
+            machine,
+            vendor,
+            cpu_model,
+            flags,
+            driver=_driver(root),
+            gpus=gpus,
+            versions=versions_found,
+            tensorrt_version=trt.version,
+            tensorrt_origin=trt.origin,
         )
-    return Platform("cpu", machine, vendor, cpu_model, flags, versions=versions_found)
+    trt = tensorrt_for(versions_found, None)
+    return Platform(
+        "cpu",
+        machine,
+        vendor,
+        cpu_model,
+        flags,
+        versions=versions_found,
+        tensorrt_version=trt.version,
+        tensorrt_origin=trt.origin,
+    )

@@ -27,6 +27,7 @@ class Platform:
     soc: Optional[str] = None  # "tegra234"
     module_part: Optional[str] = None  # "p3701-0005"
     module_name: Optional[str] = None  # "Jetson AGX Orin 64GB"
+    module_source: str = ""  # "module EEPROM" | "device tree"
     model: Optional[str] = None  # device-tree marketing name
     l4t: Optional[str] = None  # "36.4.3"
     soc_family: Optional[str] = None
@@ -35,6 +36,12 @@ class Platform:
     gpus: Tuple[GpuInfo, ...] = ()
     dla_cores: int = 0
     versions: Dict[str, str] = field(default_factory=dict)  # tensorrt, onnxruntime, cuda
+    dla_source: str = ""  # "tensorrt" | "module table" | "device nodes" | "SoC default"
+    jetpack: Optional[str] = None  # from the L4T release (releases.py)
+    jetpack_cuda: Optional[str] = None  # the CUDA that JetPack installs
+    # The TensorRT placement and plan checks assume: the imported module's, else JetPack's default.
+    tensorrt_version: Optional[str] = None
+    tensorrt_origin: str = ""
 
     def identity(self) -> Dict[str, Any]:
         """Everything about this machine that changes a plan's bytes; part of every plan key."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, Optional, Tuple
 
-__all__ = ["EnergyWindow"]
+__all__ = ["EnergyWindow", "CounterWindow"]
 
 
 class EnergyWindow:
@@ -38,3 +38,25 @@ class EnergyWindow:
             return None
         inferences = self._samples[-1][2] - self._samples[0][2]
         return energy / inferences if inferences > 0 else None
+
+
+class CounterWindow:
+    """Energy per inference from a cumulative energy counter (NVML's, in mJ) over a sliding
+    window: the counter's own integration beats sampling power (DESIGN.md §8)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._samples: Deque[Tuple[float, float, float]] = deque()  # (t, counter mJ, inferences so far)
+
+    def add(self, t: float, counter_mj: float, inferences_total: float) -> None:
+        if self._samples and counter_mj < self._samples[-1][1]:
+            self._samples.clear()  # the driver reloaded: the counter restarted from zero
+        self._samples.append((t, counter_mj, inferences_total))
+        while len(self._samples) > 2 and t - self._samples[1][0] >= self.window_s:
+            self._samples.popleft()
+
+    def per_inference_mj(self) -> Optional[float]:
+        if len(self._samples) < 2:
+            return None
+        (_, e0, n0), (_, e1, n1) = self._samples[0], self._samples[-1]
+        return (e1 - e0) / (n1 - n0) if n1 > n0 else None

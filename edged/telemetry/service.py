@@ -10,9 +10,8 @@ from edged import __version__
 from edged.config.model import Config
 from edged.model_state import ModelState, RunningState
 from edged.mqtt.link import MqttLink
-from edged.telemetry.health import HealthReader, discover_health
-from edged.telemetry.power import PowerReader, discover_power
 from edged.telemetry.publisher import TelemetryPublisher
+from edged.telemetry.readers import open_readers
 from edged.telemetry.snapshot import Snapshotter
 
 __all__ = ["TelemetryService"]
@@ -27,11 +26,10 @@ class TelemetryService:
         assert config.mqtt is not None
         self._snapshot = snapshot
         root = config.telemetry.root
-        power_spec = discover_power(root)
+        self.power, self.health = open_readers(root)
+        power_spec = self.power.spec
         if not power_spec.rails:
             log.info("power telemetry unavailable: %s", power_spec.reason)
-        self.power = PowerReader(power_spec)
-        self.health = HealthReader(discover_health(root))
         birth: Dict[str, Any] = {
             "version": __version__,
             "platform": {"machine": platform.machine(), "system": f"{platform.system()} {platform.release()}"},

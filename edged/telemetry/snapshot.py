@@ -11,7 +11,7 @@ import time
 from typing import Any, Dict, Mapping, Optional
 
 from edged.model_state import ModelState, OutputRates
-from edged.telemetry.energy import EnergyWindow
+from edged.telemetry.energy import CounterWindow, EnergyWindow
 from edged.telemetry.health import HealthReader
 from edged.telemetry.power import PowerReader, PowerSample
 
@@ -39,6 +39,7 @@ class Snapshotter:
         self.health = health
         self._rates = OutputRates()
         self._energy: Dict[str, EnergyWindow] = {}
+        self._counters: Dict[str, CounterWindow] = {}
         self._window_s = window_s
         self.seq = 0
 
@@ -73,6 +74,8 @@ class Snapshotter:
         for model in models.values():
             for device in model.engines or (model.device,):
                 devices.setdefault(device, {"models": []})["models"].append(model.name)
+        if sample is not None:
+            self._counter_energy(models, devices, sample, now)
         if sample is not None and sample.total_mw is not None:
             # Rails rarely separate one accelerator from another, so energy per inference is
             # attributed per device from the board total, split by each device's share of inferences.
@@ -82,9 +85,29 @@ class Snapshotter:
             per_inference = window.per_inference_mj()
             if per_inference is not None:
                 for device in devices:
+                    if "energy_per_inference_mj" in devices[device]:
+                        continue  # the device's own counter answered
                     devices[device]["energy_per_inference_mj"] = per_inference
                     devices[device]["energy_source"] = "board"
         return devices
+
+    def _counter_energy(
+        self, models: Mapping[str, ModelState], devices: Dict[str, Dict[str, Any]], sample: PowerSample, now: float
+    ) -> None:
+        """A GPU with its own energy counter (NVML) gets energy per inference from it, over the
+        inferences its engines ran (a model split over several devices counts a share on each)."""
+        for device, counter in sample.energy_mj.items():
+            inferences = 0.0
+            for model in models.values():
+                engines = model.engines or (model.device,)
+                if device in engines:
+                    inferences += _frames_out(model) * engines.count(device) / len(engines)
+            window = self._counters.setdefault(device, CounterWindow(self._window_s))
+            window.add(now, counter, inferences)
+            per_inference = window.per_inference_mj()
+            if per_inference is not None and device in devices:
+                devices[device]["energy_per_inference_mj"] = per_inference
+                devices[device]["energy_source"] = "nvml energy counter"
 
     def snapshot(self, models: Mapping[str, ModelState], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         now = time.monotonic()
@@ -108,7 +131,11 @@ class Snapshotter:
             health = self.health.read()
             if health.temps_c:
                 doc["temps_c"] = health.temps_c
-            utils = {"cpu": health.cpu_util_pct, "gpu": health.gpu_util_pct}
+            if health.temps_offline:
+                doc["temps_offline"] = health.temps_offline
+            for what, why in health.unavailable.items():
+                unavailable.setdefault(what, why)
+            utils = {"cpu": health.cpu_util_pct, "gpu": health.gpu_util_pct, **health.gpu_util_by_device}
             for device, value in utils.items():
                 if value is not None:
                     doc["devices"].setdefault(device, {"models": []})["util_pct"] = value

@@ -89,3 +89,52 @@ def test_bad_inputs_exit_2_with_a_clear_message(models: dict, tmp_path: Path, ca
     junk.write_bytes(b"not a model")
     assert main(["placement", "explain", "--platform", "agx-orin-64gb", str(junk)]) == EXIT_USAGE
     assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+JETSON = Path(__file__).resolve().parents[1] / "fixtures" / "jetson"
+
+
+def test_a_jetpack5_device_tree_without_tensorrt_is_analysed_with_85_and_says_why(
+    models: dict, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["placement", "explain", "--platform", str(JETSON / "agx-orin-64gb-jp5"), models["mbv2"]]) == 0
+    out = capsys.readouterr().out
+    assert "TensorRT 8.5 (L4T R35.4.1 → JetPack 5.1.2 default)" in out
+    assert (
+        main(["placement", "explain", "--json", "--platform", str(JETSON / "agx-orin-64gb-jp5"), models["mbv2"]]) == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["models"]["mbv2"]["rules"].startswith("trt8.5/dla2/")
+    assert doc["platform"]["tensorrt_origin"] == "L4T R35.4.1 → JetPack 5.1.2 default"
+
+
+@pytest.mark.parametrize(
+    ("preset", "trt"),
+    [
+        ("agx-orin-64gb-jp5", "8.5"),
+        ("agx-orin-32gb-jp6.0", "8.6"),
+        ("orin-nx-8gb-jp6.0", "8.6"),
+        ("orin-nano-4gb-jp6.1", "10.3"),
+        ("orin-nx-16gb", "10.3"),
+        ("xavier-nx-jp5", "8.5"),
+        ("agx-thor-jp7", "10.13"),
+    ],
+)
+def test_presets_per_jetpack_carry_its_tensorrt(
+    preset: str, trt: str, capsys: pytest.CaptureFixture, models: dict
+) -> None:
+    assert main(["placement", "explain", "--json", "--platform", preset, models["mbv2"]]) == EXIT_OK
+    platform = json.loads(capsys.readouterr().out)["platform"]
+    assert platform["tensorrt"] == trt and "JetPack" in platform["tensorrt_origin"]
+
+
+def test_tensorrt_can_be_named_explicitly(models: dict, capsys: pytest.CaptureFixture) -> None:
+    argv = ["placement", "explain", "--json", "--platform", "agx-orin-64gb", "--tensorrt", "8.5.2", models["mbv2"]]
+    assert main(argv) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["platform"]["tensorrt"], doc["platform"]["tensorrt_origin"]) == ("8.5", "--tensorrt")
+    assert doc["models"]["mbv2"]["rules"].startswith("trt8.5/")
+    assert main(["placement", "explain", "--platform", "agx-orin-64gb", "--tensorrt", "eight", models["mbv2"]]) == 2
+    assert "--tensorrt 'eight': not a TensorRT version" in capsys.readouterr().err
+    assert main(["placement", "explain", "--platform", "x86-cpu", "--tensorrt", "10.3", models["mbv2"]]) == 2
+    assert "has no GPU" in capsys.readouterr().err

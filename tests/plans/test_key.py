@@ -13,16 +13,18 @@ from edged.platform import discover
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORMS = REPO / "tests" / "fixtures" / "platforms"
+JETSON = REPO / "tests" / "fixtures" / "jetson"
 
 
 def _identity(name: str) -> Dict[str, Any]:
-    return discover(str(PLATFORMS / name), versions=lambda: {"tensorrt": "10.3.0", "cuda": "12.6"}).identity()
+    root = JETSON / name if (JETSON / name).is_dir() else PLATFORMS / name
+    return discover(str(root), versions=lambda: {"tensorrt": "10.3.0", "cuda": "12.6"}).identity()
 
 
 def _key(model: Path, **changes: Any) -> str:
     args: Dict[str, Any] = {
         "version": "10.3.0",
-        "identity": _identity("agx-orin-64gb-jp6"),
+        "identity": _identity("agx-orin-64gb-jp6.2"),
         "options": BuildOptions(precision="fp16", device="dla0", gpu_fallback=True, batch=4),
     }
     args.update(changes)
@@ -39,7 +41,7 @@ def test_each_single_change_gives_another_key(demo_assets: Path, tmp_path: Path)
     keys = {
         "base": _key(model),
         "tensorrt version": _key(model, version="10.3.1"),
-        "module on the same SoC": _key(model, identity=_identity("agx-orin-32gb-jp6")),
+        "module on the same SoC": _key(model, identity=_identity("agx-orin-32gb-jp6.0")),
         "one model byte": _key(flipped),
         "precision": _key(model, options=dataclasses.replace(base_options, precision="int8")),
         "dla core": _key(model, options=dataclasses.replace(base_options, device="dla1")),
