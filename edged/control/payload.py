@@ -7,31 +7,38 @@ A push is a JSON object::
     optional: "id" (echoed in the result), "target" (device id or group the push was meant
     for), "signature" (Ed25519, base64, over the canonical payload; see canonical.py)
 
-Checks, in order: size, JSON, envelope, signature, version (stale and replayed versions
-are refused), local-only keys, the shipped schema, path confinement, model files present.
+Checks, in order: size, JSON (with every number finite and within 64 bits), envelope,
+signature, version (stale and replayed versions are refused), local-only keys (compared
+with the local file's values the way the file itself is read: defaults filled, relative
+paths resolved against its folder), the shipped schema and limits, path confinement per
+field (confine.py), the predicted memory of the models.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from edged.config.loader import check_document
-from edged.config.model import Config
+from edged.config.limits import OutOfRange, numeric_problems
+from edged.config.loader import check_document, check_memory, resolve_relative
+from edged.config.model import Config, build_config
 from edged.config.schema import fill_defaults
 from edged.control.canonical import SignatureError, canonical_bytes, verify_signature
+from edged.control.confine import path_problems
 from edged.control.merge_patch import merge_patch
-from edged.control.paths import confinement_problem
 from edged.control.settings import LOCAL_ONLY, ControlSettings
-from edged.errors import EdgedError
+from edged.errors import ConfigError, EdgedError
 
 __all__ = ["Push", "PushRejected", "DuplicatePush", "parse_push", "decode_json"]
 
 _ENVELOPE_KEYS = ("version", "config", "patch", "id", "target", "signature")
 _MAX_DEPTH = 64
 _MISSING = object()
+_INT64_DIGITS = 19
 
 
 class PushRejected(EdgedError):
@@ -61,8 +68,15 @@ class Push:
     digest: str
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+def _parse_float(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else OutOfRange(text)
+
+
+def _parse_int(text: str) -> Any:
+    # Longer digit strings are never converted: int() of thousands of digits costs time,
+    # and beyond 4,300 digits Python refuses it (sys.set_int_max_str_digits).
+    return OutOfRange(text) if len(text.lstrip("-")) > _INT64_DIGITS else int(text)
 
 
 def _depth(node: Any, limit: int) -> int:
@@ -88,13 +102,17 @@ def decode_json(raw: bytes, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise PushRejected([f"payload: not UTF-8 ({exc.reason} at byte {exc.start})"]) from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_float=_parse_float, parse_int=_parse_int, parse_constant=OutOfRange)
     except RecursionError:
         raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"]) from None
     except ValueError as exc:
         raise PushRejected([f"payload: invalid JSON: {exc}"]) from None
     if _depth(doc, _MAX_DEPTH) > _MAX_DEPTH:
         raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"])
+    problems = numeric_problems(doc)
+    if problems:
+        request_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+        raise PushRejected(problems, request_id)
     return doc
 
 
@@ -146,51 +164,24 @@ def _set(doc: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
         node[path[-1]] = value
 
 
-def _local_only(proposed: Dict[str, Any], current: Mapping[str, Any]) -> List[str]:
+def _as_read_from_file(proposed: Dict[str, Any], local_dir: Optional[str]) -> Dict[str, Any]:
+    """``proposed`` as it would be in force had the local file said it: relative paths
+    resolved against the file's folder, schema defaults filled in."""
+    return fill_defaults(resolve_relative(proposed, Path(local_dir) if local_dir else None))
+
+
+def _local_only(proposed: Dict[str, Any], current: Mapping[str, Any], local_dir: Optional[str]) -> List[str]:
+    """Refuse changes to local-only keys, then put the local values in place. A push that
+    repeats the local file's sections as written there (relative paths, defaults left
+    out) changes nothing: both sides are compared as the file is read."""
+    normalised = _as_read_from_file(proposed, local_dir)
     problems = []
     for path in LOCAL_ONLY:
         mine, theirs = _get(current, path), _get(proposed, path)
-        if theirs is not _MISSING and theirs != mine:
+        if theirs is not _MISSING and theirs != mine and _get(normalised, path) != mine:
             problems.append(f"{'.'.join(path)}: set only in the local config file; a push may not change it")
         _set(proposed, path, mine)
     return problems
-
-
-def _file_problems(doc: Mapping[str, Any], current: Config, settings: ControlSettings) -> List[str]:
-    """Pushed paths must be confined; paths the current config already uses stay allowed,
-    so a patch may leave models from the local file untouched."""
-    in_use = set()
-    for model in current.document.get("models", []):
-        in_use.add(model.get("path"))
-        for section in ("source", "postprocess", "sink"):
-            sub = model.get(section) or {}
-            in_use.update(v for k, v in sub.items() if k in ("path", "labels"))
-    problems = []
-    for index, model in enumerate(doc.get("models", [])):
-        checks = [
-            (f"models[{index}].path", model.get("path"), settings.model_dirs, "control.model_dirs", True),
-            (f"models[{index}].postprocess.labels", (model.get("postprocess") or {}).get("labels"), settings.model_dirs,
-             "control.model_dirs", True),
-            (f"models[{index}].source.path", (model.get("source") or {}).get("path"), settings.data_dirs,
-             "control.data_dirs", True),
-            (f"models[{index}].sink.path", (model.get("sink") or {}).get("path"), settings.data_dirs,
-             "control.data_dirs", False),
-        ]  # fmt: skip
-        for key, value, dirs, setting, must_exist in checks:
-            if not isinstance(value, str) or value in in_use:
-                continue
-            problem = confinement_problem(value, dirs, setting)
-            if problem:
-                problems.append(f"{key}: {value!r} {problem}")
-            elif must_exist and not _exists(value):
-                problems.append(f"{key}: no such file or folder {value!r}")
-    return problems
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.exists(path)
 
 
 def parse_push(
@@ -200,9 +191,11 @@ def parse_push(
     public_keys: Sequence[Any] = (),
     applied_digest: Optional[str] = None,
     targets: Sequence[str] = (),
+    local_dir: Optional[str] = None,
 ) -> Push:
     """Validate ``raw`` against the config in force; return the complete proposed config
-    document. Raises PushRejected naming every problem found, or DuplicatePush."""
+    document. ``local_dir``: the folder of the local config file, against which it resolves
+    relative paths. Raises PushRejected naming every problem found, or DuplicatePush."""
     doc = decode_json(raw, settings.max_payload_bytes)
     request_id, version, problems = _envelope(doc)
     if problems:
@@ -232,12 +225,16 @@ def parse_push(
     else:
         proposed = merge_patch(dict(current.document), doc["patch"])
     proposed["version"] = version
-    problems += _local_only(proposed, current.document)
+    problems += _local_only(proposed, current.document, local_dir)
     problems += check_document(proposed)
     if problems:
         raise PushRejected(problems, request_id, version)
     filled = fill_defaults(proposed)
-    problems = _file_problems(filled, current, settings)
+    problems = path_problems(filled, current.document, settings)
     if problems:
         raise PushRejected(problems, request_id, version)
+    try:
+        check_memory(build_config(filled))
+    except ConfigError as exc:
+        raise PushRejected(exc.problems, request_id, version) from None
     return Push(version=version, document=filled, request_id=request_id, digest=digest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -135,6 +136,10 @@ class ControlPlane:
             self._keys_for = (texts, [load_public_key(text) for text in texts])
         return self._keys_for[1]
 
+    def _local_dir(self) -> Optional[str]:
+        path = self.daemon.config_path
+        return os.path.dirname(os.path.abspath(path)) if path else None
+
     def _push(self, message: Message) -> Dict[str, Any]:
         config = self.daemon.config
         settings = control_settings(config)
@@ -143,7 +148,13 @@ class ControlPlane:
         targets = [config.device.id, *config.device.groups]
         try:
             push = parse_push(
-                message.payload, config, settings, self._public_keys(), self.daemon.config_digest, targets
+                message.payload,
+                config,
+                settings,
+                self._public_keys(),
+                self.daemon.config_digest,
+                targets,
+                local_dir=self._local_dir(),
             )
         except DuplicatePush as dup:
             return {"status": "duplicate", "id": dup.request_id, "version": dup.version, "errors": []}
