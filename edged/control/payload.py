@@ -33,7 +33,7 @@ from edged.control.merge_patch import merge_patch
 from edged.control.settings import LOCAL_ONLY, ControlSettings
 from edged.errors import ConfigError, EdgedError
 
-__all__ = ["Push", "PushRejected", "DuplicatePush", "parse_push", "decode_json"]
+__all__ = ["Push", "PushRejected", "DuplicatePush", "Screened", "parse_push", "screen_push", "decode_json"]
 
 _ENVELOPE_KEYS = ("version", "config", "patch", "id", "target", "signature")
 _MAX_DEPTH = 64
@@ -42,12 +42,20 @@ _INT64_DIGITS = 19
 
 
 class PushRejected(EdgedError):
-    """A push failed validation; ``problems`` name each cause with its key path."""
+    """A push failed validation; ``problems`` name each cause with its key path and
+    ``reason`` the counter it is accounted under (admission.py)."""
 
-    def __init__(self, problems: Sequence[str], request_id: Optional[str] = None, version: Optional[int] = None):
+    def __init__(
+        self,
+        problems: Sequence[str],
+        request_id: Optional[str] = None,
+        version: Optional[int] = None,
+        reason: str = "invalid_config",
+    ):
         self.problems = list(problems)
         self.request_id = request_id
         self.version = version
+        self.reason = reason
         super().__init__("; ".join(self.problems))
 
 
@@ -96,23 +104,25 @@ def _depth(node: Any, limit: int) -> int:
 
 def decode_json(raw: bytes, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
-        raise PushRejected([f"payload: {len(raw)} bytes exceeds control.max_payload_bytes ({max_bytes})"])
+        raise PushRejected(
+            [f"payload: {len(raw)} bytes exceeds control.max_payload_bytes ({max_bytes})"], reason="too_large"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PushRejected([f"payload: not UTF-8 ({exc.reason} at byte {exc.start})"]) from None
+        raise PushRejected([f"payload: not UTF-8 ({exc.reason} at byte {exc.start})"], reason="invalid_json") from None
     try:
         doc = json.loads(text, parse_float=_parse_float, parse_int=_parse_int, parse_constant=OutOfRange)
     except RecursionError:
-        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"]) from None
+        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"], reason="invalid_json") from None
     except ValueError as exc:
-        raise PushRejected([f"payload: invalid JSON: {exc}"]) from None
+        raise PushRejected([f"payload: invalid JSON: {exc}"], reason="invalid_json") from None
     if _depth(doc, _MAX_DEPTH) > _MAX_DEPTH:
-        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"])
+        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"], reason="invalid_json")
     problems = numeric_problems(doc)
     if problems:
         request_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
-        raise PushRejected(problems, request_id)
+        raise PushRejected(problems, request_id, reason="invalid_json")
     return doc
 
 
@@ -184,6 +194,56 @@ def _local_only(proposed: Dict[str, Any], current: Mapping[str, Any], local_dir:
     return problems
 
 
+@dataclass(frozen=True)
+class Screened:
+    """A push that passed the cheap checks: size, JSON, envelope, signature, target, version."""
+
+    doc: Dict[str, Any]
+    version: int
+    request_id: Optional[str]
+
+
+def screen_push(
+    raw: bytes,
+    current_version: int,
+    settings: ControlSettings,
+    public_keys: Sequence[Any] = (),
+    applied_digest: Optional[str] = None,
+    targets: Sequence[str] = (),
+) -> Screened:
+    """The checks that need no config work, cheap enough to run on every message before it
+    is queued. Raises PushRejected (with its reason) or DuplicatePush."""
+    doc = decode_json(raw, settings.max_payload_bytes)
+    request_id, version, problems = _envelope(doc)
+    if problems:
+        raise PushRejected(problems, request_id, version, reason="invalid_envelope")
+    assert version is not None
+    if public_keys:
+        try:
+            verify_signature(doc, public_keys)
+        except SignatureError as exc:
+            raise PushRejected([str(exc)], request_id, version, reason="bad_signature") from None
+    if version <= current_version:
+        if version == current_version and _digest(doc) == applied_digest:
+            raise DuplicatePush(version, request_id)
+        raise PushRejected(
+            [f"version: {version} is not newer than the applied version {current_version} (stale or replayed)"],
+            request_id,
+            version,
+            reason="stale_version",
+        )
+    target = doc.get("target")
+    if target is not None and targets and target not in targets:
+        raise PushRejected(
+            [f"target: {target!r} is not this device or one of its groups"], request_id, version, reason="wrong_target"
+        )
+    return Screened(doc, version, request_id)
+
+
+def _digest(doc: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(doc)).hexdigest()
+
+
 def parse_push(
     raw: bytes,
     current: Config,
@@ -196,28 +256,10 @@ def parse_push(
     """Validate ``raw`` against the config in force; return the complete proposed config
     document. ``local_dir``: the folder of the local config file, against which it resolves
     relative paths. Raises PushRejected naming every problem found, or DuplicatePush."""
-    doc = decode_json(raw, settings.max_payload_bytes)
-    request_id, version, problems = _envelope(doc)
-    if problems:
-        raise PushRejected(problems, request_id, version)
-    assert version is not None
-    if public_keys:
-        try:
-            verify_signature(doc, public_keys)
-        except SignatureError as exc:
-            raise PushRejected([str(exc)], request_id, version) from None
-    digest = hashlib.sha256(canonical_bytes(doc)).hexdigest()
-    if version <= current.version:
-        if version == current.version and digest == applied_digest:
-            raise DuplicatePush(version, request_id)
-        raise PushRejected(
-            [f"version: {version} is not newer than the applied version {current.version} (stale or replayed)"],
-            request_id,
-            version,
-        )
-    target = doc.get("target")
-    if target is not None and targets and target not in targets:
-        raise PushRejected([f"target: {target!r} is not this device or one of its groups"], request_id, version)
+    screened = screen_push(raw, current.version, settings, public_keys, applied_digest, targets)
+    doc, version, request_id = screened.doc, screened.version, screened.request_id
+    digest = _digest(doc)
+    problems: List[str] = []
     if "config" in doc:
         proposed: Dict[str, Any] = json.loads(json.dumps(doc["config"]))
         if proposed.get("version", version) != version:
