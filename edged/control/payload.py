@@ -218,20 +218,23 @@ def screen_push(
     if problems:
         raise PushRejected(problems, request_id, version, reason="invalid_envelope")
     assert version is not None
+    stale = PushRejected(
+        [f"version: {version} is not newer than the applied version {current_version} (stale or replayed)"],
+        request_id,
+        version,
+        reason="stale_version",
+    )
+    if version < current_version:
+        raise stale  # before the signature: under a flood of old pushes, the cheapest refusal
     if public_keys:
         try:
             verify_signature(doc, public_keys)
         except SignatureError as exc:
             raise PushRejected([str(exc)], request_id, version, reason="bad_signature") from None
-    if version <= current_version:
-        if version == current_version and _digest(doc) == applied_digest:
+    if version == current_version:
+        if _digest(doc) == applied_digest:
             raise DuplicatePush(version, request_id)
-        raise PushRejected(
-            [f"version: {version} is not newer than the applied version {current_version} (stale or replayed)"],
-            request_id,
-            version,
-            reason="stale_version",
-        )
+        raise stale
     target = doc.get("target")
     if target is not None and targets and target not in targets:
         raise PushRejected(
