@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
+from edged.config.limits import count_problems, memory_problems, numeric_problems, read_mem_total
 from edged.config.model import Config, build_config
 from edged.config.schema import fill_defaults, unique_names, validate
 from edged.errors import ConfigError
 from edged.formats.rules import format_problems
 
-__all__ = ["DEFAULT_CONFIG_PATH", "load_config", "parse_config", "check_document", "file_warnings"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "load_config",
+    "parse_config",
+    "check_document",
+    "check_memory",
+    "file_warnings",
+    "resolve_relative",
+]
 
 DEFAULT_CONFIG_PATH = "/etc/edged/edged.yaml"
 
 
 def check_document(doc: Any) -> List[str]:
-    """All problems of a configuration document: schema first, then cross-field rules."""
+    """All problems of a configuration document: numbers no field can hold, the schema,
+    then cross-field rules."""
+    problems = numeric_problems(doc)
+    if problems:
+        return problems  # jsonschema compares infinities and NaN without complaint
     problems = validate(doc)
+    problems += count_problems(doc)
     if isinstance(doc, dict) and isinstance(doc.get("models"), list):
         problems += unique_names(doc["models"])
         device = doc.get("device")
@@ -48,6 +62,8 @@ def _read_document(path: Path) -> Dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}invalid YAML: {reason}", str(path)) from exc
+    except ValueError as exc:  # an integer beyond Python's digit limit (sys.set_int_max_str_digits)
+        raise ConfigError(f"invalid YAML: {exc}", str(path)) from exc
     if doc is None:
         raise ConfigError("the file is empty", str(path))
     if not isinstance(doc, dict):
@@ -63,7 +79,15 @@ def load_config(path: Union[str, Path]) -> Config:
     problems = check_document(doc)
     if problems:
         raise ConfigError(problems, str(path))
-    return build_config(fill_defaults(_resolve_relative(doc, path.parent.resolve())))
+    return build_config(fill_defaults(resolve_relative(doc, path.parent.resolve())))
+
+
+def check_memory(config: Config, source: str = "") -> None:
+    """Refuse a config whose models are predicted to need more memory than this device
+    allows them (edged/config/limits.py), before anything is built."""
+    problems = memory_problems(config, read_mem_total(config.telemetry.root))
+    if problems:
+        raise ConfigError(problems, source)
 
 
 _RELATIVE_KEYS = (
@@ -76,29 +100,31 @@ _RELATIVE_KEYS = (
 )
 
 
-def _resolve_relative(doc: Dict[str, Any], base: Path) -> Dict[str, Any]:
+def _resolve_key(section: Any, key: str, base: Path) -> None:
+    if isinstance(section, dict) and isinstance(section.get(key), str):
+        section[key] = os.path.normpath(base / section[key])
+
+
+def resolve_relative(doc: Dict[str, Any], base: Optional[Path]) -> Dict[str, Any]:
+    """A copy of ``doc`` with the relative file paths a config file may hold resolved
+    against ``base`` (the file's folder; None: left as they are). Values of the wrong
+    type are left for the schema check to report."""
     import copy
 
     doc = copy.deepcopy(doc)
-    plans = doc.get("plans")
-    if isinstance(plans, dict) and "cache_dir" in plans:
-        plans["cache_dir"] = os.path.normpath(base / plans["cache_dir"])
+    if base is None:
+        return doc
+    _resolve_key(doc.get("plans"), "cache_dir", base)
     mqtt = doc.get("mqtt")
+    _resolve_key(mqtt, "password_file", base)
     if isinstance(mqtt, dict):
-        if "password_file" in mqtt:
-            mqtt["password_file"] = os.path.normpath(base / mqtt["password_file"])
-        tls = mqtt.get("tls")
-        if isinstance(tls, dict):
-            for key in ("ca_file", "cert_file", "key_file"):
-                if key in tls:
-                    tls[key] = os.path.normpath(base / tls[key])
-    for model in doc.get("models", []):
-        if "path" in model:
-            model["path"] = os.path.normpath(base / model["path"])
+        for key in ("ca_file", "cert_file", "key_file"):
+            _resolve_key(mqtt.get("tls"), key, base)
+    models = doc.get("models")
+    for model in models if isinstance(models, list) else []:
+        _resolve_key(model, "path", base)
         for section, key in _RELATIVE_KEYS:
-            sub = model.get(section)
-            if isinstance(sub, dict) and key in sub:
-                sub[key] = os.path.normpath(base / sub[key])
+            _resolve_key(model.get(section) if isinstance(model, dict) else None, key, base)
     return doc
 
 

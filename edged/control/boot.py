@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from edged.config.loader import load_config, parse_config
+from edged.config.loader import check_memory, load_config, parse_config
 from edged.config.model import Config
 from edged.control.settings import LOCAL_ONLY, control_settings
 from edged.control.store import ConfigStore
@@ -58,6 +58,7 @@ def combine(base: Config) -> Effective:
     document = _overlay_local(dict(record["document"]), dict(base.document))
     try:
         config = parse_config(document, str(store.path))
+        check_memory(config, str(store.path))
     except ConfigError as exc:
         log.error("%s: ignoring the persisted pushed config: %s", store.path, exc)
         return Effective(base, "file")
@@ -65,4 +66,8 @@ def combine(base: Config) -> Effective:
 
 
 def load_effective(path: Union[str, Path]) -> Effective:
-    return combine(load_config(path))
+    """The config to run: the file layered with the persisted push. A file whose models
+    are predicted to need more memory than the device allows them is refused (ConfigError)."""
+    base = load_config(path)
+    check_memory(base, str(path))
+    return combine(base)

@@ -15,6 +15,7 @@ __all__ = ["ControlHost"]
 
 class ControlHost(Protocol):
     config_listeners: List[Callable[[Config], None]]
+    config_path: Optional[str]  # the local config file, when there is one
 
     @property
     def config(self) -> Config: ...

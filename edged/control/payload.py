@@ -7,40 +7,55 @@ A push is a JSON object::
     optional: "id" (echoed in the result), "target" (device id or group the push was meant
     for), "signature" (Ed25519, base64, over the canonical payload; see canonical.py)
 
-Checks, in order: size, JSON, envelope, signature, version (stale and replayed versions
-are refused), local-only keys, the shipped schema, path confinement, model files present.
+Checks, in order: size, JSON (with every number finite and within 64 bits), envelope,
+signature, version (stale and replayed versions are refused), local-only keys (compared
+with the local file's values the way the file itself is read: defaults filled, relative
+paths resolved against its folder), the shipped schema and limits, path confinement per
+field (confine.py), the predicted memory of the models.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from edged.config.loader import check_document
-from edged.config.model import Config
+from edged.config.limits import OutOfRange, numeric_problems
+from edged.config.loader import check_document, check_memory, resolve_relative
+from edged.config.model import Config, build_config
 from edged.config.schema import fill_defaults
 from edged.control.canonical import SignatureError, canonical_bytes, verify_signature
+from edged.control.confine import path_problems
 from edged.control.merge_patch import merge_patch
-from edged.control.paths import confinement_problem
 from edged.control.settings import LOCAL_ONLY, ControlSettings
-from edged.errors import EdgedError
+from edged.errors import ConfigError, EdgedError
 
-__all__ = ["Push", "PushRejected", "DuplicatePush", "parse_push", "decode_json"]
+__all__ = ["Push", "PushRejected", "DuplicatePush", "Screened", "parse_push", "screen_push", "decode_json"]
 
 _ENVELOPE_KEYS = ("version", "config", "patch", "id", "target", "signature")
 _MAX_DEPTH = 64
 _MISSING = object()
+_INT64_DIGITS = 19
 
 
 class PushRejected(EdgedError):
-    """A push failed validation; ``problems`` name each cause with its key path."""
+    """A push failed validation; ``problems`` name each cause with its key path and
+    ``reason`` the counter it is accounted under (admission.py)."""
 
-    def __init__(self, problems: Sequence[str], request_id: Optional[str] = None, version: Optional[int] = None):
+    def __init__(
+        self,
+        problems: Sequence[str],
+        request_id: Optional[str] = None,
+        version: Optional[int] = None,
+        reason: str = "invalid_config",
+    ):
         self.problems = list(problems)
         self.request_id = request_id
         self.version = version
+        self.reason = reason
         super().__init__("; ".join(self.problems))
 
 
@@ -61,8 +76,15 @@ class Push:
     digest: str
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+def _parse_float(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else OutOfRange(text)
+
+
+def _parse_int(text: str) -> Any:
+    # Longer digit strings are never converted: int() of thousands of digits costs time,
+    # and beyond 4,300 digits Python refuses it (sys.set_int_max_str_digits).
+    return OutOfRange(text) if len(text.lstrip("-")) > _INT64_DIGITS else int(text)
 
 
 def _depth(node: Any, limit: int) -> int:
@@ -82,19 +104,25 @@ def _depth(node: Any, limit: int) -> int:
 
 def decode_json(raw: bytes, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
-        raise PushRejected([f"payload: {len(raw)} bytes exceeds control.max_payload_bytes ({max_bytes})"])
+        raise PushRejected(
+            [f"payload: {len(raw)} bytes exceeds control.max_payload_bytes ({max_bytes})"], reason="too_large"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PushRejected([f"payload: not UTF-8 ({exc.reason} at byte {exc.start})"]) from None
+        raise PushRejected([f"payload: not UTF-8 ({exc.reason} at byte {exc.start})"], reason="invalid_json") from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_float=_parse_float, parse_int=_parse_int, parse_constant=OutOfRange)
     except RecursionError:
-        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"]) from None
+        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"], reason="invalid_json") from None
     except ValueError as exc:
-        raise PushRejected([f"payload: invalid JSON: {exc}"]) from None
+        raise PushRejected([f"payload: invalid JSON: {exc}"], reason="invalid_json") from None
     if _depth(doc, _MAX_DEPTH) > _MAX_DEPTH:
-        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"])
+        raise PushRejected([f"payload: nested deeper than {_MAX_DEPTH} levels"], reason="invalid_json")
+    problems = numeric_problems(doc)
+    if problems:
+        request_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+        raise PushRejected(problems, request_id, reason="invalid_json")
     return doc
 
 
@@ -146,51 +174,77 @@ def _set(doc: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
         node[path[-1]] = value
 
 
-def _local_only(proposed: Dict[str, Any], current: Mapping[str, Any]) -> List[str]:
+def _as_read_from_file(proposed: Dict[str, Any], local_dir: Optional[str]) -> Dict[str, Any]:
+    """``proposed`` as it would be in force had the local file said it: relative paths
+    resolved against the file's folder, schema defaults filled in."""
+    return fill_defaults(resolve_relative(proposed, Path(local_dir) if local_dir else None))
+
+
+def _local_only(proposed: Dict[str, Any], current: Mapping[str, Any], local_dir: Optional[str]) -> List[str]:
+    """Refuse changes to local-only keys, then put the local values in place. A push that
+    repeats the local file's sections as written there (relative paths, defaults left
+    out) changes nothing: both sides are compared as the file is read."""
+    normalised = _as_read_from_file(proposed, local_dir)
     problems = []
     for path in LOCAL_ONLY:
         mine, theirs = _get(current, path), _get(proposed, path)
-        if theirs is not _MISSING and theirs != mine:
+        if theirs is not _MISSING and theirs != mine and _get(normalised, path) != mine:
             problems.append(f"{'.'.join(path)}: set only in the local config file; a push may not change it")
         _set(proposed, path, mine)
     return problems
 
 
-def _file_problems(doc: Mapping[str, Any], current: Config, settings: ControlSettings) -> List[str]:
-    """Pushed paths must be confined; paths the current config already uses stay allowed,
-    so a patch may leave models from the local file untouched."""
-    in_use = set()
-    for model in current.document.get("models", []):
-        in_use.add(model.get("path"))
-        for section in ("source", "postprocess", "sink"):
-            sub = model.get(section) or {}
-            in_use.update(v for k, v in sub.items() if k in ("path", "labels"))
-    problems = []
-    for index, model in enumerate(doc.get("models", [])):
-        checks = [
-            (f"models[{index}].path", model.get("path"), settings.model_dirs, "control.model_dirs", True),
-            (f"models[{index}].postprocess.labels", (model.get("postprocess") or {}).get("labels"), settings.model_dirs,
-             "control.model_dirs", True),
-            (f"models[{index}].source.path", (model.get("source") or {}).get("path"), settings.data_dirs,
-             "control.data_dirs", True),
-            (f"models[{index}].sink.path", (model.get("sink") or {}).get("path"), settings.data_dirs,
-             "control.data_dirs", False),
-        ]  # fmt: skip
-        for key, value, dirs, setting, must_exist in checks:
-            if not isinstance(value, str) or value in in_use:
-                continue
-            problem = confinement_problem(value, dirs, setting)
-            if problem:
-                problems.append(f"{key}: {value!r} {problem}")
-            elif must_exist and not _exists(value):
-                problems.append(f"{key}: no such file or folder {value!r}")
-    return problems
+@dataclass(frozen=True)
+class Screened:
+    """A push that passed the cheap checks: size, JSON, envelope, signature, target, version."""
+
+    doc: Dict[str, Any]
+    version: int
+    request_id: Optional[str]
 
 
-def _exists(path: str) -> bool:
-    import os
+def screen_push(
+    raw: bytes,
+    current_version: int,
+    settings: ControlSettings,
+    public_keys: Sequence[Any] = (),
+    applied_digest: Optional[str] = None,
+    targets: Sequence[str] = (),
+) -> Screened:
+    """The checks that need no config work, cheap enough to run on every message before it
+    is queued. Raises PushRejected (with its reason) or DuplicatePush."""
+    doc = decode_json(raw, settings.max_payload_bytes)
+    request_id, version, problems = _envelope(doc)
+    if problems:
+        raise PushRejected(problems, request_id, version, reason="invalid_envelope")
+    assert version is not None
+    stale = PushRejected(
+        [f"version: {version} is not newer than the applied version {current_version} (stale or replayed)"],
+        request_id,
+        version,
+        reason="stale_version",
+    )
+    if version < current_version:
+        raise stale  # before the signature: under a flood of old pushes, the cheapest refusal
+    if public_keys:
+        try:
+            verify_signature(doc, public_keys)
+        except SignatureError as exc:
+            raise PushRejected([str(exc)], request_id, version, reason="bad_signature") from None
+    if version == current_version:
+        if _digest(doc) == applied_digest:
+            raise DuplicatePush(version, request_id)
+        raise stale
+    target = doc.get("target")
+    if target is not None and targets and target not in targets:
+        raise PushRejected(
+            [f"target: {target!r} is not this device or one of its groups"], request_id, version, reason="wrong_target"
+        )
+    return Screened(doc, version, request_id)
 
-    return os.path.exists(path)
+
+def _digest(doc: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(doc)).hexdigest()
 
 
 def parse_push(
@@ -200,31 +254,15 @@ def parse_push(
     public_keys: Sequence[Any] = (),
     applied_digest: Optional[str] = None,
     targets: Sequence[str] = (),
+    local_dir: Optional[str] = None,
 ) -> Push:
     """Validate ``raw`` against the config in force; return the complete proposed config
-    document. Raises PushRejected naming every problem found, or DuplicatePush."""
-    doc = decode_json(raw, settings.max_payload_bytes)
-    request_id, version, problems = _envelope(doc)
-    if problems:
-        raise PushRejected(problems, request_id, version)
-    assert version is not None
-    if public_keys:
-        try:
-            verify_signature(doc, public_keys)
-        except SignatureError as exc:
-            raise PushRejected([str(exc)], request_id, version) from None
-    digest = hashlib.sha256(canonical_bytes(doc)).hexdigest()
-    if version <= current.version:
-        if version == current.version and digest == applied_digest:
-            raise DuplicatePush(version, request_id)
-        raise PushRejected(
-            [f"version: {version} is not newer than the applied version {current.version} (stale or replayed)"],
-            request_id,
-            version,
-        )
-    target = doc.get("target")
-    if target is not None and targets and target not in targets:
-        raise PushRejected([f"target: {target!r} is not this device or one of its groups"], request_id, version)
+    document. ``local_dir``: the folder of the local config file, against which it resolves
+    relative paths. Raises PushRejected naming every problem found, or DuplicatePush."""
+    screened = screen_push(raw, current.version, settings, public_keys, applied_digest, targets)
+    doc, version, request_id = screened.doc, screened.version, screened.request_id
+    digest = _digest(doc)
+    problems: List[str] = []
     if "config" in doc:
         proposed: Dict[str, Any] = json.loads(json.dumps(doc["config"]))
         if proposed.get("version", version) != version:
@@ -232,12 +270,16 @@ def parse_push(
     else:
         proposed = merge_patch(dict(current.document), doc["patch"])
     proposed["version"] = version
-    problems += _local_only(proposed, current.document)
+    problems += _local_only(proposed, current.document, local_dir)
     problems += check_document(proposed)
     if problems:
         raise PushRejected(problems, request_id, version)
     filled = fill_defaults(proposed)
-    problems = _file_problems(filled, current, settings)
+    problems = path_problems(filled, current.document, settings)
     if problems:
         raise PushRejected(problems, request_id, version)
+    try:
+        check_memory(build_config(filled))
+    except ConfigError as exc:
+        raise PushRejected(exc.problems, request_id, version) from None
     return Push(version=version, document=filled, request_id=request_id, digest=digest)

@@ -9,8 +9,10 @@ force and the network thread never waits on a plan build. Results go out through
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -18,19 +20,20 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edged.config.loader import parse_config
-from edged.control.canonical import SignatureError, load_public_key, verify_signature
+from edged.control.admission import Admission, Context
+from edged.control.canonical import SignatureError, load_public_key
+from edged.control.commands import CommandClock, CommandRejected, parse_command
 from edged.control.host import ControlHost
-from edged.control.payload import DuplicatePush, PushRejected, decode_json, parse_push
+from edged.control.payload import DuplicatePush, PushRejected, parse_push
 from edged.control.settings import control_settings, redact
 from edged.control.store import ConfigStore
 from edged.errors import ApplyError, ConfigError, EdgedError
 from edged.model_changes import Changes
 
-__all__ = ["ControlPlane", "Message", "Publish", "COMMANDS"]
+__all__ = ["ControlPlane", "Message", "Publish"]
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("reload", "rebuild-plans", "snapshot")
 _QUEUE_SIZE = 64
 
 # publish(topic, payload, retain, correlation_data)
@@ -54,6 +57,8 @@ class ControlPlane:
         self._queue: queue.Queue[Optional[Message]] = queue.Queue(_QUEUE_SIZE)
         self._thread: Optional[threading.Thread] = None
         self.processed = 0
+        self.admission = Admission()
+        self._clock = CommandClock(control_settings(host.config).state_dir)
 
     # -- topics ------------------------------------------------------------------------
 
@@ -86,12 +91,39 @@ class ControlPlane:
             self._thread.join(timeout)
             self._thread = None
 
+    def _context(self) -> Context:
+        config = self.host.config
+        return Context(
+            prefix=self.prefix(),
+            version=config.version,
+            applied_digest=self.host.config_digest,
+            settings=control_settings(config),
+            public_keys=self._public_keys(),
+            targets=[config.device.id, *config.device.groups],
+            command_last_ts=self._clock.last(),
+            now=time.time(),
+        )
+
     def submit(self, message: Message) -> None:
-        """Queue a message; safe to call from a network callback (never blocks)."""
+        """Screen a message (admission.py) and queue it, or answer why not; safe to call
+        from a network callback (never blocks on the worker)."""
+        start = time.monotonic()
+        refusal = self.admission.screen(message.topic, message.payload, self._context())
+        if refusal is not None:
+            self._reply(message, refusal.reply, refusal.default_topic, start)
+            return
         try:
             self._queue.put_nowait(message)
         except queue.Full:
+            self.admission.count("queue_full")
             log.error("control: %d messages waiting; dropped one on %s", _QUEUE_SIZE, message.topic)
+            reply: Dict[str, Any] = {"status": "dropped", "reason": "queue_full"}
+            reply["errors"] = [f"control: {_QUEUE_SIZE} messages already waiting; send it again later"]
+            if "/cmd/" in message.topic:
+                verb = message.topic.rsplit("/", 1)[-1]
+                self._reply(message, dict(reply, command=verb), f"{self.prefix()}/cmd/{verb}/result", start)
+            else:
+                self._reply(message, reply, f"{self.prefix()}/config/result", start)
 
     def _worker(self) -> None:
         while True:
@@ -110,17 +142,27 @@ class ControlPlane:
         start = time.monotonic()
         topic = message.topic
         if topic.endswith("/config/set"):
-            result = self._push(message)
+            handler: Callable[[], Dict[str, Any]] = functools.partial(self._push, message)
             default_topic = f"{self.prefix()}/config/result"
+            failed: Dict[str, Any] = {}
         elif topic.startswith(f"{self.prefix()}/cmd/"):
             verb = topic[len(self.prefix()) + len("/cmd/") :]
-            result = self._command(verb, message)
+            handler = functools.partial(self._command, verb, message)
             default_topic = f"{self.prefix()}/cmd/{verb}/result"
+            failed = {"command": verb}
         else:
             log.warning("control: ignoring message on %s", topic)
             return {}
-        result.update(device=self.device_id, elapsed_ms=round((time.monotonic() - start) * 1000.0, 1), ts=time.time())
+        try:
+            result = handler()
+        except Exception as exc:  # every message gets an answer, a bug's included
+            log.exception("control: handling %s failed", topic)
+            result = dict(failed, status="failed", errors=[f"internal error: {type(exc).__name__}: {exc}"])
         self.processed += 1
+        return self._reply(message, result, default_topic, start)
+
+    def _reply(self, message: Message, result: Dict[str, Any], default_topic: str, start: float) -> Dict[str, Any]:
+        result.update(device=self.device_id, elapsed_ms=round((time.monotonic() - start) * 1000.0, 1), ts=time.time())
         body = json.dumps(result, sort_keys=True).encode()
         self.publish(default_topic, body, False, message.correlation_data)
         if message.response_topic and message.response_topic != default_topic:
@@ -133,6 +175,10 @@ class ControlPlane:
             self._keys_for = (texts, [load_public_key(text) for text in texts])
         return self._keys_for[1]
 
+    def _local_dir(self) -> Optional[str]:
+        path = self.host.config_path
+        return os.path.dirname(os.path.abspath(path)) if path else None
+
     def _push(self, message: Message) -> Dict[str, Any]:
         config = self.host.config
         settings = control_settings(config)
@@ -140,7 +186,15 @@ class ControlPlane:
             return {"status": "rejected", "errors": ["control.accept_pushes is false on this device"]}
         targets = [config.device.id, *config.device.groups]
         try:
-            push = parse_push(message.payload, config, settings, self._public_keys(), self.host.config_digest, targets)
+            push = parse_push(
+                message.payload,
+                config,
+                settings,
+                self._public_keys(),
+                self.host.config_digest,
+                targets,
+                local_dir=self._local_dir(),
+            )
         except DuplicatePush as dup:
             return {"status": "duplicate", "id": dup.request_id, "version": dup.version, "errors": []}
         except PushRejected as exc:
@@ -176,27 +230,35 @@ class ControlPlane:
         return result
 
     def _command(self, verb: str, message: Message) -> Dict[str, Any]:
-        request: Dict[str, Any] = {}
+        config = self.host.config
         try:
-            if message.payload.strip():
-                doc = decode_json(message.payload, control_settings(self.host.config).max_payload_bytes)
-                if not isinstance(doc, dict):
-                    raise PushRejected(["payload: expected a JSON object"])
-                request = doc
-            keys = self._public_keys()
-            if keys:
-                verify_signature(request, keys)
-        except (PushRejected, SignatureError) as exc:
+            command = parse_command(
+                verb,
+                message.payload,
+                control_settings(config),
+                self._public_keys(),
+                [config.device.id, *config.device.groups],
+                time.time(),
+                self._clock.last(),
+            )
+        except CommandRejected as exc:
+            return {"command": verb, "status": "rejected", "id": exc.request_id, "errors": exc.problems}
+        except SignatureError as exc:  # the cryptography library went missing
             return {"command": verb, "status": "rejected", "errors": [str(exc)]}
-        request_id = request.get("id") if isinstance(request.get("id"), str) else None
-        reply: Dict[str, Any] = {"command": verb, "id": request_id}
+        reply: Dict[str, Any] = {"command": verb, "id": command.request_id}
+        if command.ts is not None:
+            try:
+                self._clock.accept(command.ts)
+            except OSError as exc:
+                reply.update(status="failed", errors=[f"control.state_dir: cannot record the command: {exc}"])
+                return reply
         try:
-            reply.update(self._run_command(verb, request))
+            reply.update(self._run_command(verb, command.models))
         except EdgedError as exc:
             reply.update(status="failed", errors=[str(exc)], version=self.host.config.version)
         return reply
 
-    def _run_command(self, verb: str, request: Dict[str, Any]) -> Dict[str, Any]:
+    def _run_command(self, verb: str, models: Optional[Tuple[str, ...]]) -> Dict[str, Any]:
         host = self.host
         if verb == "reload":
             changes = host.reload()
@@ -205,16 +267,14 @@ class ControlPlane:
                 reply["restart_required"] = changes.restart_required
             return reply
         if verb == "rebuild-plans":
-            names = request.get("models") or [m.name for m in host.config.models]
+            names = list(models) if models else [m.name for m in host.config.models]
             known = {m.name for m in host.config.models}
-            unknown = [n for n in names if n not in known] if isinstance(names, list) else [names]
+            unknown = [n for n in names if n not in known]
             if unknown:
                 raise EdgedError(f"models: unknown model(s) {unknown!r}")
             changes = host.apply_config(host.config, rebuild=names)
             return {"status": "ok", "errors": [], "version": host.config.version, "changes": changes.as_dict()}
-        if verb == "snapshot":
-            return dict(self.state(), status="ok", errors=[])
-        raise EdgedError(f"cmd/{verb}: unknown command (known: {', '.join(COMMANDS)})")
+        return dict(self.state(), status="ok", errors=[])  # snapshot: parse_command knows no other verb
 
     # -- state -------------------------------------------------------------------------
 
@@ -233,6 +293,7 @@ class ControlPlane:
             "source": running.source,
             "config": redact(json.loads(json.dumps(dict(running.config.document), default=str))),
             "models": models,
+            "control": {"refused": self.admission.counts()},
         }
 
     def publish_state(self) -> None:

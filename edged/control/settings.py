@@ -10,14 +10,17 @@ from edged.config.model import Config
 
 __all__ = ["ControlSettings", "control_settings", "LOCAL_ONLY", "REDACTED", "redact"]
 
-# Key paths a push may not change: identity, broker access, trust anchors and where edged
-# writes. A push that omits them inherits the local values; one that changes them is refused.
+# Key paths a push may not change: identity, broker access, trust anchors, where edged
+# writes, the resource limits and the hardware tree it reads. A push that omits them
+# inherits the local values; one that changes them is refused.
 LOCAL_ONLY: Tuple[Tuple[str, ...], ...] = (
     ("device", "id"),
     ("device", "groups"),
     ("mqtt",),
     ("control",),
     ("plans",),
+    ("limits",),
+    ("telemetry", "root"),
 )
 
 _SECRET_NAMES = ("password", "secret", "token", "psk", "private_key")
@@ -32,6 +35,8 @@ class ControlSettings:
     data_dirs: Tuple[str, ...] = ()
     public_keys: Tuple[str, ...] = ()
     max_payload_bytes: int = 262144
+    devices: Tuple[str, ...] = ("/dev/video*",)
+    command_window_s: float = 300.0
 
 
 def control_settings(config: Config) -> ControlSettings:
@@ -44,6 +49,8 @@ def control_settings(config: Config) -> ControlSettings:
         data_dirs=tuple(section.get("data_dirs", ())),
         public_keys=tuple(section.get("public_keys", ())),
         max_payload_bytes=int(section.get("max_payload_bytes", defaults.max_payload_bytes)),
+        devices=tuple(section.get("devices", defaults.devices)),
+        command_window_s=float(section.get("command_window_s", defaults.command_window_s)),
     )
 
 

@@ -137,7 +137,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_command(args: argparse.Namespace) -> int:
     request_id = uuid.uuid4().hex
-    request: Dict[str, Any] = {"id": request_id}
+    # verb, target and the send time are what a signature binds a command to: the device
+    # refuses it on another topic, for another device, outside its time window or twice
+    # (edged/control/commands.py).
+    request: Dict[str, Any] = {"id": request_id, "verb": args.verb, "target": args.device, "ts": time.time()}
     if args.models:
         request["models"] = [m for m in args.models.split(",") if m]
     if args.sign:

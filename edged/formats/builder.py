@@ -2,7 +2,9 @@
 
 The builder is the user's code. Its plan key covers the function's own source and its
 module file, read from disk without running it, so editing one line rebuilds the plan
-even in a daemon that imported an older copy. When it raises, the error names the line
+even in a daemon that imported an older copy. Finding the file walks the folders itself:
+``importlib.util.find_spec("pkg.mod")`` would import ``pkg`` (running its ``__init__``)
+to learn its ``__path__``, and nothing may run before the build itself. When it raises, the error names the line
 of the user's code that failed, not the edged frame that called it.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
-import importlib.util
 import os
 import sys
 import threading
@@ -21,7 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from edged.errors import NetworkBuilderError
 
-__all__ = ["builder_hashes", "call_builder", "load_builder", "locate_builder", "split_spec"]
+__all__ = ["builder_hashes", "call_builder", "load_builder", "locate_builder", "module_file", "split_spec"]
 
 BuilderFunction = Callable[[Any, Any, str], Any]
 
@@ -51,18 +52,31 @@ def _search_path(python_path: Optional[str]) -> Iterator[None]:
             sys.path.remove(folder)
 
 
+def module_file(module: str, folder: str) -> Optional[str]:
+    """The source file of dotted ``module`` under ``folder`` (``a/b.py`` or
+    ``a/b/__init__.py`` for ``a.b``), found without importing anything."""
+    parts = module.split(".")
+    base = os.path.join(os.path.abspath(folder or os.curdir), *parts)
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def locate_builder(spec: str, python_path: Optional[str] = None) -> str:
-    """The source file of the builder's module (python_path first, then sys.path)."""
+    """The source file of the builder's module (python_path first, then sys.path), as
+    the import system's path finder would find it for a plain source module."""
     module, _ = split_spec(spec)
-    with _search_path(python_path):
-        try:
-            found = importlib.util.find_spec(module)
-        except (ImportError, ValueError) as exc:
-            raise NetworkBuilderError(f"builder {spec!r}: cannot find module {module!r}: {exc}") from exc
+    with _PATH_LOCK:
+        folders = ([python_path] if python_path else []) + [p for p in sys.path if isinstance(p, str)]
+    for folder in folders:
+        if os.path.isfile(folder):
+            continue  # a zip archive on sys.path holds no source file to hash
+        found = module_file(module, folder)
+        if found is not None:
+            return found
     where = f"python_path {python_path!r} or sys.path" if python_path else "sys.path"
-    if found is None or not found.origin or not found.origin.endswith(".py"):
-        raise NetworkBuilderError(f"builder {spec!r}: no Python source file for module {module!r} in {where}")
-    return found.origin
+    raise NetworkBuilderError(f"builder {spec!r}: no Python source file for module {module!r} in {where}")
 
 
 def _sha256(data: bytes) -> str:

@@ -181,11 +181,17 @@ class MqttLink:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         props = message_properties(message)
         msg = Message(message.topic, bytes(message.payload), bool(message.retain), **props)
-        try:
-            self._inbox.put_nowait(msg)
-            self.counters.received += 1
-        except queue.Full:
-            self.counters.dropped_inbox += 1
+        # A full inbox holds the network thread back instead of dropping: TCP pushes back
+        # to the broker, which queues for this session (its max_queued_messages), so a burst
+        # of junk cannot silently cost a later valid push its delivery.
+        while not self._stop.is_set():
+            try:
+                self._inbox.put(msg, timeout=0.1)
+                self.counters.received += 1
+                return
+            except queue.Full:
+                continue
+        self.counters.dropped_inbox += 1
 
     def _fail(self, reason: str) -> None:
         self.counters.connection_failures += 1

@@ -67,6 +67,7 @@ class ModelPipeline:
         self.preprocess = Preprocessor(model.preprocess, self._input)
         self._batch_capacity = self._check_batch(model.batch)
         self.source = create_source(model.source, self.preprocess.hw)
+        self.source.skipped = self._count_skipped
         self.postprocess = create_postprocessor(model.postprocess, runner.outputs, self.preprocess.hw)
         self.sink = create_sink(model.sink)
         self._in: queue.Queue[Frame] = queue.Queue(model.queue_size)
@@ -207,6 +208,10 @@ class ModelPipeline:
     def close_runners(self) -> None:
         for runner in self.runners:
             runner.close()
+
+    def _count_skipped(self, reason: str) -> None:
+        self.stats.count_in()
+        self.stats.count_drop(reason)
 
     def _fail(self, message: str) -> None:
         self.error = message

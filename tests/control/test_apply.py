@@ -236,7 +236,7 @@ def test_commands_snapshot_rebuild_and_reload(harness: Harness, base_doc: Dict[s
     failed = harness.plane.process(Message("edged/node-1/cmd/reload", b""))
     assert failed["status"] == "failed" and "not started from a config file" in failed["errors"][0]
     unknown = harness.plane.process(Message("edged/node-1/cmd/explode", b""))
-    assert unknown["status"] == "failed" and "unknown command" in unknown["errors"][0]
+    assert unknown["status"] == "rejected" and "unknown command" in unknown["errors"][0]
     assert [t for t, *_ in harness.published if t.endswith("result")][-1] == "edged/node-1/cmd/explode/result"
 
 

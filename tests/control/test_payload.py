@@ -49,7 +49,7 @@ def test_full_config_without_local_sections_inherits_them(base_doc: Dict[str, An
     [
         (b"\xff\xfe", "payload: not UTF-8"),
         (b"{", "payload: invalid JSON"),
-        (b'{"version": NaN, "patch": {}}', "payload: invalid JSON: NaN is not valid JSON"),
+        (b'{"version": NaN, "patch": {}}', "version: NaN is not a finite number"),
         (b"[1]", "payload: expected a JSON object"),
         (b"[" * 100000 + b"]" * 100000, "payload: nested deeper than"),
         ({"patch": {}}, "version: required"),

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -77,6 +77,7 @@ class Mosquitto:
         tls: Optional[Dict[str, Path]] = None,
         users: Optional[Dict[str, str]] = None,
         acl: Optional[List[str]] = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.workdir = workdir
@@ -100,6 +101,7 @@ class Mosquitto:
             acl_file = workdir / "acl"
             acl_file.write_text("\n".join(acl) + "\n")
             lines.append(f"acl_file {acl_file}")
+        lines += list(options)  # further mosquitto.conf lines, e.g. queue limits
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: "Optional[subprocess.Popen[bytes]]" = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import importlib
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from edged.config.model import PluginConfig
 from edged.errors import ConfigError
@@ -25,6 +25,9 @@ class Source(abc.ABC):
         self.config = config
         self.frame_hw = frame_hw
         self._seq = 0
+        # Called with a drop reason for each input the source skipped (a bad image file):
+        # the pipeline counts it in and dropped, so frames_in == frames_out + dropped holds.
+        self.skipped: Callable[[str], None] = _ignore_skip
 
     def open(self) -> None:
         """Acquire the device, stream or folder; raise SourceError naming it on failure."""
@@ -40,6 +43,10 @@ class Source(abc.ABC):
         seq = self._seq
         self._seq += 1
         return seq
+
+
+def _ignore_skip(reason: str) -> None:
+    """The default for a source used without a pipeline (tests, tools)."""
 
 
 # Source type -> "module:class"; imported on use so optional media libraries stay optional.
