@@ -98,7 +98,7 @@ def test_caffe_and_uff_fail_on_10_and_11_naming_the_version(
         if fmt == "caffe"
         else ModelFormat(type="uff", inputs=(UffInput("in", (3, 8, 8), "nchw"),), outputs=("out",))
     )
-    with pytest.raises(BackendError, match=rf"{fmt} models need TensorRT 8.x's .* TensorRT {version}.0 no longer has"):
+    with pytest.raises(BackendError, match=rf"{fmt} models need \w+Parser, which TensorRT {version}.0 no longer has .*removed in 9.0"):
         backend.build_plan(str(tiny_caffe["caffemodel"]), BuildOptions(device="gpu", model_format=spec))
     assert trt._double.loggers == []  # refused before a Builder existed
 
@@ -118,6 +118,13 @@ def test_format_unsupported_by_version() -> None:
     assert format_unsupported("caffe", "8.5.2") is None and format_unsupported("uff", "8.6.1") is None
     assert format_unsupported("network-builder", "11.1.0") is None and format_unsupported("onnx", "10.3.0") is None
     assert "TensorRT 10.3.0 no longer has" in (format_unsupported("uff", "10.3.0") or "")
+    # Gone from 9.0 on, still there in 8.6 (JetPack 6.0): NVIDIA/TensorRT binds pyCaffe/pyUff up
+    # to v8.6.1 and only pyOnnx at v9.1.0.
+    assert format_unsupported("caffe", "8.6.2") is None and format_unsupported("uff", "8.6.2") is None
+    for version in ("9.1.0", "9.3.0"):
+        assert f"TensorRT {version} no longer has" in (format_unsupported("caffe", version) or "")
+    text = format_unsupported("uff", "10.3.0") or ""
+    assert "removed in 9.0" in text and "8.6 (JetPack 6.0) still have them" in text
 
 
 def _model(doc_model: Dict[str, Any]) -> ModelConfig:
@@ -235,5 +242,5 @@ def test_check_config_on_the_device_names_the_tensorrt_version(
         assert proc.returncode == 0, proc.stderr
     else:
         assert proc.returncode == 2
-        expected = f"models[0].format.type: caffe models need TensorRT 8.x's CaffeParser, which TensorRT {version}"
+        expected = f"models[0].format.type: caffe models need CaffeParser, which TensorRT {version}"
         assert expected in proc.stderr

@@ -16,6 +16,7 @@ layer fusion, reduced-precision arithmetic or timing.
 from __future__ import annotations
 
 import types
+import weakref
 from typing import Any, Dict, List, Tuple
 
 from tests.trt_double import build, builder, layers, parsers, runtime
@@ -24,7 +25,7 @@ from tests.trt_double.surface import VERSIONS, EnumType, Guarded, bind, load_tab
 
 __all__ = ["HostCuda", "TensorRTDouble", "make_tensorrt", "VERSIONS"]
 
-_FULL_VERSIONS = {"8.5": "8.5.2", "8.6": "8.6.1", "10.3": "10.3.0", "11.1": "11.1.0"}
+_FULL_VERSIONS = {"8.5": "8.5.2", "8.6": "8.6.1", "10.3": "10.3.0", "10.16": "10.16.0", "11.1": "11.1.0"}
 _IMPLEMENTED = [
     build.ITensor, build.ILayer, layers.INetworkDefinition, build.ParserError, build.OnnxParser,
     layers.IConvolutionLayer, layers.IActivationLayer, layers.IFullyConnectedLayer,
@@ -42,11 +43,15 @@ class TensorRTDouble:
         self.version = version
         self.version_string = _FULL_VERSIONS[version]
         self.major = int(version.split(".")[0])
-        self.dla_cores = dla_cores
+        # ``dla_cores`` is the hardware's; TensorRT 11.0-11.3 drive none of them ("DLA was
+        # unavailable in TensorRT 11.0 through 11.3", docs.nvidia.com/deeplearning/tensorrt/
+        # 11.4.1/inference-library/work-with-dla.html), so their Builder reports 0.
+        self.hardware_dla_cores = dla_cores
+        self.dla_cores = 0 if self.major == 11 and int(version.split(".")[1]) < 4 else dla_cores
         self.compute = compute
         self.loggers: List[Any] = []
         self.executions: List[Tuple[Any, int]] = []  # (DLA core or None, stream) per execute_async_v3
-        self.contexts: List[Any] = []
+        self.contexts: Any = weakref.WeakSet()  # live execution contexts
         # (build | deserialize | context | execute, the calling thread's current CUDA device)
         self.device_calls: List[Tuple[str, int]] = []
         self.parsers: List[Any] = []  # CaffeParser/UffParser instances, for tests to inspect

@@ -1,8 +1,8 @@
 """Build side of the TensorRT test double: Builder, network, ONNX parser, builder config.
 
 Modelling choices (documented, deliberately small): one layer per ONNX node (no fusion);
-DLA capability decided per ONNX op type from DLA_OPS; precision flags change the plan's
-record, not the arithmetic (execution always runs the ONNX model in ONNX Runtime).
+DLA capability decided per node by the double's own table (dla.py); precision flags change
+the plan's record, not the arithmetic (execution always runs the ONNX model in ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from tests.trt_double.dla import dla_capable, shape_only
 from tests.trt_double.surface import Guarded
 
 SUPPORTED_OPS = {
-    "Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm", "MatMul", "Add", "Mul", "Sub", "Sigmoid", "Tanh",
+    "Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm", "MatMul", "Add", "Mul", "Sub", "Div", "Sigmoid", "Tanh",
     "MaxPool", "AveragePool", "Concat", "Reshape", "Softmax", "Clip", "LeakyRelu", "BatchNormalization", "Cast",
-    "QuantizeLinear", "DequantizeLinear", "Identity", "Transpose",
+    "QuantizeLinear", "DequantizeLinear", "Identity", "Transpose", "Shape", "Gather", "Unsqueeze", "Constant",
 }  # fmt: skip
-# ONNX op -> DLA capable (DESIGN §6 / dla-rules.md): GlobalAveragePool becomes a Reduce layer
-# that 8.5 keeps on the GPU; Gemm/MatMul/Flatten/Reshape/Q-DQ stay on the GPU everywhere.
-DLA_OPS = {"Conv", "Relu", "Sigmoid", "Tanh", "Clip", "LeakyRelu", "MaxPool", "AveragePool", "Add", "Mul", "Sub",
-           "Concat", "BatchNormalization", "GlobalAveragePool"}  # fmt: skip
-DLA_OPS_EXCLUDED = {"8.5": {"GlobalAveragePool"}}
 _ONNX_DTYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 2: "UINT8", 9: "BOOL"}
 
 
@@ -42,8 +38,9 @@ class ITensor(Guarded):
 class ILayer(Guarded):
     _trt_class = "ILayer"
 
-    def __init__(self, name: str, op_type: str, reduced: bool) -> None:
-        self._name, self._op, self._reduced = name, op_type, reduced
+    def __init__(self, name: str, op_type: str, reduced: bool, dla: bool = False) -> None:
+        self._name, self._op, self._reduced, self._dla = name, op_type, reduced, dla
+        self._host = False  # a shape calculation TensorRT does at build/enqueue time, never placed
 
     name = property(lambda self: self._name)
     type = property(lambda self: self._op)
@@ -64,10 +61,13 @@ class INetworkDefinition(Guarded):
         typed = any(i.data_type == 10 for i in model.graph.initializer) or any(
             n.op_type == "QuantizeLinear" for n in model.graph.node
         )
-        self._layers = [
-            self._double.bind("ILayer")(n.name or f"{n.op_type}_{i}", n.op_type, typed)
-            for i, n in enumerate(model.graph.node)
-        ]
+        dla, host = dla_capable(model, self._double.major), shape_only(model)
+        self._layers = []
+        for i, node in enumerate(model.graph.node):
+            name = node.name or f"{node.op_type}_{i}"
+            layer = self._double.bind("ILayer")(name, node.op_type, typed, dla[name])
+            layer._host = name in host
+            self._layers.append(layer)
         inits = {i.name for i in model.graph.initializer}
         for value in model.graph.input:
             if value.name in inits:
@@ -226,7 +226,7 @@ class IBuilderConfig(Guarded):
 
     def can_run_on_DLA(self, layer: ILayer) -> bool:
         double = self._trt._double
-        if layer.type not in DLA_OPS or layer.type in DLA_OPS_EXCLUDED.get(double.version, ()):
+        if not layer._dla:
             return False
         if double.major < 11:  # the DLA runs FP16 or INT8 only
             return self.get_flag(self._trt.BuilderFlag.FP16) or self.get_flag(self._trt.BuilderFlag.INT8)

@@ -73,15 +73,10 @@ class Builder(Guarded):
         if network._model is None:
             log("ERROR", "Network has no layers (was the ONNX model parsed?)")
             return None
-        profile: Dict[str, List[List[int]]] = {}
-        for tensor in network._inputs:
-            if -1 in tensor.shape:
-                found = [p for p in config._profiles if tensor.name in p._shapes]
-                if not found:
-                    log("ERROR", "Network has dynamic or shape inputs, but no optimization profile has been defined.")
-                    return None
-                profile[tensor.name] = [list(s) for s in found[0]._shapes[tensor.name]]
-        placement = self._place(network, config, profile)
+        profiles = self._profiles(network, config)
+        if profiles is None:
+            return None
+        placement = self._place(network, config, profiles)
         if placement is None:
             return None
         calibrated = self._calibrate(network, config)
@@ -101,7 +96,7 @@ class Builder(Guarded):
             "compute": list(double.compute),
             "dla_core": config._dla_core if any(d != "gpu" for _, d, _ in placement) else None,
             "placement": placement,
-            "profile": profile,
+            "profiles": profiles,
             "flags": sorted(f.name for f in config._flags),
             "calibration": calibrated,
             "detailed": config._verbosity == trt.ProfilingVerbosity.DETAILED,
@@ -109,17 +104,37 @@ class Builder(Guarded):
         }
         return double.bind("IHostMemory")(pack_plan(header, network._model.SerializeToString()))
 
-    def _place(self, network: INetworkDefinition, config: IBuilderConfig, profile: Dict[str, Any]) -> Optional[list]:  # type: ignore[type-arg]
+    def _profiles(self, network: INetworkDefinition, config: IBuilderConfig) -> Optional[List[Dict[str, Any]]]:
+        """Each profile's min/opt/max per dynamic input; every profile must cover every one
+        (IOptimizationProfile, NvInferRuntime.h: "all dynamic inputs ... in each profile")."""
+        dynamic = [t.name for t in network._inputs if -1 in t.shape]
+        if dynamic and not config._profiles:
+            self._double.log(
+                "ERROR", "Network has dynamic or shape inputs, but no optimization profile has been defined."
+            )
+            return None
+        profiles = []
+        for index, profile in enumerate(config._profiles if dynamic else []):
+            missing = [name for name in dynamic if name not in profile._shapes]
+            if missing:
+                self._double.log("ERROR", f"Optimization profile {index} has no shapes for input {missing[0]}")
+                return None
+            profiles.append({name: [list(s) for s in profile._shapes[name]] for name in dynamic})
+        return profiles
+
+    def _place(self, network: INetworkDefinition, config: IBuilderConfig, profiles: List[Dict[str, Any]]) -> Optional[list]:  # type: ignore[type-arg]
         double, trt = self._double, self._trt
         fallback = config.get_flag(trt.BuilderFlag.GPU_FALLBACK)
         placement = []
         for layer in network._layers:
+            if layer._host:
+                continue
             device = config.get_device_type(layer)
             if device == trt.DeviceType.DLA:
                 if not 0 <= config._dla_core < double.dla_cores:
                     double.log("ERROR", f"Cannot create DLA engine, DLA core {config._dla_core} not available")
                     return None
-                if any(lo != hi for lo, _, hi in profile.values()):
+                if any(lo != hi for profile in profiles for lo, _, hi in profile.values()):
                     double.log("ERROR", f"{layer.name}: DLA only supports static shapes (min == max in the profile)")
                     return None
                 if not config.can_run_on_DLA(layer):

@@ -13,8 +13,9 @@ from edged.backends.tensorrt.api import LogTail, TrtApi
 from edged.backends.tensorrt.callbacks import make_calibrator, make_progress_monitor, write_atomic
 from edged.backends.tensorrt.engine import deserialize, layer_placement
 from edged.backends.tensorrt.network import NetworkSource, create_network
-from edged.backends.tensorrt.options import TrtOptions, profile_shapes
+from edged.backends.tensorrt.options import CONTEXT_SLOTS, TrtOptions, profile_shapes
 from edged.errors import BackendError
+from edged.trt_releases import dla_supported, no_dla_reason
 
 __all__ = ["EngineBuilder", "trt_dtype_name"]
 
@@ -111,21 +112,31 @@ class EngineBuilder:
         dynamic = [spec for spec in self._inputs(network) if None in spec.shape]
         if not dynamic:
             return
-        profile = builder.create_optimization_profile()
-        for spec in dynamic:
-            shape = tuple(-1 if d is None else d for d in spec.shape)
-            lo, opt, hi = profile_shapes(shape, opts.batch)
-            # The DLA runs static shapes only: pin the profile to the configured batch.
-            if opts.dla_core is not None:
-                lo = opt
-            profile.set_shape(spec.name, lo, opt, hi)
-        config.add_optimization_profile(profile)
+        # One profile per runner slot (CONTEXT_SLOTS). A DLA plan keeps one: its profile must be
+        # static (NvInfer.h 8.5.3, addInput: "provided profile must have same minimum, optimum,
+        # and maximum dimensions") and a second one on the DLA is unverified; its runner then
+        # uses a single context.
+        count = 1 if opts.dla_core is not None else CONTEXT_SLOTS
+        profiles = []
+        for _ in range(count):
+            profile = builder.create_optimization_profile()
+            for spec in dynamic:
+                shape = tuple(-1 if d is None else d for d in spec.shape)
+                lo, opt, hi = profile_shapes(shape, opts.batch)
+                # The DLA runs static shapes only: pin the profile to the configured batch.
+                if opts.dla_core is not None:
+                    lo = opt
+                profile.set_shape(spec.name, lo, opt, hi)
+            config.add_optimization_profile(profile)
+            profiles.append(profile)
         if self.api.major < 11 and opts.precision == "int8":
-            config.set_calibration_profile(profile)
+            config.set_calibration_profile(profiles[0])
 
     def _dla(self, builder: Any, network: Any, config: Any, opts: TrtOptions) -> None:
         trt = self.api.trt
         if opts.dla_core is not None:
+            if not dla_supported(self.api.version_string):
+                raise BackendError(f"device: dla{opts.dla_core}: {no_dla_reason(self.api.version_string)}")
             cores = builder.num_DLA_cores
             if opts.dla_core >= cores:
                 raise BackendError(f"device: dla{opts.dla_core} asked for, this device has {cores} DLA core(s)")

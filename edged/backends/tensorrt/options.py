@@ -8,7 +8,7 @@ from typing import Dict, Optional, Tuple
 from edged.backends.base import BuildOptions
 from edged.errors import BackendError
 
-__all__ = ["TrtOptions", "parse_options", "DLA_POOLS"]
+__all__ = ["TrtOptions", "parse_options", "DLA_POOLS", "CONTEXT_SLOTS"]
 
 # extra["dla_pools"] key -> MemoryPoolType member.
 DLA_POOLS = {
@@ -17,6 +17,11 @@ DLA_POOLS = {
     "global_dram": "DLA_GLOBAL_DRAM",
 }
 _MIN_POOL = 4096
+# Execution contexts a runner keeps busy at once (copies of one batch overlap the compute of
+# the other). A dynamic-shape plan gets one optimisation profile per context: "each execution
+# context in concurrent use must use a separate optimization profile" (NvInferRuntime.h, class
+# IExecutionContext, 8.5.2 to v11.1), and 8.5/8.6 refuse a profile another context holds.
+CONTEXT_SLOTS = 2
 
 
 @dataclass(frozen=True)
