@@ -113,7 +113,8 @@ def test_dla_core_is_applied_at_build_and_run_time(make_trt: Any, demo_model: st
 def test_dla_without_fallback_fails_on_a_gpu_only_layer(make_trt: Any, demo_model: str, version: str) -> None:
     trt_backend, _ = backend(make_trt, version)
     # Every generation imports GlobalAveragePool as a Reduce-AVG the DLA cannot run (dla-rules.md §3.15).
-    with pytest.raises(BackendError, match=r"gap \(GlobalAveragePool\) cannot run on DLA and GPU fallback is not enabled"):
+    refused = r"gap \(GlobalAveragePool\) cannot run on DLA and GPU fallback is not enabled"
+    with pytest.raises(BackendError, match=refused):
         trt_backend.build_plan(demo_model, BuildOptions(device="dla0", precision="fp16", gpu_fallback=False))
 
 

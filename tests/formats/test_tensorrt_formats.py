@@ -98,7 +98,8 @@ def test_caffe_and_uff_fail_on_10_and_11_naming_the_version(
         if fmt == "caffe"
         else ModelFormat(type="uff", inputs=(UffInput("in", (3, 8, 8), "nchw"),), outputs=("out",))
     )
-    with pytest.raises(BackendError, match=rf"{fmt} models need \w+Parser, which TensorRT {version}.0 no longer has .*removed in 9.0"):
+    gone = rf"{fmt} models need \w+Parser, which TensorRT {version}.0 no longer has .*removed in 9.0"
+    with pytest.raises(BackendError, match=gone):
         backend.build_plan(str(tiny_caffe["caffemodel"]), BuildOptions(device="gpu", model_format=spec))
     assert trt._double.loggers == []  # refused before a Builder existed
 

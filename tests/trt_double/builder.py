@@ -122,7 +122,9 @@ class Builder(Guarded):
             profiles.append({name: [list(s) for s in profile._shapes[name]] for name in dynamic})
         return profiles
 
-    def _place(self, network: INetworkDefinition, config: IBuilderConfig, profiles: List[Dict[str, Any]]) -> Optional[list]:  # type: ignore[type-arg]
+    def _place(
+        self, network: INetworkDefinition, config: IBuilderConfig, profiles: List[Dict[str, Any]]
+    ) -> Optional[List[Any]]:
         double, trt = self._double, self._trt
         fallback = config.get_flag(trt.BuilderFlag.GPU_FALLBACK)
         placement = []
