@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 __all__ = ["TABLE_VERSION", "Rule", "RuleSet", "rules_for"]
 
 # Bump when a row changes, so explanations and stored analyses name the table they used.
-TABLE_VERSION = "2026.11-1"
+TABLE_VERSION = "2026.11-2"
 
 
 @dataclass(frozen=True)
@@ -179,8 +179,9 @@ _BASE: Tuple[Rule, ...] = (
     ),
     _r(
         "flatten.absorbed",
-        "a Flatten straight into a constant-weight Gemm folds into it",
-        "SW-OPS (Gemm note); edged inference",
+        "a Flatten (or a Reshape to [batch, features]) straight into a constant-weight Gemm folds into it",
+        "SW-OPS (Gemm note); NVIDIA-AI-IOT/jetson_dla_tutorial README (Orin INT8 log: Reshape_14 inside "
+        "{ForeignNode[Conv_0...Gemm_15]})",
         "M",
     ),
 )
