@@ -35,7 +35,8 @@ def _unsqueeze(node: Any, args: List[np.ndarray]) -> np.ndarray:
 
 def _squeeze(node: Any, args: List[np.ndarray]) -> np.ndarray:
     axes = _attr(node, "axes") if len(args) < 2 else [int(a) for a in args[1].reshape(-1)]
-    return np.squeeze(args[0], axis=tuple(int(a) for a in axes)) if axes else np.squeeze(args[0])
+    out: np.ndarray = np.squeeze(args[0], axis=tuple(int(a) for a in axes)) if axes else np.squeeze(args[0])
+    return out
 
 
 _OPS: Dict[str, Callable[[Any, List[np.ndarray]], np.ndarray]] = {
