@@ -4,6 +4,7 @@ the same checks on a Jetson or dGPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -302,3 +303,35 @@ def test_old_tensorrt_is_refused() -> None:
 
     with pytest.raises(BackendUnavailable, match=r"8.4.1.5 is too old; edged needs 8.5"):
         import_tensorrt(Old())
+
+
+@pytest.mark.parametrize("version", ["8.5", "10.3"])
+def test_unusable_timing_cache_is_replaced_not_half_used(
+    make_trt: Any, demo_model: str, tmp_path: Path, version: str
+) -> None:
+    """create_timing_cache gives None for a damaged blob and set_timing_cache returns False for a
+    cache timed on another GPU (NvInfer.h v10.3.0); neither may reach the build or the file."""
+    trt_backend, _ = backend(make_trt, version)
+    options = BuildOptions(device="gpu", extra={"state_dir": str(tmp_path)})
+    cache = tmp_path / "tensorrt" / "timing" / f"{trt_backend.version()}-Orin-TensorRT-double-sm87.cache"
+    cache.parent.mkdir(parents=True)
+    other_gpu, _ = backend(make_trt, version, compute=(7, 5))
+    other_gpu.build_plan(demo_model, BuildOptions(device="gpu", extra={"state_dir": str(tmp_path / "other")}))
+    foreign = next((tmp_path / "other" / "tensorrt" / "timing").glob("*.cache")).read_bytes()
+    for blob in (b"\x00garbage", foreign):
+        cache.write_bytes(blob)
+        built = trt_backend.build_plan(demo_model, options)
+        assert any("0 hits" in line for line in built.build_log)  # a fresh cache, not the unusable one
+        assert json.loads(cache.read_bytes())["compute"] == [8, 7]
+
+
+def test_required_timing_cache_hits_prove_reuse(make_trt: Any, demo_model: str, tmp_path: Path) -> None:
+    trt_backend, _ = backend(make_trt, "10.3")
+    strict = BuildOptions(device="gpu", extra={"state_dir": str(tmp_path), "require_timing_cache_hits": True})
+    with pytest.raises(BackendError, match="Timing cache miss"):
+        trt_backend.build_plan(demo_model, strict)  # nothing cached yet
+    trt_backend.build_plan(demo_model, BuildOptions(device="gpu", extra={"state_dir": str(tmp_path)}))
+    trt_backend.build_plan(demo_model, strict)
+    old, _ = backend(make_trt, "8.6")
+    with pytest.raises(BackendError, match="needs TensorRT 10 or newer"):
+        old.build_plan(demo_model, strict)

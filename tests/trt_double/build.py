@@ -166,13 +166,18 @@ class IOptimizationProfile(Guarded):
 
 
 class ITimingCache(Guarded):
+    """Serialised with a header naming the TensorRT version and the GPU it was timed on:
+    "The timing cache has verification header to make sure the provided cache can be used in
+    current environment" (NvInfer.h v10.3.0, IBuilderConfig::setTimingCache)."""
+
     _trt_class = "ITimingCache"
 
-    def __init__(self, entries: Dict[str, float]) -> None:
-        self._entries = entries
+    def __init__(self, entries: Dict[str, float], trt: str, compute: List[int]) -> None:
+        self._entries, self._trt_version, self._compute = entries, trt, list(compute)
 
     def serialize(self) -> bytes:
-        return json.dumps(self._entries, sort_keys=True).encode()
+        doc = {"timing_cache": self._trt_version, "compute": self._compute, "entries": self._entries}
+        return json.dumps(doc, sort_keys=True).encode()
 
 
 class IBuilderConfig(Guarded):
@@ -239,10 +244,33 @@ class IBuilderConfig(Guarded):
     def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
         return True
 
-    def create_timing_cache(self, data: bytes) -> ITimingCache:
-        return self._trt._double.bind("ITimingCache")(json.loads(bytes(data).decode()) if data else {})
+    def create_timing_cache(self, data: bytes) -> Optional[ITimingCache]:
+        """Size 0 makes a new cache; a blob that is no timing cache of this TensorRT logs an
+        error and gives None (modelled: NvInfer.h documents only the pointer it returns)."""
+        double = self._trt._double
+        compute = list(double.compute)
+        if not data:
+            return double.bind("ITimingCache")({}, double.version_string, compute)  # type: ignore[no-any-return]
+        try:
+            doc = json.loads(bytes(data).decode())
+            entries, version, compute = dict(doc["entries"]), str(doc["timing_cache"]), list(doc["compute"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            double.log("ERROR", "Timing cache: the serialized data is not a valid timing cache")
+            return None
+        if version != double.version_string:
+            double.log("ERROR", f"Timing cache was created by TensorRT {version}, this is {double.version_string}")
+            return None
+        return double.bind("ITimingCache")(entries, version, compute)  # type: ignore[no-any-return]
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        """pybind11 passes ``cache`` by reference: None is a TypeError. A cache timed on a GPU
+        with other properties is refused unless ``ignore_mismatch`` (NvInfer.h v10.3.0)."""
+        double = self._trt._double
+        if not isinstance(cache, ITimingCache):
+            raise TypeError("set_timing_cache(): incompatible function arguments (cache must be an ITimingCache)")
+        if cache._compute != list(double.compute) and not bool(ignore_mismatch):
+            double.log("ERROR", "Timing cache: the CUDA device property of the cache differs from the current device")
+            return False
         self._timing = cache
         return True
 

@@ -87,10 +87,15 @@ class Builder(Guarded):
             return None
         if config._timing is not None:
             entries = config._timing._entries
-            keys = [f"{double.compute}:{layer.name}" for layer in network._layers]
-            hits = sum(key in entries for key in keys)
-            entries.update({key: 0.01 for key in keys})
-            log("INFO", f"Timing cache: {hits} hits, {len(keys) - hits} misses")
+            keys = [f"{double.compute}:{layer.name}" for layer in network._layers if not layer._host]
+            misses = [key for key in keys if key not in entries]
+            miss_flag = getattr(trt.BuilderFlag, "ERROR_ON_TIMING_CACHE_MISS", None)
+            if misses and miss_flag is not None and config.get_flag(miss_flag):
+                # "Emit error when a tactic being timed is not present in the timing cache" (NvInfer.h v10.3.0).
+                log("ERROR", f"Timing cache miss for {misses[0].split(':', 1)[1]} with ERROR_ON_TIMING_CACHE_MISS set")
+                return None
+            entries.update({key: 0.01 for key in misses})
+            log("INFO", f"Timing cache: {len(keys) - len(misses)} hits, {len(misses)} misses")
         header = {
             "trt": double.version_string,
             "compute": list(double.compute),

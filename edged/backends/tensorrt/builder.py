@@ -200,8 +200,23 @@ class EngineBuilder:
         if os.path.isfile(path):
             with open(path, "rb") as handle:
                 data = handle.read()
-        cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, False)
+        cache = config.create_timing_cache(data) if data else None
+        # A damaged file, or one TensorRT refuses for this GPU (ignore_mismatch False: "a failure
+        # will be reported if the CUDA device property in the provided cache is different",
+        # NvInfer.h v10.3.0, setTimingCache), is replaced by a fresh cache, never half-used.
+        if cache is None or not config.set_timing_cache(cache, False):
+            if data:
+                log.warning("timing cache %s is unusable here; starting a new one", path)
+            cache = config.create_timing_cache(b"")
+            if cache is None or not config.set_timing_cache(cache, False):
+                raise BackendError("TensorRT could not create an empty timing cache")
+        if opts.require_timing_cache_hits:
+            if self.api.major < 10:
+                raise BackendError(
+                    f"require_timing_cache_hits needs TensorRT 10 or newer, not {self.api.version_string}"
+                )
+            # Every tactic must come from the cache: proves reuse (tools/hw-validate).
+            config.set_flag(self.api.trt.BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)
         return path
 
     def _state_path(self, opts: TrtOptions, kind: str, name: str) -> Optional[str]:

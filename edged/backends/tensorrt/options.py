@@ -35,6 +35,7 @@ class TrtOptions:
     layer_devices: Dict[str, str] = field(default_factory=dict)  # layer name -> "gpu" | "dla"
     state_dir: Optional[str] = None
     gpu_index: int = 0  # the CUDA device the plan is built and run on
+    require_timing_cache_hits: bool = False  # fail a build that would time any tactic afresh (10.x+)
 
 
 def _gpu_index(device: str) -> int:
@@ -84,6 +85,7 @@ def parse_options(options: BuildOptions) -> TrtOptions:
         layer_devices=layers,
         state_dir=str(state) if state else None,
         gpu_index=_gpu_index(options.device),
+        require_timing_cache_hits=bool(options.extra.get("require_timing_cache_hits", False)),
     )
 
 
