@@ -159,6 +159,8 @@ class PlanManager:
         }
         if built.layer_placement is not None:
             facts["layer_placement"] = built.layer_placement
+        if built.dla_capability is not None:
+            facts["dla_capability"] = built.dla_capability
         path = self.store.put(key, built.plan, facts)
         log.info("model %s: plan %s stored in %.1fs", model.name, path, facts["build_seconds"])
         return built.plan

@@ -335,3 +335,19 @@ def test_required_timing_cache_hits_prove_reuse(make_trt: Any, demo_model: str, 
     old, _ = backend(make_trt, "8.6")
     with pytest.raises(BackendError, match="needs TensorRT 10 or newer"):
         old.build_plan(demo_model, strict)
+
+
+def test_dla_capability_flag_needs_a_builder_config_and_gives_a_per_node_answer(make_trt: Any, demo_model: str) -> None:
+    """NvOnnxParser.h v10.16: with REPORT_CAPABILITY_DLA "a valid IBuilderConfig must be provided
+    to the parser via setBuilderConfig()", and a model not fully DLA-capable then fails to
+    parse. edged builds with GPU fallback all the same and reads the per-node answer."""
+    trt_backend, _ = backend(make_trt, "10.16")
+    built = trt_backend.build_plan(demo_model, BuildOptions(device="dla0", precision="fp16", gpu_fallback=True))
+    answer = {row["name"]: row["device"] for row in built.dla_capability or []}
+    # Expected from dla-rules.md §4 (GlobalAveragePool = Reduce-AVG on the GPU; Flatten into a
+    # constant Gemm folds; the Gemm runs as a 1x1 convolution).
+    assert answer == {"conv1": "dla", "relu1": "dla", "conv2": "dla", "relu2": "dla", "gap": "gpu",
+                      "flatten": "dla", "fc": "dla"}  # fmt: skip
+    assert "INFO: ONNX parser DLA capability: 6 of 7 nodes can run on the DLA" in built.build_log
+    older, _ = backend(make_trt, "10.3")  # no REPORT_CAPABILITY_DLA before 10.15
+    assert older.build_plan(demo_model, BuildOptions(device="dla0", precision="fp16")).dla_capability is None

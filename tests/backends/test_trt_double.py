@@ -127,3 +127,25 @@ def test_execution_refuses_addresses_outside_live_buffers(demo_model: str) -> No
     with pytest.raises(ValueError, match="not inside a live buffer"):
         inp.free()
         context.execute_async_v3(0)
+
+
+def test_report_capability_dla_without_a_builder_config_fails_to_parse(demo_model: str, conv_model: str) -> None:
+    trt = make_tensorrt("10.16", dla_cores=2)
+    builder = trt.Builder(Recorder(trt))
+    parser = trt.OnnxParser(builder.create_network(0), Recorder(trt))
+    parser.set_flag(trt.OnnxParserFlag.REPORT_CAPABILITY_DLA)
+    assert not parser.parse_from_file(conv_model)
+    assert "set_builder_config" in parser.get_error(0).desc()
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    parser = trt.OnnxParser(builder.create_network(0), Recorder(trt))
+    parser.set_flag(trt.OnnxParserFlag.REPORT_CAPABILITY_DLA)
+    assert parser.set_builder_config(config)
+    assert parser.parse_from_file(conv_model)  # every node DLA-capable
+    parser = trt.OnnxParser(builder.create_network(0), Recorder(trt))
+    parser.set_flag(trt.OnnxParserFlag.REPORT_CAPABILITY_DLA)
+    parser.set_builder_config(config)
+    assert not parser.parse_from_file(demo_model)  # "not fully supported by DLA, then parsing will fail"
+    assert "gap (GlobalAveragePool) is not supported on DLA" in parser.get_error(0).desc()
+    with pytest.raises(AttributeError):
+        _ = make_tensorrt("10.3").OnnxParserFlag.REPORT_CAPABILITY_DLA

@@ -111,6 +111,61 @@ class OnnxParser(Guarded):
 
     def __init__(self, network: INetworkDefinition, logger: Any) -> None:
         self._network, self._logger, self._errors = network, logger, []  # type: ignore[var-annotated]
+        self._config: Any = None
+        self._subgraphs: List[Any] = []  # (supported, node indices) from supports_model_v2
+
+    def set_builder_config(self, builder_config: Any) -> bool:
+        self._config = builder_config
+        return True
+
+    def _dla_report(self) -> bool:
+        flag = getattr(getattr(self._trt, "OnnxParserFlag", None), "REPORT_CAPABILITY_DLA", None)
+        return flag is not None and self.get_flag(flag)
+
+    def _needs_config(self) -> bool:
+        """REPORT_CAPABILITY_DLA: "When this flag is set, a valid IBuilderConfig must be provided
+        to the parser via setBuilderConfig()" (NvOnnxParser.h v10.16 / v11.1)."""
+        if self._dla_report() and self._config is None:
+            desc = "REPORT_CAPABILITY_DLA is set but no IBuilderConfig was given with set_builder_config()"
+            self._errors.append(self._double.bind("ParserError")(desc, -1, ""))
+            return True
+        return False
+
+    def _dla_ok(self, proto: Any) -> Dict[str, bool]:
+        config, trt = self._config, self._trt
+        reduced = trt._double.major >= 11 or any(
+            config.get_flag(getattr(trt.BuilderFlag, f)) for f in ("FP16", "INT8") if hasattr(trt.BuilderFlag, f)
+        )
+        return {name: ok and reduced for name, ok in dla_capable(proto, trt._double.major).items()}
+
+    def supports_model_v2(self, model: bytes, path: Optional[str] = None) -> bool:
+        """Partitions the nodes into runs the parser (and with REPORT_CAPABILITY_DLA, the DLA)
+        supports or not: "is_subgraph_supported() will also return capability in the context
+        of DLA support" (NvOnnxParser.h v10.16)."""
+        import onnx
+
+        self._subgraphs = []
+        if self._needs_config():
+            return False
+        proto = onnx.load_from_string(bytes(model))
+        dla = self._dla_ok(proto) if self._dla_report() else None
+        host = shape_only(proto)
+        for index, node in enumerate(proto.graph.node):
+            name = node.name or f"{node.op_type}_{index}"
+            ok = node.op_type in SUPPORTED_OPS and (dla is None or name in host or dla[name])
+            if self._subgraphs and self._subgraphs[-1][0] == ok:
+                self._subgraphs[-1][1].append(index)
+            else:
+                self._subgraphs.append((ok, [index]))
+        return all(ok for ok, _ in self._subgraphs)
+
+    num_subgraphs = property(lambda self: len(self._subgraphs))
+
+    def is_subgraph_supported(self, index: int) -> bool:
+        return bool(self._subgraphs[index][0])
+
+    def get_subgraph_nodes(self, index: int) -> List[int]:
+        return list(self._subgraphs[index][1])
 
     def parse_from_file(self, path: str) -> bool:
         with open(path, "rb") as handle:
@@ -131,9 +186,17 @@ class OnnxParser(Guarded):
         except Exception as exc:
             self._errors.append(self._double.bind("ParserError")(f"Failed to parse ONNX model: {exc}", -1, ""))
             return False
+        if self._needs_config():
+            return False
+        dla = self._dla_ok(proto) if self._dla_report() else {}
+        host = shape_only(proto)
         for i, node in enumerate(proto.graph.node):
             if node.op_type not in SUPPORTED_OPS:
                 desc = f"No importer registered for op: {node.op_type}"
+                self._errors.append(self._double.bind("ParserError")(desc, i, node.name))
+            elif dla and not dla[node.name or f"{node.op_type}_{i}"] and (node.name or "") not in host:
+                # "If the model is not fully supported by DLA, then parsing will fail" (NvOnnxParser.h v10.16).
+                desc = f"node {node.name} ({node.op_type}) is not supported on DLA (REPORT_CAPABILITY_DLA)"
                 self._errors.append(self._double.bind("ParserError")(desc, i, node.name))
         if self._errors:
             return False

@@ -12,7 +12,7 @@ from edged.backends.calibration import CalibrationSet
 from edged.backends.tensorrt.api import LogTail, TrtApi
 from edged.backends.tensorrt.callbacks import make_calibrator, make_progress_monitor, write_atomic
 from edged.backends.tensorrt.engine import deserialize, layer_placement
-from edged.backends.tensorrt.network import NetworkSource, create_network
+from edged.backends.tensorrt.network import NetworkSource, OnnxNetwork, create_network, dla_capability
 from edged.backends.tensorrt.options import CONTEXT_SLOTS, TrtOptions, profile_shapes
 from edged.errors import BackendError
 from edged.trt_releases import dla_supported, no_dla_reason
@@ -69,6 +69,9 @@ class EngineBuilder:
         self._profiles(builder, network, config, opts)
         self._dla(builder, network, config, opts)
         calibrator = self._precision(network, config, opts, calibration, source)
+        capability = None
+        if self.api.major >= 10 and opts.dla_core is not None and isinstance(source, OnnxNetwork):
+            capability = dla_capability(self.api, builder, self.logger, config, source.path)
         cache_path = self._timing_cache(config, opts)
         monitor = None
         if progress is not None:
@@ -94,7 +97,13 @@ class EngineBuilder:
         placement = layer_placement(self.api, engine, opts.dla_core)
         if progress is not None:
             progress(1.0, "done")
-        return BuiltPlan(plan=data, build_log=self.tail.lines(since=mark)[-100:], layer_placement=placement)
+        log_lines = self.tail.lines(since=mark)[-100:]
+        if capability is not None:
+            on_dla = sum(row["device"] == "dla" for row in capability)
+            log_lines.append(
+                f"INFO: ONNX parser DLA capability: {on_dla} of {len(capability)} nodes can run on the DLA"
+            )
+        return BuiltPlan(plan=data, build_log=log_lines, layer_placement=placement, dla_capability=capability)
 
     # -- config sections ---------------------------------------------------------------
 
