@@ -149,3 +149,29 @@ def test_report_capability_dla_without_a_builder_config_fails_to_parse(demo_mode
     assert "gap (GlobalAveragePool) is not supported on DLA" in parser.get_error(0).desc()
     with pytest.raises(AttributeError):
         _ = make_tensorrt("10.3").OnnxParserFlag.REPORT_CAPABILITY_DLA
+
+
+@pytest.mark.parametrize("iface", ["ILogger", "IInt8EntropyCalibrator2", "IProgressMonitor"])
+def test_subclasses_must_call_the_base_init(iface: str) -> None:
+    trt = make_tensorrt("10.3")
+    base = getattr(trt, iface)
+
+    class Forgetful(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self.seen = 0
+
+    class Careful(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+
+    with pytest.raises(TypeError, match=rf"tensorrt.{iface}.__init__\(\) must be called when overriding __init__"):
+        Forgetful()
+    Careful()
+
+
+def test_assigning_a_name_the_version_lacks_raises(conv_model: str) -> None:
+    for version, name in (("10.3", "max_workspace_size"), ("11.1", "int8_calibrator"), ("8.5", "progress_monitor")):
+        trt = make_tensorrt(version)
+        config = trt.Builder(Recorder(trt)).create_builder_config()
+        with pytest.raises(AttributeError, match=name):
+            setattr(config, name, 1)

@@ -68,6 +68,29 @@ class TensorRTDouble:
             logger.log(member, message)
 
 
+class Trampoline(type):
+    """Metaclass of the interfaces users subclass (ILogger, IInt8EntropyCalibrator2,
+    IProgressMonitor). pybind11 refuses an instance whose ``__init__`` did not run the bound
+    base ``__init__``: "TypeError: tensorrt.ILogger.__init__() must be called when overriding
+    __init__" (pybind11 detail/class.h, pybind11_meta_call); TensorRT would otherwise hold an
+    object with no C++ side."""
+
+    def __new__(mcs, name: str, bases: Tuple[type, ...], namespace: Dict[str, Any]) -> "Trampoline":
+        if not bases:
+
+            def base_init(self: Any) -> None:
+                object.__setattr__(self, "_trampoline_initialised", True)
+
+            namespace = {**namespace, "__init__": base_init, "_trampoline_name": name}
+        return super().__new__(mcs, name, bases, namespace)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        instance = super().__call__(*args, **kwargs)
+        if not getattr(instance, "_trampoline_initialised", False):
+            raise TypeError(f"tensorrt.{cls._trampoline_name}.__init__() must be called when overriding __init__")  # type: ignore[attr-defined]
+        return instance
+
+
 def make_tensorrt(version: str, dla_cores: int = 0, compute: Tuple[int, int] = (8, 7)) -> Any:
     """A fresh ``tensorrt`` stand-in of ``version``; ``module._double`` holds its records."""
     table = load_table(version)
@@ -88,18 +111,15 @@ def make_tensorrt(version: str, dla_cores: int = 0, compute: Tuple[int, int] = (
 
     severity = EnumType("Severity", table["enums"]["ILogger.Severity"])
 
-    class ILogger:  # subclassed by users, like the real trampoline class
+    class ILogger(metaclass=Trampoline):  # subclassed by users, like the real trampoline class
         Severity = severity
-
-        def __init__(self) -> None:
-            pass
 
     for member in _SEVERITY_NAMES:
         setattr(ILogger, member, getattr(severity, member))
     module.ILogger = ILogger  # type: ignore[attr-defined]
     for iface in ("IInt8EntropyCalibrator2", "IProgressMonitor"):
         if iface in table["classes"]:
-            setattr(module, iface, type(iface, (), {"__init__": lambda self: None}))
+            setattr(module, iface, Trampoline(iface, (), {}))
     return module
 
 
