@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from edged.errors import PlacementError
+from edged.trt_releases import dla_supported
 
 __all__ = ["Target", "PRESETS", "preset", "from_platform", "resolve_target", "GPU", "CPU"]
 
@@ -105,6 +106,8 @@ def from_platform(platform: Any, name: str = "") -> Target:
     )
     # Rules are keyed by major.minor; TensorRT without a GPU serves nothing, so the config's device stands.
     trt = ".".join(str(trt).split(".")[:2]) if trt and gpus else None
+    if trt and not dla_supported(trt):
+        dla = 0  # an Orin's cores are there, but TensorRT 11.0-11.3 cannot drive them
     similar = [t for t in PRESETS.values() if t.soc == soc and t.dla_cores == dla and soc]
     speed = similar[0].speed if similar else _dgpu_speeds(infos)
     label = name or str(getattr(platform, "model", "") or soc or "host")
