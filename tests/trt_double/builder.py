@@ -51,6 +51,10 @@ class Builder(Guarded):
 
     num_DLA_cores = property(lambda self: self._double.dla_cores)
     platform_has_fast_fp16 = property(lambda self: True)
+    # Implicit-batch networks only (8.x): the largest batch the engine runs.
+    max_batch_size = property(
+        lambda self: getattr(self, "_max_batch", 1), lambda self, v: object.__setattr__(self, "_max_batch", int(v))
+    )
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
         return self._double.bind("INetworkDefinition")(self._trt, int(flags))
@@ -73,7 +77,9 @@ class Builder(Guarded):
         if network._model is None:
             log("ERROR", "Network has no layers (was the ONNX model parsed?)")
             return None
-        profiles = self._profiles(network, config)
+        explicit = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+        implicit = explicit is not None and double.major < 10 and not network._flags & (1 << int(explicit))
+        profiles = [] if implicit else self._profiles(network, config)
         if profiles is None:
             return None
         placement = self._place(network, config, profiles)
@@ -102,6 +108,7 @@ class Builder(Guarded):
             "dla_core": config._dla_core if any(d != "gpu" for _, d, _ in placement) else None,
             "placement": placement,
             "profiles": profiles,
+            "implicit_batch": self.max_batch_size if implicit else None,
             "flags": sorted(f.name for f in config._flags),
             "calibration": calibrated,
             "detailed": config._verbosity == trt.ProfilingVerbosity.DETAILED,

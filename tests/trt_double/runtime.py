@@ -95,6 +95,31 @@ class ICudaEngine(Guarded):
         return getattr(self._trt.DataType, self._find(name)[3])
 
     num_optimization_profiles = property(lambda self: max(len(self._header["profiles"]), 1))
+    has_implicit_batch_dimension = property(lambda self: self._implicit())
+
+    def _implicit(self) -> bool:
+        return self._header.get("implicit_batch") is not None
+
+    max_batch_size = property(lambda self: self._max_batch())
+
+    def _max_batch(self) -> int:
+        return int(self._header.get("implicit_batch") or 1)
+
+    num_bindings = property(lambda self: len(self._io))
+
+    def get_binding_name(self, index: int) -> str:
+        return self._io[index][0]
+
+    def binding_is_input(self, index: int) -> bool:
+        return self._io[index][1]
+
+    def get_binding_shape(self, index: int) -> Tuple[int, ...]:
+        """Implicit-batch engines leave the batch out of binding shapes."""
+        shape = self._io[index][2]
+        return shape[1:] if self._implicit() else shape
+
+    def get_binding_dtype(self, index: int) -> Any:
+        return getattr(self._trt.DataType, self._io[index][3])
 
     def get_tensor_profile_shape(self, name: str, profile: int) -> List[Tuple[int, ...]]:
         return [tuple(s) for s in self._header["profiles"][profile][name]]
@@ -194,7 +219,31 @@ class IExecutionContext(Guarded):
         batch = next(iter(self._shapes.values()), (1,))[0]
         return tuple(batch if d < 0 else d for d in shape)
 
+    def execute_async(self, batch_size: int, bindings: Any, stream_handle: int, input_consumed: Any = None) -> bool:
+        """enqueue(batchSize, bindings, stream, inputConsumed): the call an implicit-batch engine
+        runs with (NvInferRuntime.h 8.5.2); bindings are device pointers by binding index."""
+        engine, double = self._engine, self._double
+        if not engine._implicit():
+            double.log("ERROR", "enqueue: the engine has explicit batch; use enqueueV3")
+            return False
+        if not 1 <= int(batch_size) <= engine._max_batch():
+            double.log("ERROR", f"enqueue: batch size {batch_size} exceeds the engine's {engine._max_batch()}")
+            return False
+        for (name, is_input, shape, _), address in zip(engine._io, list(bindings)):
+            self._addresses[name] = int(address)
+            if is_input:
+                self._shapes[name] = (int(batch_size), *shape[1:])
+        return self._run(stream_handle)
+
     def execute_async_v3(self, stream_handle: int) -> bool:
+        engine, double = self._engine, self._double
+        if engine._implicit():
+            # enqueueV2/executeV2 "only work for ... full dimension networks" (NvInferRuntime.h 8.5.2).
+            double.log("ERROR", "enqueueV3: the engine was built with an implicit batch dimension; use enqueue")
+            return False
+        return self._run(stream_handle)
+
+    def _run(self, stream_handle: int) -> bool:
         engine, double = self._engine, self._double
         if not engine._on_own_device("execute"):
             return False

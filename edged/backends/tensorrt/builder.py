@@ -12,7 +12,13 @@ from edged.backends.calibration import CalibrationSet
 from edged.backends.tensorrt.api import LogTail, TrtApi
 from edged.backends.tensorrt.callbacks import make_calibrator, make_progress_monitor, write_atomic
 from edged.backends.tensorrt.engine import deserialize, layer_placement
-from edged.backends.tensorrt.network import NetworkSource, OnnxNetwork, create_network, dla_capability
+from edged.backends.tensorrt.network import (
+    NetworkSource,
+    OnnxNetwork,
+    create_implicit_batch_network,
+    create_network,
+    dla_capability,
+)
 from edged.backends.tensorrt.options import CONTEXT_SLOTS, TrtOptions, profile_shapes
 from edged.errors import BackendError
 from edged.trt_releases import dla_supported, no_dla_reason
@@ -60,13 +66,17 @@ class EngineBuilder:
         self.cuda.use()
         mark = self.tail.mark()
         builder = trt.Builder(self.logger)
-        network = create_network(self.api, builder)
+        if source.implicit_batch:
+            network = create_implicit_batch_network(self.api, builder, opts.batch)
+        else:
+            network = create_network(self.api, builder)
         source.populate(self.api, network, self.logger, dla=opts.dla_core is not None)
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_bytes)
         # DETAILED keeps layer types in the plan for the inspector (a few KiB, no speed cost).
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-        self._profiles(builder, network, config, opts)
+        if not source.implicit_batch:  # implicit-batch networks have no dynamic shapes, hence no profiles
+            self._profiles(builder, network, config, opts)
         self._dla(builder, network, config, opts)
         calibrator = self._precision(network, config, opts, calibration, source)
         capability = None
@@ -189,6 +199,8 @@ class EngineBuilder:
         if len(inputs) != 1:
             raise BackendError(f"calibration: int8 calibration feeds one image input; the model has {len(inputs)}")
         spec = inputs[0]
+        if source.implicit_batch:  # an implicit-batch input's shape leaves the batch out
+            spec = TensorSpec(spec.name, (None, *spec.shape), spec.dtype)
         path = self._state_path(
             opts, "calibration", f"{self.api.version_string}-{source.digest()[:16]}-{calibration.digest()}.cache"
         )

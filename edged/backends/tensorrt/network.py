@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 from edged.backends.tensorrt.api import TrtApi, gate
 from edged.errors import BackendError
 
-__all__ = ["NetworkSource", "OnnxNetwork", "create_network", "dla_capability"]
+__all__ = ["NetworkSource", "OnnxNetwork", "create_implicit_batch_network", "create_network", "dla_capability"]
 
 
 def create_network(api: TrtApi, builder: Any) -> Any:
@@ -26,10 +26,20 @@ def create_network(api: TrtApi, builder: Any) -> Any:
     return builder.create_network(0 if flag is None else 1 << int(flag))
 
 
+@gate(max_major=8)
+def create_implicit_batch_network(api: TrtApi, builder: Any, max_batch: int) -> Any:
+    """An implicit-batch network, for the UFF parser: it "supports neither explicit batch nor
+    dynamic shapes" (every UFF sample at NVIDIA/TensorRT 8.5.2 calls createNetworkV2(0); issue
+    438). Its engine runs batches up to ``builder.max_batch_size``."""
+    builder.max_batch_size = max_batch
+    return builder.create_network(0)
+
+
 class NetworkSource(abc.ABC):
     """Fills ``network``; raises BackendError naming what in the model is wrong."""
 
     path: str
+    implicit_batch = False  # True: built as an implicit-batch network (UFF)
 
     @abc.abstractmethod
     def populate(self, api: TrtApi, network: Any, logger: Any, dla: bool) -> None: ...
