@@ -3,6 +3,7 @@ documented invariants, so backend tests against it mean something."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any, List, Tuple
 
 import pytest
@@ -175,3 +176,30 @@ def test_assigning_a_name_the_version_lacks_raises(conv_model: str) -> None:
         config = trt.Builder(Recorder(trt)).create_builder_config()
         with pytest.raises(AttributeError, match=name):
             setattr(config, name, 1)
+
+
+@pytest.mark.parametrize(("version", "second"), [("8.5", -1), ("8.6", -1), ("10.3", 0), ("10.16", 0)])
+def test_second_context_on_profile_0_is_refused_before_10(demo_model: str, version: str, second: int) -> None:
+    """NvInferRuntime.h: 8.5.2 gives profile 0 to the first context only, 8.6.1 only while no
+    other context holds it, 10.x to every new context; before 10 a profile another context
+    holds is refused ("Profile 0 has been chosen by another IExecutionContext")."""
+    trt = make_tensorrt(version)
+    builder, network, logger = _network(trt, demo_model)
+    config = builder.create_builder_config()
+    for _ in range(2):
+        profile = builder.create_optimization_profile()
+        profile.set_shape("images", (1, 3, 64, 64), (2, 3, 64, 64), (2, 3, 64, 64))
+        config.add_optimization_profile(profile)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(builder.build_serialized_network(network, config)))
+    assert engine.num_optimization_profiles == 2
+    first, other = engine.create_execution_context(), engine.create_execution_context()
+    assert first.active_optimization_profile == 0 and other.active_optimization_profile == second
+    assert other.set_optimization_profile_async(0, 0) is (version.startswith("10."))
+    if version.startswith("8."):
+        assert "Profile 0 has been chosen by another IExecutionContext" in logger.lines[-1][1]
+        assert not other.set_input_shape("images", (2, 3, 64, 64))  # no profile yet
+    assert other.set_optimization_profile_async(1, 0) and other.set_input_shape("images", (2, 3, 64, 64))
+    del first
+    gc.collect()
+    third = engine.create_execution_context()  # profile 0 is free again
+    assert third.active_optimization_profile == (-1 if version == "8.5" else 0)
