@@ -1,7 +1,8 @@
 """TEST DOUBLE of NVIDIA TensorRT's Python API. This is not TensorRT and not hardware.
 
 ``make_tensorrt("10.3", dla_cores=2)`` returns a module object that stands in for
-``import tensorrt`` of that generation (8.5, 8.6, 10.3 or 11.1). Its classes and enums are
+``import tensorrt`` of that generation (8.5, 8.6, 10.3, 10.16 or 11.1). Every behaviour it
+enforces is listed with NVIDIA's source and its test in docs/tensorrt-contracts.md. Its classes and enums are
 generated from NVIDIA's per-version API tables (api/*.json), so a name a generation lacks
 raises AttributeError. It enforces the documented invariants edged relies on (DLA needs
 FP16/INT8 before 11; a layer the DLA cannot run fails the build without GPU fallback; the
