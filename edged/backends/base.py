@@ -63,6 +63,8 @@ class BuiltPlan:
     plan: bytes
     build_log: List[str] = field(default_factory=list)
     layer_placement: Optional[List[Dict[str, Any]]] = None
+    # TensorRT >= 10.15 ONNX parsers: each node's DLA capability before the build ("name", "device")
+    dla_capability: Optional[List[Dict[str, Any]]] = None
 
 
 @dataclass

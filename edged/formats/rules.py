@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence
 
 from edged.formats.spec import DEFAULT_BACKEND, FORMAT_BACKENDS
+from edged.trt_releases import LEGACY_PARSERS_TEXT, has_legacy_parsers
 
 __all__ = ["format_problems", "format_unsupported", "installed_problems", "installed_tensorrt"]
 
@@ -13,17 +14,12 @@ _PARSERS = {"caffe": "CaffeParser", "uff": "UffParser"}
 
 
 def format_unsupported(fmt: str, tensorrt_version: str) -> Optional[str]:
-    """Why TensorRT ``tensorrt_version`` cannot build ``fmt`` models, or None when it can.
-    CaffeParser and UffParser are bound in 8.5/8.6 and absent from 10.x on (NVIDIA's binding
-    tables in shared/reference/tensorrt-api)."""
-    if fmt not in _PARSERS:
-        return None
-    head = tensorrt_version.split(".")[0]
-    if not head.isdigit() or int(head) <= 8:
+    """Why TensorRT ``tensorrt_version`` cannot build ``fmt`` models, or None when it can."""
+    if fmt not in _PARSERS or has_legacy_parsers(tensorrt_version):
         return None
     return (
-        f"{fmt} models need TensorRT 8.x's {_PARSERS[fmt]}, which TensorRT {tensorrt_version} no longer has "
-        "(removed in 10.0); convert the model to ONNX, or serve it on a host with TensorRT 8.5/8.6 (JetPack 5)"
+        f"{fmt} models need {_PARSERS[fmt]}, which TensorRT {tensorrt_version} no longer has ({LEGACY_PARSERS_TEXT}); "
+        "convert the model to ONNX, or serve it on a host with TensorRT 8.5 or 8.6"
     )
 
 
@@ -54,7 +50,7 @@ def installed_problems(models: Sequence[Any], tensorrt_version: Optional[str]) -
 def _why_not(fmt: str, backend: str) -> str:
     if fmt == "uff":
         return (
-            "UFF models are read only by TensorRT 8.x's UffParser; there is no CPU road for them "
+            "UFF models are read only by TensorRT 8.5/8.6's UffParser; there is no CPU road for them "
             "(convert the TensorFlow model to ONNX to run it on the CPU)"
         )
     if fmt == "network-builder":

@@ -104,6 +104,7 @@ class Analysis:
             "precision": self.precision,
             "rules": self.rules.key,
             "rules_note": self.rules.note,
+            "rules_basis": self.rules.basis,
             "dla_available": self.dla_available,
             "verdict": self.verdict,
             "verdict_text": self.verdict_text,

@@ -280,9 +280,12 @@ def _slice(ctx: CheckContext, node: Node) -> Check:
 
 
 def _shuffle(ctx: CheckContext, node: Node) -> Check:
-    if node.op == "Flatten" and _feeds_const_gemm(ctx, node):
-        return ctx.ok("flatten.absorbed", "folds into the following constant-weight Gemm")
     src, dst = ctx.in_shape(node), ctx.out_shape(node)
+    flattens = node.op == "Flatten" or (
+        node.op == "Reshape" and src is not None and dst is not None and len(dst) == 2 and dst[0] == src[0]
+    )
+    if flattens and _feeds_const_gemm(ctx, node):
+        return ctx.ok("flatten.absorbed", "folds into the following constant-weight Gemm")
     if src is None or dst is None or len(src) != 4 or len(dst) != 4:
         ranks = f"reshapes a {len(src) if src else '?'}-D tensor to {len(dst) if dst else '?'}-D"
         return ctx.fail("shuffle.rank", ranks)

@@ -93,8 +93,9 @@ def explain(policies: Sequence[ModelPolicy], target: Target) -> Report:
         )
         analyses[policy.name] = analysis
         requests.append(build_request(policy, analysis, target))
-        if target.dla_generation and analysis.rules.note and analysis.rules.note not in notes:
-            notes.append(analysis.rules.note)
+        for said in (analysis.rules.note, analysis.rules.basis):
+            if target.dla_generation and said and said not in notes:
+                notes.append(said)
     return Report(target, analyses, place(requests, target.devices()), notes)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Uni
 import numpy as np
 
 from edged.errors import PlacementError
+from edged.placement.shape_fold import fold_reshape_targets
 
 __all__ = ["Node", "Graph", "load_graph", "graph_from_model"]
 
@@ -105,7 +106,18 @@ def graph_from_model(model: Any, batch: int = 1) -> Graph:
         if len(shape.dim) and not shape.dim[0].HasField("dim_value"):
             shape.dim[0].Clear()
             shape.dim[0].dim_value = batch
+    # Declared output and intermediate shapes still carry the exporter's symbolic batch
+    # ("batch_size"), and shape inference keeps a declared symbol over the number it infers.
+    # Drop them so every shape is inferred from the fixed inputs; a tensor inference cannot
+    # type keeps its declaration (added back below).
+    declared_elsewhere = {v.name: _dims(v.type) for v in list(graph.output) + list(graph.value_info)}
+    for value in graph.output:
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
+    del graph.value_info[:]
+    batch_symbols = {dims[0] for dims in declared.values() if isinstance(dims[0], str)}
     try:
+        fold_reshape_targets(model)
         inferred = shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
         raise PlacementError(f"ONNX shape inference failed: {exc}") from None
@@ -113,6 +125,10 @@ def graph_from_model(model: Any, batch: int = 1) -> Graph:
     shapes: Dict[str, Optional[Shape]] = {}
     for value in list(g.input) + list(g.value_info) + list(g.output):
         shapes[value.name] = _dims(value.type)
+    for name, dims in declared_elsewhere.items():
+        if shapes.get(name) is None and dims is not None:
+            # The exporter's batch symbol is the build's batch, not a dynamic dimension.
+            shapes[name] = tuple(batch if d in batch_symbols else d for d in dims)
     constants: Dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in g.initializer}
     for init in g.initializer:
         shapes.setdefault(init.name, tuple(int(d) for d in init.dims))

@@ -2,7 +2,8 @@
 
 Two reports beat the prediction when they exist: the ONNX parser's per-node DLA capability
 (TensorRT >= 10.16 / 11.1, ``OnnxParserFlag.REPORT_CAPABILITY_DLA``) and a built engine's
-inspector, which lists each DLA subgraph as one ``{ForeignNode[first...last]}`` layer.
+inspector, which lists each DLA subgraph as one ``{ForeignNode[first...last]}`` layer
+(``{ForeignNode[name]}`` for a single layer).
 Both arrive here as ``[{"name" or "layer": ..., "device": ...}]`` (``BuiltPlan.layer_placement``);
 every disagreement is logged and returned, so the rules table can be corrected from it.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edged.placement.analysis import Analysis, with_devices
 
@@ -20,7 +21,11 @@ __all__ = ["Difference", "compare_reported", "reconcile"]
 
 log = logging.getLogger(__name__)
 
-_FOREIGN = re.compile(r"^\{ForeignNode\[(?P<first>.*?)\.\.\.(?P<last>.*)\]\}$")
+# DLA subgraphs in engine-inspector and trtexec lists: "{ForeignNode[first...last]}", or for a
+# one-layer island just "{ForeignNode[name]}" (NVIDIA/TensorRT v10.16 samples/sampleCudla/
+# README.md; NVIDIA-AI-IOT/jetson_dla_tutorial README: "{ForeignNode[Conv_0]}"). An end may
+# be a fused layer named "Gemm_15 + linear.bias + ..." (same tutorial log).
+_FOREIGN = re.compile(r"^\{ForeignNode\[(?P<inner>.*)\]\}$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,29 @@ def _device(value: Any) -> str:
     return "dla" if text.startswith("dla") else "gpu" if text.startswith("gpu") else text
 
 
+def _end(text: str, order: Sequence[str], last: bool) -> Optional[str]:
+    """The analysed node a ForeignNode end names: the whole text, or for a fused layer
+    ("A + B + C") its first (start of a range) or last (end of a range) known part."""
+    if text in order:
+        return text
+    parts = [p for p in text.split(" + ") if p in order]
+    return (parts[-1] if last else parts[0]) if parts else None
+
+
+def _foreign_range(name: str, order: Sequence[str]) -> Optional[List[str]]:
+    match = _FOREIGN.match(name)
+    if match is None:
+        return None
+    inner = match.group("inner")
+    first_text, dots, last_text = inner.partition("...")
+    if not dots:
+        first_text = last_text = inner
+    first, last = _end(first_text, order, last=False), _end(last_text, order, last=True)
+    if first is None or last is None or order.index(last) < order.index(first):
+        return None
+    return list(order[order.index(first) : order.index(last) + 1])
+
+
 def _expand(analysis: Analysis, report: Sequence[Mapping[str, Any]]) -> Dict[str, str]:
     """Node name → reported device, unrolling ForeignNode ranges over the analysed order."""
     order = [n.name for n in analysis.placed]
@@ -46,10 +74,9 @@ def _expand(analysis: Analysis, report: Sequence[Mapping[str, Any]]) -> Dict[str
     for entry in report:
         # The TensorRT backend's rows name the layer "layer"; parser reports use "name".
         name, device = str(entry.get("name", entry.get("layer", ""))), _device(entry.get("device", ""))
-        match = _FOREIGN.match(name)
-        if match and match.group("first") in order and match.group("last") in order:
-            lo, hi = order.index(match.group("first")), order.index(match.group("last"))
-            for node in order[lo : hi + 1]:
+        nodes = _foreign_range(name, order)
+        if nodes is not None:
+            for node in nodes:
                 seen.setdefault(node, device)
         else:
             seen[name] = device

@@ -7,8 +7,9 @@ L = single indirect source. ``recalled`` marks rows resting on recollection of t
 developer guide ([REC]). Rows that are L or [REC] are the ones a real device should confirm
 first; :meth:`Rule.mark` carries that into every explanation.
 
-Tables exist for TensorRT 8.5 (JetPack 5.1: Xavier and Orin) and 10.3 (JetPack 6.1: Orin).
-Other versions use the nearest older table and say so (:func:`rules_for`).
+Tables exist for TensorRT 8.5 (JetPack 5.1: Xavier and Orin), 8.6 (JetPack 6.0: Orin; the 8.5
+Orin rows, with the reason in ``RuleSet.basis``) and 10.3 (JetPack 6.1: Orin). Other versions
+use the nearest older table and say so (:func:`rules_for`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 __all__ = ["TABLE_VERSION", "Rule", "RuleSet", "rules_for"]
 
 # Bump when a row changes, so explanations and stored analyses name the table they used.
-TABLE_VERSION = "2026.11-1"
+TABLE_VERSION = "2026.11-3"
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,9 @@ _BASE: Tuple[Rule, ...] = (
     ),
     _r(
         "flatten.absorbed",
-        "a Flatten straight into a constant-weight Gemm folds into it",
-        "SW-OPS (Gemm note); edged inference",
+        "a Flatten (or a Reshape to [batch, features]) straight into a constant-weight Gemm folds into it",
+        "SW-OPS (Gemm note); NVIDIA-AI-IOT/jetson_dla_tutorial README (Orin INT8 log: Reshape_14 inside "
+        "{ForeignNode[Conv_0...Gemm_15]})",
         "M",
     ),
 )
@@ -223,15 +225,50 @@ _OVERRIDES: Dict[Tuple[str, int], Tuple[Rule, ...]] = {
     ),
 }
 
-_SUPPORTED = {("8.5", 1), ("8.5", 2), ("10.3", 2)}
+# JetPack 6.0's TensorRT 8.6.2 on Orin (DLA SW 3.14.1). Its guide page could not be read; every
+# row that differs between the 8.5 and 10.3 tables was checked against what is known of 8.6:
+_BASIS_86 = (
+    "TensorRT 8.6 (JetPack 6.0, Orin): the 8.5 Orin rules. Div/Pow are still rejected (a public JetPack 6.0 "
+    "8.6.2 log); NVIDIA's DLA operator matrix (Deep-Learning-Accelerator-SW, TensorRT 8.5.2 to 8.6.12) makes "
+    "Div, Pow, Sin, Cos, Atanh and GlobalMaxPool native only 'as of 8.6.12', a DRIVE OS release; the "
+    "convolution-buffer pre-check runs from 8.6.0 (its FAQ)"
+)
+_OVERRIDES[("8.6", 2)] = (
+    *_OVERRIDES[("8.5", 2)],
+    _r(
+        "eltwise.op",
+        "element-wise op must be Sum, Sub, Prod, Max or Min (8.6.2 still rejects Div and Pow)",
+        "H85 L2907; LOG-held-out (8.6.2); SW-OPS (Div native only from 8.6.12)",
+        "M",
+        allowed=("Add", "Sub", "Mul", "Max", "Min", "Sum"),
+    ),
+    _r(
+        "conv.cbuf",
+        "weights plus one input stripe must fit the 16 convolution-buffer banks",
+        "SW-FAQ (from 8.6.0); DG84",
+        "H",
+        banks=16,
+    ),
+    _r(
+        "shuffle.adjacent",
+        "reshape next to Slice or Concat is rejected (seen on 8.5.2, assumed for 8.6.2)",
+        "LOG-held-out (8.5.2)",
+        "L",
+        enabled=True,
+    ),
+)
+
+_SUPPORTED = {("8.5", 1), ("8.5", 2), ("8.6", 2), ("10.3", 2)}
+_BASIS = {("8.6", 2): _BASIS_86}
 
 
 @dataclass(frozen=True)
 class RuleSet:
-    trt_version: str  # the table used: "8.5" or "10.3"
+    trt_version: str  # the table used: "8.5", "8.6" or "10.3"
     dla_generation: int  # 1 Xavier, 2 Orin
     rules: Mapping[str, Rule]
     note: Optional[str] = None  # set when the table was chosen for a nearby version
+    basis: Optional[str] = None  # how a table derived from another one was checked
 
     def __getitem__(self, rule_id: str) -> Rule:
         return self.rules[rule_id]
@@ -257,7 +294,12 @@ def rules_for(trt_version: str, dla_generation: int) -> RuleSet:
     neighbour's rather than an exact match.
     """
     wanted = _version_tuple(trt_version)
-    table = "8.5" if wanted < (10,) or dla_generation == 1 else "10.3"
+    if dla_generation == 1 or wanted < (8, 6):
+        table = "8.5"
+    elif wanted < (10,):
+        table = "8.6"
+    else:
+        table = "10.3"
     note = None
     if wanted[:2] != _version_tuple(table)[:2]:
         note = f"no table for TensorRT {trt_version}; using the {table} rules (nearest known)"
@@ -265,4 +307,5 @@ def rules_for(trt_version: str, dla_generation: int) -> RuleSet:
         raise ValueError(f"no DLA rules for generation {dla_generation}")
     rules = {rule.id: rule for rule in _BASE}
     rules.update({rule.id: rule for rule in _OVERRIDES.get((table, dla_generation), ())})
-    return RuleSet(trt_version=table, dla_generation=dla_generation, rules=rules, note=note)
+    basis = _BASIS.get((table, dla_generation))
+    return RuleSet(trt_version=table, dla_generation=dla_generation, rules=rules, note=note, basis=basis)

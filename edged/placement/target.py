@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from edged.errors import PlacementError
 from edged.placement.boards import BOARDS, JETPACKS
 from edged.platform.releases import release_for
+from edged.trt_releases import dla_supported
 
 __all__ = ["Target", "PRESETS", "preset", "from_platform", "resolve_target", "with_tensorrt", "GPU", "CPU"]
 
@@ -130,6 +131,8 @@ def from_platform(platform: Any, name: str = "") -> Target:
     origin = str(getattr(platform, "tensorrt_origin", "") or ("tensorrt module" if trt else ""))
     # Rules are keyed by major.minor; TensorRT without a GPU serves nothing, so the config's device stands.
     trt = ".".join(str(trt).split(".")[:2]) if trt and gpus else None
+    if trt and not dla_supported(trt):
+        dla = 0  # an Orin's cores are there, but TensorRT 11.0-11.3 cannot drive them
     similar = [t for t in PRESETS.values() if t.soc == soc and t.dla_cores == dla and soc]
     speed = similar[0].speed if similar else _dgpu_speeds(infos)
     label = name or str(getattr(platform, "model", "") or soc or "host")

@@ -162,6 +162,8 @@ class PlanManager:
         }
         if built.layer_placement is not None:
             facts["layer_placement"] = built.layer_placement
+        if built.dla_capability is not None:
+            facts["dla_capability"] = built.dla_capability
         try:
             path = self.store.put(key, built.plan, facts)
         except PlanError as exc:

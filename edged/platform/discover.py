@@ -169,7 +169,7 @@ def discover(
             dla, dla_source = _dla_without_tensorrt(root, soc, part)
         l4t = l4t_release(root)
         release = release_for(l4t)
-        trt = tensorrt_for(versions_found, l4t)
+        tensorrt = tensorrt_for(versions_found, l4t)
         return Platform(
             kind="jetson",
             machine=machine,
@@ -190,14 +190,14 @@ def discover(
             dla_source=dla_source,
             jetpack=release.jetpack if release else None,
             jetpack_cuda=release.cuda if release else None,
-            tensorrt_version=trt.version,
-            tensorrt_origin=trt.origin,
+            tensorrt_version=tensorrt.version,
+            tensorrt_origin=tensorrt.origin,
         )
     names = _dgpu_names(root)
     if names:
         probed = list((gpu_probe or probe_dgpus)())
         gpus = tuple(probed) if probed else tuple(GpuInfo(name) for name in names)
-        trt = tensorrt_for(versions_found, None)
+        tensorrt = tensorrt_for(versions_found, None)
         return Platform(
             "dgpu",
             machine,
@@ -207,10 +207,10 @@ def discover(
             driver=_driver(root),
             gpus=gpus,
             versions=versions_found,
-            tensorrt_version=trt.version,
-            tensorrt_origin=trt.origin,
+            tensorrt_version=tensorrt.version,
+            tensorrt_origin=tensorrt.origin,
         )
-    trt = tensorrt_for(versions_found, None)
+    tensorrt = tensorrt_for(versions_found, None)
     return Platform(
         "cpu",
         machine,
@@ -218,6 +218,6 @@ def discover(
         cpu_model,
         flags,
         versions=versions_found,
-        tensorrt_version=trt.version,
-        tensorrt_origin=trt.origin,
+        tensorrt_version=tensorrt.version,
+        tensorrt_origin=tensorrt.origin,
     )

@@ -4,6 +4,7 @@ the same checks on a Jetson or dGPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -22,6 +23,8 @@ from tests.trt_double import VERSIONS, HostCuda
 from tests.trt_double.builder import unpack_plan
 
 ALL = pytest.mark.parametrize("version", VERSIONS)
+# Versions whose library drives a DLA: not 11.0-11.3 (NVIDIA, Working with DLA, 11.4.1 docs).
+DLA = pytest.mark.parametrize("version", [v for v in VERSIONS if not v.startswith("11.")])
 
 
 def backend(make_trt: Callable[..., Any], version: str, dla: int = 2, **cuda: Any) -> Tuple[TensorRTBackend, Any]:
@@ -81,7 +84,7 @@ def test_two_slots_double_buffer(make_trt: Any, demo_model: str, version: str) -
     assert len({id(c) for c in double.contexts}) == 2  # one execution context per slot
 
 
-@ALL
+@DLA
 def test_dla_core_is_applied_at_build_and_run_time(make_trt: Any, demo_model: str, version: str) -> None:
     trt_backend, double = backend(make_trt, version)
     options = BuildOptions(device="dla1", precision="fp16", batch=4, gpu_fallback=True)
@@ -89,11 +92,11 @@ def test_dla_core_is_applied_at_build_and_run_time(make_trt: Any, demo_model: st
     doc = header(built.plan)
     assert doc["dla_core"] == 1  # config.DLA_core
     assert "GPU_FALLBACK" in doc["flags"]
-    if version != "11.1":
-        assert "FP16" in doc["flags"]
+    assert "FP16" in doc["flags"]
     devices = {row["layer"]: row["device"] for row in built.layer_placement or []}
-    assert any(name.startswith("{ForeignNode[conv") and dev == "dla1" for name, dev in devices.items())
-    assert devices["fc"] == "gpu"  # Gemm falls back
+    # Expected from dla-rules.md §4: GlobalAveragePool is a Reduce-AVG (GPU); a Flatten into a
+    # constant-weight Gemm folds into it and the Gemm runs as a 1x1 convolution (DLA).
+    assert devices == {"{ForeignNode[conv1...relu2]}": "dla1", "gap": "gpu", "{ForeignNode[flatten...fc]}": "dla1"}
     assert any("falling back to GPU" in line for line in built.build_log)
     runner = trt_backend.load_plan(built.plan, options)
     # The DLA takes static shapes: the runner reports the fixed batch so callers pad to it.
@@ -107,16 +110,25 @@ def test_dla_core_is_applied_at_build_and_run_time(make_trt: Any, demo_model: st
     assert double.executions[-1][0] == 0
 
 
-@ALL
+@DLA
 def test_dla_without_fallback_fails_on_a_gpu_only_layer(make_trt: Any, demo_model: str, version: str) -> None:
     trt_backend, _ = backend(make_trt, version)
-    # 8.5 turns GlobalAveragePool into a Reduce layer the DLA cannot run; later versions stop at the Flatten.
-    layer = "gap \\(GlobalAveragePool\\)" if version == "8.5" else "flatten \\(Flatten\\)"
-    with pytest.raises(BackendError, match=layer + " cannot run on DLA and GPU fallback is not enabled"):
+    # Every generation imports GlobalAveragePool as a Reduce-AVG the DLA cannot run (dla-rules.md §3.15).
+    refused = r"gap \(GlobalAveragePool\) cannot run on DLA and GPU fallback is not enabled"
+    with pytest.raises(BackendError, match=refused):
         trt_backend.build_plan(demo_model, BuildOptions(device="dla0", precision="fp16", gpu_fallback=False))
 
 
-@ALL
+def test_no_dla_on_tensorrt_11_0_to_11_3(make_trt: Any, conv_model: str) -> None:
+    """An Orin has two DLA cores, but TensorRT 11.1 drives none of them: the library reports 0
+    and edged says why instead of building for a core that does not exist."""
+    trt_backend, double = backend(make_trt, "11.1", dla=2)
+    assert double.hardware_dla_cores == 2 and trt_backend.num_dla_cores() == 0
+    with pytest.raises(BackendError, match=r"dla0: TensorRT 11.1.0 has no DLA support .*11.0 to 11.3"):
+        trt_backend.build_plan(conv_model, BuildOptions(device="dla0", precision="fp16"))
+
+
+@DLA
 def test_dla_without_fallback_builds_an_all_dla_model(make_trt: Any, conv_model: str, version: str) -> None:
     trt_backend, _ = backend(make_trt, version)
     options = BuildOptions(device="dla0", precision="fp16", gpu_fallback=False, batch=2)
@@ -141,7 +153,7 @@ def test_dla_checks_before_tensorrt(make_trt: Any, demo_model: str) -> None:
         )
 
 
-@ALL
+@DLA
 def test_dla_pools_and_layer_overrides(make_trt: Any, conv_model: str, version: str) -> None:
     trt_backend, _ = backend(make_trt, version)
     extra = {"dla_pools": {"managed_sram": 1 << 20, "local_dram": 1 << 28}, "layer_devices": {"sigmoid1": "gpu"}}
@@ -254,7 +266,7 @@ def test_progress_and_timing_cache(make_trt: Any, demo_model: str, tmp_path: Pat
     first = trt_backend.build_plan(demo_model, options, progress=lambda f, phase: seen.append((f, phase)))
     fractions = [f for f, _ in seen if f is not None]
     assert seen[0] == (None, "building") and fractions[-1] == 1.0
-    if version in ("10.3", "11.1"):  # IProgressMonitor exists from 10.0
+    if not version.startswith("8."):  # IProgressMonitor exists from 10.0
         assert 0.0 < fractions[1] < 1.0
     else:
         assert fractions == [1.0]
@@ -291,3 +303,51 @@ def test_old_tensorrt_is_refused() -> None:
 
     with pytest.raises(BackendUnavailable, match=r"8.4.1.5 is too old; edged needs 8.5"):
         import_tensorrt(Old())
+
+
+@pytest.mark.parametrize("version", ["8.5", "10.3"])
+def test_unusable_timing_cache_is_replaced_not_half_used(
+    make_trt: Any, demo_model: str, tmp_path: Path, version: str
+) -> None:
+    """create_timing_cache gives None for a damaged blob and set_timing_cache returns False for a
+    cache timed on another GPU (NvInfer.h v10.3.0); neither may reach the build or the file."""
+    trt_backend, _ = backend(make_trt, version)
+    options = BuildOptions(device="gpu", extra={"state_dir": str(tmp_path)})
+    cache = tmp_path / "tensorrt" / "timing" / f"{trt_backend.version()}-Orin-TensorRT-double-sm87.cache"
+    cache.parent.mkdir(parents=True)
+    other_gpu, _ = backend(make_trt, version, compute=(7, 5))
+    other_gpu.build_plan(demo_model, BuildOptions(device="gpu", extra={"state_dir": str(tmp_path / "other")}))
+    foreign = next((tmp_path / "other" / "tensorrt" / "timing").glob("*.cache")).read_bytes()
+    for blob in (b"\x00garbage", foreign):
+        cache.write_bytes(blob)
+        built = trt_backend.build_plan(demo_model, options)
+        assert any("0 hits" in line for line in built.build_log)  # a fresh cache, not the unusable one
+        assert json.loads(cache.read_bytes())["compute"] == [8, 7]
+
+
+def test_required_timing_cache_hits_prove_reuse(make_trt: Any, demo_model: str, tmp_path: Path) -> None:
+    trt_backend, _ = backend(make_trt, "10.3")
+    strict = BuildOptions(device="gpu", extra={"state_dir": str(tmp_path), "require_timing_cache_hits": True})
+    with pytest.raises(BackendError, match="Timing cache miss"):
+        trt_backend.build_plan(demo_model, strict)  # nothing cached yet
+    trt_backend.build_plan(demo_model, BuildOptions(device="gpu", extra={"state_dir": str(tmp_path)}))
+    trt_backend.build_plan(demo_model, strict)
+    old, _ = backend(make_trt, "8.6")
+    with pytest.raises(BackendError, match="needs TensorRT 10 or newer"):
+        old.build_plan(demo_model, strict)
+
+
+def test_dla_capability_flag_needs_a_builder_config_and_gives_a_per_node_answer(make_trt: Any, demo_model: str) -> None:
+    """NvOnnxParser.h v10.16: with REPORT_CAPABILITY_DLA "a valid IBuilderConfig must be provided
+    to the parser via setBuilderConfig()", and a model not fully DLA-capable then fails to
+    parse. edged builds with GPU fallback all the same and reads the per-node answer."""
+    trt_backend, _ = backend(make_trt, "10.16")
+    built = trt_backend.build_plan(demo_model, BuildOptions(device="dla0", precision="fp16", gpu_fallback=True))
+    answer = {row["name"]: row["device"] for row in built.dla_capability or []}
+    # Expected from dla-rules.md §4 (GlobalAveragePool = Reduce-AVG on the GPU; Flatten into a
+    # constant Gemm folds; the Gemm runs as a 1x1 convolution).
+    assert answer == {"conv1": "dla", "relu1": "dla", "conv2": "dla", "relu2": "dla", "gap": "gpu",
+                      "flatten": "dla", "fc": "dla"}  # fmt: skip
+    assert "INFO: ONNX parser DLA capability: 6 of 7 nodes can run on the DLA" in built.build_log
+    older, _ = backend(make_trt, "10.3")  # no REPORT_CAPABILITY_DLA before 10.15
+    assert older.build_plan(demo_model, BuildOptions(device="dla0", precision="fp16")).dla_capability is None

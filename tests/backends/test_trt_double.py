@@ -3,6 +3,7 @@ documented invariants, so backend tests against it mean something."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any, List, Tuple
 
 import pytest
@@ -127,3 +128,78 @@ def test_execution_refuses_addresses_outside_live_buffers(demo_model: str) -> No
     with pytest.raises(ValueError, match="not inside a live buffer"):
         inp.free()
         context.execute_async_v3(0)
+
+
+def test_report_capability_dla_without_a_builder_config_fails_to_parse(demo_model: str, conv_model: str) -> None:
+    trt = make_tensorrt("10.16", dla_cores=2)
+    builder = trt.Builder(Recorder(trt))
+    parser = trt.OnnxParser(builder.create_network(0), Recorder(trt))
+    parser.set_flag(trt.OnnxParserFlag.REPORT_CAPABILITY_DLA)
+    assert not parser.parse_from_file(conv_model)
+    assert "set_builder_config" in parser.get_error(0).desc()
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    parser = trt.OnnxParser(builder.create_network(0), Recorder(trt))
+    parser.set_flag(trt.OnnxParserFlag.REPORT_CAPABILITY_DLA)
+    assert parser.set_builder_config(config)
+    assert parser.parse_from_file(conv_model)  # every node DLA-capable
+    parser = trt.OnnxParser(builder.create_network(0), Recorder(trt))
+    parser.set_flag(trt.OnnxParserFlag.REPORT_CAPABILITY_DLA)
+    parser.set_builder_config(config)
+    assert not parser.parse_from_file(demo_model)  # "not fully supported by DLA, then parsing will fail"
+    assert "gap (GlobalAveragePool) is not supported on DLA" in parser.get_error(0).desc()
+    with pytest.raises(AttributeError):
+        _ = make_tensorrt("10.3").OnnxParserFlag.REPORT_CAPABILITY_DLA
+
+
+@pytest.mark.parametrize("iface", ["ILogger", "IInt8EntropyCalibrator2", "IProgressMonitor"])
+def test_subclasses_must_call_the_base_init(iface: str) -> None:
+    trt = make_tensorrt("10.3")
+    base = getattr(trt, iface)
+
+    class Forgetful(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self.seen = 0
+
+    class Careful(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+
+    with pytest.raises(TypeError, match=rf"tensorrt.{iface}.__init__\(\) must be called when overriding __init__"):
+        Forgetful()
+    Careful()
+
+
+def test_assigning_a_name_the_version_lacks_raises(conv_model: str) -> None:
+    for version, name in (("10.3", "max_workspace_size"), ("11.1", "int8_calibrator"), ("8.5", "progress_monitor")):
+        trt = make_tensorrt(version)
+        config = trt.Builder(Recorder(trt)).create_builder_config()
+        with pytest.raises(AttributeError, match=name):
+            setattr(config, name, 1)
+
+
+@pytest.mark.parametrize(("version", "second"), [("8.5", -1), ("8.6", -1), ("10.3", 0), ("10.16", 0)])
+def test_second_context_on_profile_0_is_refused_before_10(demo_model: str, version: str, second: int) -> None:
+    """NvInferRuntime.h: 8.5.2 gives profile 0 to the first context only, 8.6.1 only while no
+    other context holds it, 10.x to every new context; before 10 a profile another context
+    holds is refused ("Profile 0 has been chosen by another IExecutionContext")."""
+    trt = make_tensorrt(version)
+    builder, network, logger = _network(trt, demo_model)
+    config = builder.create_builder_config()
+    for _ in range(2):
+        profile = builder.create_optimization_profile()
+        profile.set_shape("images", (1, 3, 64, 64), (2, 3, 64, 64), (2, 3, 64, 64))
+        config.add_optimization_profile(profile)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(builder.build_serialized_network(network, config)))
+    assert engine.num_optimization_profiles == 2
+    first, other = engine.create_execution_context(), engine.create_execution_context()
+    assert first.active_optimization_profile == 0 and other.active_optimization_profile == second
+    assert other.set_optimization_profile_async(0, 0) is (version.startswith("10."))
+    if version.startswith("8."):
+        assert "Profile 0 has been chosen by another IExecutionContext" in logger.lines[-1][1]
+        assert not other.set_input_shape("images", (2, 3, 64, 64))  # no profile yet
+    assert other.set_optimization_profile_async(1, 0) and other.set_input_shape("images", (2, 3, 64, 64))
+    del first
+    gc.collect()
+    third = engine.create_execution_context()  # profile 0 is free again
+    assert third.active_optimization_profile == (-1 if version == "8.5" else 0)

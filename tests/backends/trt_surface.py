@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 API_DIR = Path(__file__).resolve().parents[1] / "trt_double" / "api"
-MAJORS = {"8.5": 8, "8.6": 8, "10.3": 10, "11.1": 11}
+MAJORS = {"8.5": 8, "8.6": 8, "10.3": 10, "10.16": 10, "11.1": 11}
 ALL_VERSIONS = frozenset(MAJORS)
 
 RECEIVERS = {

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
+import onnxruntime
 import pytest
 import yaml
 from caffe_writer import TinyCaffeNet
@@ -33,6 +34,7 @@ PLATFORM = Platform("dgpu", "x86_64", gpus=(GpuInfo("NVIDIA RTX A4000", "8.6", 4
 
 BUILDER = """\
 import numpy as np
+import onnxruntime
 
 
 def build(trt, network, weights_path):
@@ -98,7 +100,8 @@ def test_caffe_and_uff_fail_on_10_and_11_naming_the_version(
         if fmt == "caffe"
         else ModelFormat(type="uff", inputs=(UffInput("in", (3, 8, 8), "nchw"),), outputs=("out",))
     )
-    with pytest.raises(BackendError, match=rf"{fmt} models need TensorRT 8.x's .* TensorRT {version}.0 no longer has"):
+    gone = rf"{fmt} models need \w+Parser, which TensorRT {version}.0 no longer has .*removed in 9.0"
+    with pytest.raises(BackendError, match=gone):
         backend.build_plan(str(tiny_caffe["caffemodel"]), BuildOptions(device="gpu", model_format=spec))
     assert trt._double.loggers == []  # refused before a Builder existed
 
@@ -118,6 +121,13 @@ def test_format_unsupported_by_version() -> None:
     assert format_unsupported("caffe", "8.5.2") is None and format_unsupported("uff", "8.6.1") is None
     assert format_unsupported("network-builder", "11.1.0") is None and format_unsupported("onnx", "10.3.0") is None
     assert "TensorRT 10.3.0 no longer has" in (format_unsupported("uff", "10.3.0") or "")
+    # Gone from 9.0 on, still there in 8.6 (JetPack 6.0): NVIDIA/TensorRT binds pyCaffe/pyUff up
+    # to v8.6.1 and only pyOnnx at v9.1.0.
+    assert format_unsupported("caffe", "8.6.2") is None and format_unsupported("uff", "8.6.2") is None
+    for version in ("9.1.0", "9.3.0"):
+        assert f"TensorRT {version} no longer has" in (format_unsupported("caffe", version) or "")
+    text = format_unsupported("uff", "10.3.0") or ""
+    assert "removed in 9.0" in text and "8.6 (JetPack 6.0) still have them" in text
 
 
 def _model(doc_model: Dict[str, Any]) -> ModelConfig:
@@ -235,5 +245,29 @@ def test_check_config_on_the_device_names_the_tensorrt_version(
         assert proc.returncode == 0, proc.stderr
     else:
         assert proc.returncode == 2
-        expected = f"models[0].format.type: caffe models need TensorRT 8.x's CaffeParser, which TensorRT {version}"
+        expected = f"models[0].format.type: caffe models need CaffeParser, which TensorRT {version}"
         assert expected in proc.stderr
+
+
+@pytest.mark.parametrize("version", ["8.5", "8.6"])
+def test_uff_builds_an_implicit_batch_network_and_runs_with_execute_async(tmp_path: Path, version: str) -> None:
+    """The UFF parser refuses explicit batch (NVIDIA/TensorRT 8.5.2 samples: createNetworkV2(0));
+    the engine then runs through execute_async(batch, bindings, stream), not enqueueV3. The
+    double reads an ONNX model in the .uff file's place (UFF protobufs are not modelled)."""
+    from tests.backends.conftest import write_model
+
+    model = write_model(tmp_path / "m.uff", ["Relu"])
+    backend, trt = _backend(version)
+    fmt = ModelFormat(type="uff", inputs=(UffInput("x", (3, 8, 8), "nchw"),), outputs=("y",))
+    options = BuildOptions(device="gpu", batch=4, model_format=fmt)
+    runner = backend.load_plan(backend.build_plan(str(model), options).plan, options)
+    assert [spec.shape for spec in runner.inputs] == [(None, 3, 8, 8)]
+    x = np.random.default_rng(3).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    ort = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    assert runner.infer({"x": x})["y"].tobytes() == ort.run(None, {"x": x})[0].tobytes()
+    with pytest.raises(BackendError, match=r"does not fit the plan's \[1..4\]"):
+        runner.infer({"x": np.zeros((5, 3, 8, 8), np.float32)})
+    runner.close()
+    # The library's refusals the runner must not run into.
+    network = trt.Builder(backend.logger).create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    assert not trt.UffParser().parse(str(model), network)

@@ -152,3 +152,31 @@ def dynamic_hw() -> onnx.ModelProto:
 def dynamic_batch() -> onnx.ModelProto:
     net = Net("dynamic_batch", shape=("N", 3, 32, 32))
     return net.model(net.op("Relu", [net.conv("input", 3, 8, name="conv")], "relu"))
+
+
+def dla_tutorial_model_bn() -> onnx.ModelProto:
+    """The ``ModelBN`` classifier of NVIDIA-AI-IOT/jetson_dla_tutorial (models.py) as
+    ``torch.onnx.export`` writes it in its export.py: four stride-2 3x3 convolutions (BatchNorm
+    folded in) with ReLU, AdaptiveAvgPool2d(1) as GlobalAveragePool, ``x.view(x.shape[0], -1)``
+    as Shape/Gather/Unsqueeze/Concat/Reshape, and a Linear(512, 10) as Gemm; input
+    [batch_size, 3, 32, 32] and output [batch_size, 10] with the batch symbolic. Node names
+    follow the tutorial's published Orin log (Conv_0 ... Relu_7, GlobalAveragePool_8, Gemm_15)."""
+    net = Net("ModelBN", shape=("batch_size", 3, 32, 32), opset=11)
+    x, cin, index = "input", 3, 0
+    for cout in (64, 128, 256, 512):
+        bias = net.const(np.zeros(cout))
+        w = net.const(np.zeros((cout, cin, 3, 3)))
+        x = net.op("Conv", [x, w, bias], f"Conv_{index}", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+        x = net.op("Relu", [x], f"Relu_{index + 1}")
+        cin, index = cout, index + 2
+    pooled = net.op("GlobalAveragePool", [x], "GlobalAveragePool_8")
+    shape = net.op("Shape", [pooled], "Shape_9")
+    zero = net.op("Constant", [], "Constant_10", value=numpy_helper.from_array(np.array(0, np.int64)))
+    batch = net.op("Gather", [shape, zero], "Gather_11", axis=0)
+    batch = net.op("Unsqueeze", [batch], "Unsqueeze_12", axes=[0])
+    target = net.op("Concat", [batch, net.const([-1], np.int64)], "Concat_13", axis=0)
+    flat = net.op("Reshape", [pooled, target], "Reshape_14")
+    out = net.op("Gemm", [flat, net.const(np.zeros((10, 512))), net.const(np.zeros(10))], "Gemm_15", transB=1)
+    model = net.model(out)
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch_size", 10]))
+    return model

@@ -1,7 +1,8 @@
 """TEST DOUBLE of NVIDIA TensorRT's Python API. This is not TensorRT and not hardware.
 
 ``make_tensorrt("10.3", dla_cores=2)`` returns a module object that stands in for
-``import tensorrt`` of that generation (8.5, 8.6, 10.3 or 11.1). Its classes and enums are
+``import tensorrt`` of that generation (8.5, 8.6, 10.3, 10.16 or 11.1). Every behaviour it
+enforces is listed with NVIDIA's source and its test in docs/tensorrt-contracts.md. Its classes and enums are
 generated from NVIDIA's per-version API tables (api/*.json), so a name a generation lacks
 raises AttributeError. It enforces the documented invariants edged relies on (DLA needs
 FP16/INT8 before 11; a layer the DLA cannot run fails the build without GPU fallback; the
@@ -16,6 +17,7 @@ layer fusion, reduced-precision arithmetic or timing.
 from __future__ import annotations
 
 import types
+import weakref
 from typing import Any, Dict, List, Tuple
 
 from tests.trt_double import build, builder, layers, parsers, runtime
@@ -24,7 +26,7 @@ from tests.trt_double.surface import VERSIONS, EnumType, Guarded, bind, load_tab
 
 __all__ = ["HostCuda", "TensorRTDouble", "make_tensorrt", "VERSIONS"]
 
-_FULL_VERSIONS = {"8.5": "8.5.2", "8.6": "8.6.1", "10.3": "10.3.0", "11.1": "11.1.0"}
+_FULL_VERSIONS = {"8.5": "8.5.2", "8.6": "8.6.1", "10.3": "10.3.0", "10.16": "10.16.0", "11.1": "11.1.0"}
 _IMPLEMENTED = [
     build.ITensor, build.ILayer, layers.INetworkDefinition, build.ParserError, build.OnnxParser,
     layers.IConvolutionLayer, layers.IActivationLayer, layers.IFullyConnectedLayer,
@@ -42,11 +44,15 @@ class TensorRTDouble:
         self.version = version
         self.version_string = _FULL_VERSIONS[version]
         self.major = int(version.split(".")[0])
-        self.dla_cores = dla_cores
+        # ``dla_cores`` is the hardware's; TensorRT 11.0-11.3 drive none of them ("DLA was
+        # unavailable in TensorRT 11.0 through 11.3", docs.nvidia.com/deeplearning/tensorrt/
+        # 11.4.1/inference-library/work-with-dla.html), so their Builder reports 0.
+        self.hardware_dla_cores = dla_cores
+        self.dla_cores = 0 if self.major == 11 and int(version.split(".")[1]) < 4 else dla_cores
         self.compute = compute
         self.loggers: List[Any] = []
         self.executions: List[Tuple[Any, int]] = []  # (DLA core or None, stream) per execute_async_v3
-        self.contexts: List[Any] = []
+        self.contexts: Any = weakref.WeakSet()  # live execution contexts
         # (build | deserialize | context | execute, the calling thread's current CUDA device)
         self.device_calls: List[Tuple[str, int]] = []
         self.parsers: List[Any] = []  # CaffeParser/UffParser instances, for tests to inspect
@@ -61,6 +67,29 @@ class TensorRTDouble:
         member = getattr(self.module.ILogger.Severity, severity)
         for logger in list(dict.fromkeys(self.loggers)):
             logger.log(member, message)
+
+
+class Trampoline(type):
+    """Metaclass of the interfaces users subclass (ILogger, IInt8EntropyCalibrator2,
+    IProgressMonitor). pybind11 refuses an instance whose ``__init__`` did not run the bound
+    base ``__init__``: "TypeError: tensorrt.ILogger.__init__() must be called when overriding
+    __init__" (pybind11 detail/class.h, pybind11_meta_call); TensorRT would otherwise hold an
+    object with no C++ side."""
+
+    def __new__(mcs, name: str, bases: Tuple[type, ...], namespace: Dict[str, Any]) -> "Trampoline":
+        if not bases:
+
+            def base_init(self: Any) -> None:
+                object.__setattr__(self, "_trampoline_initialised", True)
+
+            namespace = {**namespace, "__init__": base_init, "_trampoline_name": name}
+        return super().__new__(mcs, name, bases, namespace)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        instance = super().__call__(*args, **kwargs)
+        if not getattr(instance, "_trampoline_initialised", False):
+            raise TypeError(f"tensorrt.{cls._trampoline_name}.__init__() must be called when overriding __init__")  # type: ignore[attr-defined]
+        return instance
 
 
 def make_tensorrt(version: str, dla_cores: int = 0, compute: Tuple[int, int] = (8, 7)) -> Any:
@@ -83,18 +112,15 @@ def make_tensorrt(version: str, dla_cores: int = 0, compute: Tuple[int, int] = (
 
     severity = EnumType("Severity", table["enums"]["ILogger.Severity"])
 
-    class ILogger:  # subclassed by users, like the real trampoline class
+    class ILogger(metaclass=Trampoline):  # subclassed by users, like the real trampoline class
         Severity = severity
-
-        def __init__(self) -> None:
-            pass
 
     for member in _SEVERITY_NAMES:
         setattr(ILogger, member, getattr(severity, member))
     module.ILogger = ILogger  # type: ignore[attr-defined]
     for iface in ("IInt8EntropyCalibrator2", "IProgressMonitor"):
         if iface in table["classes"]:
-            setattr(module, iface, type(iface, (), {"__init__": lambda self: None}))
+            setattr(module, iface, Trampoline(iface, (), {}))
     return module
 
 

@@ -1,8 +1,8 @@
 """Build side of the TensorRT test double: Builder, network, ONNX parser, builder config.
 
 Modelling choices (documented, deliberately small): one layer per ONNX node (no fusion);
-DLA capability decided per ONNX op type from DLA_OPS; precision flags change the plan's
-record, not the arithmetic (execution always runs the ONNX model in ONNX Runtime).
+DLA capability decided per node by the double's own table (dla.py); precision flags change
+the plan's record, not the arithmetic (execution always runs the ONNX model in ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from tests.trt_double.dla import dla_capable, shape_only
 from tests.trt_double.surface import Guarded
 
 SUPPORTED_OPS = {
-    "Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm", "MatMul", "Add", "Mul", "Sub", "Sigmoid", "Tanh",
+    "Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm", "MatMul", "Add", "Mul", "Sub", "Div", "Sigmoid", "Tanh",
     "MaxPool", "AveragePool", "Concat", "Reshape", "Softmax", "Clip", "LeakyRelu", "BatchNormalization", "Cast",
-    "QuantizeLinear", "DequantizeLinear", "Identity", "Transpose",
+    "QuantizeLinear", "DequantizeLinear", "Identity", "Transpose", "Shape", "Gather", "Unsqueeze", "Constant",
 }  # fmt: skip
-# ONNX op -> DLA capable (DESIGN §6 / dla-rules.md): GlobalAveragePool becomes a Reduce layer
-# that 8.5 keeps on the GPU; Gemm/MatMul/Flatten/Reshape/Q-DQ stay on the GPU everywhere.
-DLA_OPS = {"Conv", "Relu", "Sigmoid", "Tanh", "Clip", "LeakyRelu", "MaxPool", "AveragePool", "Add", "Mul", "Sub",
-           "Concat", "BatchNormalization", "GlobalAveragePool"}  # fmt: skip
-DLA_OPS_EXCLUDED = {"8.5": {"GlobalAveragePool"}}
 _ONNX_DTYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 2: "UINT8", 9: "BOOL"}
 
 
@@ -42,8 +38,9 @@ class ITensor(Guarded):
 class ILayer(Guarded):
     _trt_class = "ILayer"
 
-    def __init__(self, name: str, op_type: str, reduced: bool) -> None:
-        self._name, self._op, self._reduced = name, op_type, reduced
+    def __init__(self, name: str, op_type: str, reduced: bool, dla: bool = False) -> None:
+        self._name, self._op, self._reduced, self._dla = name, op_type, reduced, dla
+        self._host = False  # a shape calculation TensorRT does at build/enqueue time, never placed
 
     name = property(lambda self: self._name)
     type = property(lambda self: self._op)
@@ -64,10 +61,13 @@ class INetworkDefinition(Guarded):
         typed = any(i.data_type == 10 for i in model.graph.initializer) or any(
             n.op_type == "QuantizeLinear" for n in model.graph.node
         )
-        self._layers = [
-            self._double.bind("ILayer")(n.name or f"{n.op_type}_{i}", n.op_type, typed)
-            for i, n in enumerate(model.graph.node)
-        ]
+        dla, host = dla_capable(model, self._double.major), shape_only(model)
+        self._layers = []
+        for i, node in enumerate(model.graph.node):
+            name = node.name or f"{node.op_type}_{i}"
+            layer = self._double.bind("ILayer")(name, node.op_type, typed, dla[name])
+            layer._host = name in host
+            self._layers.append(layer)
         inits = {i.name for i in model.graph.initializer}
         for value in model.graph.input:
             if value.name in inits:
@@ -111,6 +111,61 @@ class OnnxParser(Guarded):
 
     def __init__(self, network: INetworkDefinition, logger: Any) -> None:
         self._network, self._logger, self._errors = network, logger, []  # type: ignore[var-annotated]
+        self._config: Any = None
+        self._subgraphs: List[Any] = []  # (supported, node indices) from supports_model_v2
+
+    def set_builder_config(self, builder_config: Any) -> bool:
+        self._config = builder_config
+        return True
+
+    def _dla_report(self) -> bool:
+        flag = getattr(getattr(self._trt, "OnnxParserFlag", None), "REPORT_CAPABILITY_DLA", None)
+        return flag is not None and self.get_flag(flag)
+
+    def _needs_config(self) -> bool:
+        """REPORT_CAPABILITY_DLA: "When this flag is set, a valid IBuilderConfig must be provided
+        to the parser via setBuilderConfig()" (NvOnnxParser.h v10.16 / v11.1)."""
+        if self._dla_report() and self._config is None:
+            desc = "REPORT_CAPABILITY_DLA is set but no IBuilderConfig was given with set_builder_config()"
+            self._errors.append(self._double.bind("ParserError")(desc, -1, ""))
+            return True
+        return False
+
+    def _dla_ok(self, proto: Any) -> Dict[str, bool]:
+        config, trt = self._config, self._trt
+        reduced = trt._double.major >= 11 or any(
+            config.get_flag(getattr(trt.BuilderFlag, f)) for f in ("FP16", "INT8") if hasattr(trt.BuilderFlag, f)
+        )
+        return {name: ok and reduced for name, ok in dla_capable(proto, trt._double.major).items()}
+
+    def supports_model_v2(self, model: bytes, path: Optional[str] = None) -> bool:
+        """Partitions the nodes into runs the parser (and with REPORT_CAPABILITY_DLA, the DLA)
+        supports or not: "is_subgraph_supported() will also return capability in the context
+        of DLA support" (NvOnnxParser.h v10.16)."""
+        import onnx
+
+        self._subgraphs = []
+        if self._needs_config():
+            return False
+        proto = onnx.load_from_string(bytes(model))
+        dla = self._dla_ok(proto) if self._dla_report() else None
+        host = shape_only(proto)
+        for index, node in enumerate(proto.graph.node):
+            name = node.name or f"{node.op_type}_{index}"
+            ok = node.op_type in SUPPORTED_OPS and (dla is None or name in host or dla[name])
+            if self._subgraphs and self._subgraphs[-1][0] == ok:
+                self._subgraphs[-1][1].append(index)
+            else:
+                self._subgraphs.append((ok, [index]))
+        return all(ok for ok, _ in self._subgraphs)
+
+    num_subgraphs = property(lambda self: len(self._subgraphs))
+
+    def is_subgraph_supported(self, index: int) -> bool:
+        return bool(self._subgraphs[index][0])
+
+    def get_subgraph_nodes(self, index: int) -> List[int]:
+        return list(self._subgraphs[index][1])
 
     def parse_from_file(self, path: str) -> bool:
         with open(path, "rb") as handle:
@@ -131,9 +186,17 @@ class OnnxParser(Guarded):
         except Exception as exc:
             self._errors.append(self._double.bind("ParserError")(f"Failed to parse ONNX model: {exc}", -1, ""))
             return False
+        if self._needs_config():
+            return False
+        dla = self._dla_ok(proto) if self._dla_report() else {}
+        host = shape_only(proto)
         for i, node in enumerate(proto.graph.node):
             if node.op_type not in SUPPORTED_OPS:
                 desc = f"No importer registered for op: {node.op_type}"
+                self._errors.append(self._double.bind("ParserError")(desc, i, node.name))
+            elif dla and not dla[node.name or f"{node.op_type}_{i}"] and (node.name or "") not in host:
+                # "If the model is not fully supported by DLA, then parsing will fail" (NvOnnxParser.h v10.16).
+                desc = f"node {node.name} ({node.op_type}) is not supported on DLA (REPORT_CAPABILITY_DLA)"
                 self._errors.append(self._double.bind("ParserError")(desc, i, node.name))
         if self._errors:
             return False
@@ -166,13 +229,18 @@ class IOptimizationProfile(Guarded):
 
 
 class ITimingCache(Guarded):
+    """Serialised with a header naming the TensorRT version and the GPU it was timed on:
+    "The timing cache has verification header to make sure the provided cache can be used in
+    current environment" (NvInfer.h v10.3.0, IBuilderConfig::setTimingCache)."""
+
     _trt_class = "ITimingCache"
 
-    def __init__(self, entries: Dict[str, float]) -> None:
-        self._entries = entries
+    def __init__(self, entries: Dict[str, float], trt: str, compute: List[int]) -> None:
+        self._entries, self._trt_version, self._compute = entries, trt, list(compute)
 
     def serialize(self) -> bytes:
-        return json.dumps(self._entries, sort_keys=True).encode()
+        doc = {"timing_cache": self._trt_version, "compute": self._compute, "entries": self._entries}
+        return json.dumps(doc, sort_keys=True).encode()
 
 
 class IBuilderConfig(Guarded):
@@ -226,7 +294,7 @@ class IBuilderConfig(Guarded):
 
     def can_run_on_DLA(self, layer: ILayer) -> bool:
         double = self._trt._double
-        if layer.type not in DLA_OPS or layer.type in DLA_OPS_EXCLUDED.get(double.version, ()):
+        if not layer._dla:
             return False
         if double.major < 11:  # the DLA runs FP16 or INT8 only
             return self.get_flag(self._trt.BuilderFlag.FP16) or self.get_flag(self._trt.BuilderFlag.INT8)
@@ -239,10 +307,33 @@ class IBuilderConfig(Guarded):
     def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
         return True
 
-    def create_timing_cache(self, data: bytes) -> ITimingCache:
-        return self._trt._double.bind("ITimingCache")(json.loads(bytes(data).decode()) if data else {})
+    def create_timing_cache(self, data: bytes) -> Optional[ITimingCache]:
+        """Size 0 makes a new cache; a blob that is no timing cache of this TensorRT logs an
+        error and gives None (modelled: NvInfer.h documents only the pointer it returns)."""
+        double = self._trt._double
+        compute = list(double.compute)
+        if not data:
+            return double.bind("ITimingCache")({}, double.version_string, compute)  # type: ignore[no-any-return]
+        try:
+            doc = json.loads(bytes(data).decode())
+            entries, version, compute = dict(doc["entries"]), str(doc["timing_cache"]), list(doc["compute"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            double.log("ERROR", "Timing cache: the serialized data is not a valid timing cache")
+            return None
+        if version != double.version_string:
+            double.log("ERROR", f"Timing cache was created by TensorRT {version}, this is {double.version_string}")
+            return None
+        return double.bind("ITimingCache")(entries, version, compute)  # type: ignore[no-any-return]
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        """pybind11 passes ``cache`` by reference: None is a TypeError. A cache timed on a GPU
+        with other properties is refused unless ``ignore_mismatch`` (NvInfer.h v10.3.0)."""
+        double = self._trt._double
+        if not isinstance(cache, ITimingCache):
+            raise TypeError("set_timing_cache(): incompatible function arguments (cache must be an ITimingCache)")
+        if cache._compute != list(double.compute) and not bool(ignore_mismatch):
+            double.log("ERROR", "Timing cache: the CUDA device property of the cache differs from the current device")
+            return False
         self._timing = cache
         return True
 

@@ -51,6 +51,10 @@ class Builder(Guarded):
 
     num_DLA_cores = property(lambda self: self._double.dla_cores)
     platform_has_fast_fp16 = property(lambda self: True)
+    # Implicit-batch networks only (8.x): the largest batch the engine runs.
+    max_batch_size = property(
+        lambda self: getattr(self, "_max_batch", 1), lambda self, v: object.__setattr__(self, "_max_batch", int(v))
+    )
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
         return self._double.bind("INetworkDefinition")(self._trt, int(flags))
@@ -73,15 +77,12 @@ class Builder(Guarded):
         if network._model is None:
             log("ERROR", "Network has no layers (was the ONNX model parsed?)")
             return None
-        profile: Dict[str, List[List[int]]] = {}
-        for tensor in network._inputs:
-            if -1 in tensor.shape:
-                found = [p for p in config._profiles if tensor.name in p._shapes]
-                if not found:
-                    log("ERROR", "Network has dynamic or shape inputs, but no optimization profile has been defined.")
-                    return None
-                profile[tensor.name] = [list(s) for s in found[0]._shapes[tensor.name]]
-        placement = self._place(network, config, profile)
+        explicit = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+        implicit = explicit is not None and double.major < 10 and not network._flags & (1 << int(explicit))
+        profiles = [] if implicit else self._profiles(network, config)
+        if profiles is None:
+            return None
+        placement = self._place(network, config, profiles)
         if placement is None:
             return None
         calibrated = self._calibrate(network, config)
@@ -92,16 +93,22 @@ class Builder(Guarded):
             return None
         if config._timing is not None:
             entries = config._timing._entries
-            keys = [f"{double.compute}:{layer.name}" for layer in network._layers]
-            hits = sum(key in entries for key in keys)
-            entries.update({key: 0.01 for key in keys})
-            log("INFO", f"Timing cache: {hits} hits, {len(keys) - hits} misses")
+            keys = [f"{double.compute}:{layer.name}" for layer in network._layers if not layer._host]
+            misses = [key for key in keys if key not in entries]
+            miss_flag = getattr(trt.BuilderFlag, "ERROR_ON_TIMING_CACHE_MISS", None)
+            if misses and miss_flag is not None and config.get_flag(miss_flag):
+                # "Emit error when a tactic being timed is not present in the timing cache" (NvInfer.h v10.3.0).
+                log("ERROR", f"Timing cache miss for {misses[0].split(':', 1)[1]} with ERROR_ON_TIMING_CACHE_MISS set")
+                return None
+            entries.update({key: 0.01 for key in misses})
+            log("INFO", f"Timing cache: {len(keys) - len(misses)} hits, {len(misses)} misses")
         header = {
             "trt": double.version_string,
             "compute": list(double.compute),
             "dla_core": config._dla_core if any(d != "gpu" for _, d, _ in placement) else None,
             "placement": placement,
-            "profile": profile,
+            "profiles": profiles,
+            "implicit_batch": self.max_batch_size if implicit else None,
             "flags": sorted(f.name for f in config._flags),
             "calibration": calibrated,
             "detailed": config._verbosity == trt.ProfilingVerbosity.DETAILED,
@@ -109,17 +116,39 @@ class Builder(Guarded):
         }
         return double.bind("IHostMemory")(pack_plan(header, network._model.SerializeToString()))
 
-    def _place(self, network: INetworkDefinition, config: IBuilderConfig, profile: Dict[str, Any]) -> Optional[list]:  # type: ignore[type-arg]
+    def _profiles(self, network: INetworkDefinition, config: IBuilderConfig) -> Optional[List[Dict[str, Any]]]:
+        """Each profile's min/opt/max per dynamic input; every profile must cover every one
+        (IOptimizationProfile, NvInferRuntime.h: "all dynamic inputs ... in each profile")."""
+        dynamic = [t.name for t in network._inputs if -1 in t.shape]
+        if dynamic and not config._profiles:
+            self._double.log(
+                "ERROR", "Network has dynamic or shape inputs, but no optimization profile has been defined."
+            )
+            return None
+        profiles = []
+        for index, profile in enumerate(config._profiles if dynamic else []):
+            missing = [name for name in dynamic if name not in profile._shapes]
+            if missing:
+                self._double.log("ERROR", f"Optimization profile {index} has no shapes for input {missing[0]}")
+                return None
+            profiles.append({name: [list(s) for s in profile._shapes[name]] for name in dynamic})
+        return profiles
+
+    def _place(
+        self, network: INetworkDefinition, config: IBuilderConfig, profiles: List[Dict[str, Any]]
+    ) -> Optional[List[Any]]:
         double, trt = self._double, self._trt
         fallback = config.get_flag(trt.BuilderFlag.GPU_FALLBACK)
         placement = []
         for layer in network._layers:
+            if layer._host:
+                continue
             device = config.get_device_type(layer)
             if device == trt.DeviceType.DLA:
                 if not 0 <= config._dla_core < double.dla_cores:
                     double.log("ERROR", f"Cannot create DLA engine, DLA core {config._dla_core} not available")
                     return None
-                if any(lo != hi for lo, _, hi in profile.values()):
+                if any(lo != hi for profile in profiles for lo, _, hi in profile.values()):
                     double.log("ERROR", f"{layer.name}: DLA only supports static shapes (min == max in the profile)")
                     return None
                 if not config.can_run_on_DLA(layer):

@@ -4,8 +4,9 @@ no CaffeParser or UffParser, so the module lacks the attribute, as the real one 
 CaffeParser fills the network through the double's network API (Input/Convolution/ReLU/
 InnerProduct; other layer types log "could not parse layer type"), reading the weights
 from the .caffemodel with a small protobuf wire reader. With an explicit-batch network the
-real parser fixes the batch to 1, and so does this one. UFF graphs are not modelled:
-UffParser records register_input/register_output and its parse logs an error and fails.
+real parser fixes the batch to 1, and so does this one. UFF protobufs are not modelled:
+UffParser refuses an explicit-batch network as the real one does, and otherwise reads an ONNX
+model in the UFF file's place into an implicit-batch network.
 """
 
 from __future__ import annotations
@@ -173,6 +174,28 @@ class UffParser(Guarded):
         return True
 
     def parse(self, file: str, network: Any, weights_type: Any = None) -> bool:
+        """The UFF parser supports neither explicit batch nor dynamic shapes (every UFF sample
+        at NVIDIA/TensorRT 8.5.2 calls createNetworkV2(0); NVIDIA/TensorRT issue 438).
+
+        Modelling choice: UFF protobufs are not modelled; the double reads an ONNX model from
+        ``file`` in their place, with a leading batch axis the registered shapes leave out."""
+        import onnx
+
         self._parsed = file
-        self._double.log("ERROR", "UFF graphs are not modelled by the TensorRT test double")
-        return False
+        flag = getattr(self._trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+        if flag is not None and network._flags & (1 << int(flag)):
+            self._double.log("ERROR", "UFF parser does not support networks with an explicit batch dimension")
+            return False
+        try:
+            model = onnx.load(file)
+        except Exception:
+            self._double.log("ERROR", f"{file}: not a UFF graph the double can read (it reads ONNX in their place)")
+            return False
+        network._load(model)
+        registered = {name: shape for name, shape, _ in self._inputs}
+        for tensor in network._inputs:
+            if tensor.name not in registered:
+                self._double.log("ERROR", f"UFF input {tensor.name} was not registered")
+                return False
+            tensor._shape = registered[tensor.name]  # implicit batch: the shape leaves out the batch
+        return True

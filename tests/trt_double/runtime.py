@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -66,6 +67,8 @@ class ICudaEngine(Guarded):
         self._dla_core = dla_core  # what the double ran on; tests read it
         self._device = device  # the CUDA device the engine lives on
         self._session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        self._contexts: Any = weakref.WeakSet()  # live execution contexts, for profile ownership
+        self._created = 0
         self._io: List[Tuple[str, bool, Tuple[int, ...], str]] = []
         for value, is_input in [(v, True) for v in self._session.get_inputs()] + [
             (v, False) for v in self._session.get_outputs()
@@ -91,8 +94,42 @@ class ICudaEngine(Guarded):
     def get_tensor_dtype(self, name: str) -> Any:
         return getattr(self._trt.DataType, self._find(name)[3])
 
+    num_optimization_profiles = property(lambda self: max(len(self._header["profiles"]), 1))
+    has_implicit_batch_dimension = property(lambda self: self._implicit())
+
+    def _implicit(self) -> bool:
+        return self._header.get("implicit_batch") is not None
+
+    max_batch_size = property(lambda self: self._max_batch())
+
+    def _max_batch(self) -> int:
+        return int(self._header.get("implicit_batch") or 1)
+
+    num_bindings = property(lambda self: len(self._io))
+
+    def get_binding_name(self, index: int) -> str:
+        return self._io[index][0]
+
+    def binding_is_input(self, index: int) -> bool:
+        return self._io[index][1]
+
+    def get_binding_shape(self, index: int) -> Tuple[int, ...]:
+        """Implicit-batch engines leave the batch out of binding shapes."""
+        shape = self._io[index][2]
+        return shape[1:] if self._implicit() else shape
+
+    def get_binding_dtype(self, index: int) -> Any:
+        return getattr(self._trt.DataType, self._io[index][3])
+
     def get_tensor_profile_shape(self, name: str, profile: int) -> List[Tuple[int, ...]]:
-        return [tuple(s) for s in self._header["profile"][name]]
+        return [tuple(s) for s in self._header["profiles"][profile][name]]
+
+    def _dynamic(self) -> bool:
+        return bool(self._header["profiles"])
+
+    def _holder_of(self, profile: int, asking: Any) -> Any:
+        """The other live context that holds ``profile``, if any."""
+        return next((c for c in self._contexts if c is not asking and c._profile == profile), None)
 
     def _on_own_device(self, call: str) -> bool:
         device = current_device()
@@ -123,14 +160,51 @@ class IExecutionContext(Guarded):
         self._engine = engine
         self._addresses: Dict[str, int] = {}
         self._shapes: Dict[str, Tuple[int, ...]] = {}
-        engine._double.contexts.append(self)
+        # Which profile a new context gets (NvInferRuntime.h, createExecutionContext): 8.5.2 "the
+        # first execution context created will call setOptimizationProfile(0) implicitly", the
+        # others get none; 8.6.1 gives profile 0 "if there are no other execution contexts
+        # assigned to optimization profile 0"; 10.x assigns profile 0 to every new context.
+        double = engine._double
+        if double.major >= 10 or not engine._dynamic():
+            self._profile = 0
+        elif double.version == "8.5":
+            self._profile = 0 if not engine._created else -1
+        else:
+            self._profile = -1 if engine._holder_of(0, self) is not None else 0
+        engine._created += 1
+        engine._contexts.add(self)
+        double.contexts.add(self)
+
+    active_optimization_profile = property(lambda self: self._profile)
+
+    def set_optimization_profile_async(self, profile_index: int, stream: int) -> bool:
+        """Before 10, "each execution context in concurrent use must use a separate
+        optimization profile" (NvInferRuntime.h, class IExecutionContext, 8.5.2/8.6.1) and the
+        library refuses a profile another context holds (NVIDIA/TensorRT issues 1597, 4127)."""
+        engine, double = self._engine, self._double
+        if not 0 <= profile_index < engine.num_optimization_profiles:
+            double.log("ERROR", f"setOptimizationProfileAsync: profile index {profile_index} is out of range")
+            return False
+        if double.major < 10 and engine._holder_of(profile_index, self) is not None:
+            double.log(
+                "ERROR",
+                f"Profile {profile_index} has been chosen by another IExecutionContext. Use another profileIndex "
+                "or destroy the IExecutionContext that uses this profile.",
+            )
+            return False
+        self._profile = profile_index
+        self._shapes.clear()
+        return True
 
     def set_tensor_address(self, name: str, address: int) -> bool:
         self._addresses[name] = int(address)
         return True
 
     def set_input_shape(self, name: str, shape: Any) -> bool:
-        lo, _, hi = self._engine.get_tensor_profile_shape(name, 0)
+        if self._profile < 0:
+            self._double.log("ERROR", "setInputShape: no optimization profile is set for this execution context")
+            return False
+        lo, _, hi = self._engine.get_tensor_profile_shape(name, self._profile)
         shape = tuple(int(d) for d in shape)
         if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
             self._double.log("ERROR", f"setInputShape: {name} shape {shape} is outside the profile [{lo}, {hi}]")
@@ -145,9 +219,36 @@ class IExecutionContext(Guarded):
         batch = next(iter(self._shapes.values()), (1,))[0]
         return tuple(batch if d < 0 else d for d in shape)
 
+    def execute_async(self, batch_size: int, bindings: Any, stream_handle: int, input_consumed: Any = None) -> bool:
+        """enqueue(batchSize, bindings, stream, inputConsumed): the call an implicit-batch engine
+        runs with (NvInferRuntime.h 8.5.2); bindings are device pointers by binding index."""
+        engine, double = self._engine, self._double
+        if not engine._implicit():
+            double.log("ERROR", "enqueue: the engine has explicit batch; use enqueueV3")
+            return False
+        if not 1 <= int(batch_size) <= engine._max_batch():
+            double.log("ERROR", f"enqueue: batch size {batch_size} exceeds the engine's {engine._max_batch()}")
+            return False
+        for (name, is_input, shape, _), address in zip(engine._io, list(bindings)):
+            self._addresses[name] = int(address)
+            if is_input:
+                self._shapes[name] = (int(batch_size), *shape[1:])
+        return self._run(stream_handle)
+
     def execute_async_v3(self, stream_handle: int) -> bool:
         engine, double = self._engine, self._double
+        if engine._implicit():
+            # enqueueV2/executeV2 "only work for ... full dimension networks" (NvInferRuntime.h 8.5.2).
+            double.log("ERROR", "enqueueV3: the engine was built with an implicit batch dimension; use enqueue")
+            return False
+        return self._run(stream_handle)
+
+    def _run(self, stream_handle: int) -> bool:
+        engine, double = self._engine, self._double
         if not engine._on_own_device("execute"):
+            return False
+        if self._profile < 0:
+            double.log("ERROR", "enqueueV3: an optimization profile must be set for a dynamic-shape engine")
             return False
         feeds = {}
         for name, is_input, shape, dtype in engine._io:
@@ -185,8 +286,12 @@ class EngineInspector(Guarded):
         run: List[str] = []
 
         def flush() -> None:
+            # A one-layer island has no range: "{ForeignNode[Conv_0]}" (NVIDIA-AI-IOT/
+            # jetson_dla_tutorial README, Orin trtexec log; NVIDIA/TensorRT v10.16
+            # samples/sampleCudla/README.md).
             if run:
-                layers.append({"Name": f"{{ForeignNode[{run[0]}...{run[-1]}]}}", "LayerType": "DLA"})
+                inner = run[0] if len(run) == 1 else f"{run[0]}...{run[-1]}"
+                layers.append({"Name": f"{{ForeignNode[{inner}]}}", "LayerType": "DLA"})
                 run.clear()
 
         for name, device, op in header["placement"]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterator
 
 API_DIR = Path(__file__).with_name("api")
-VERSIONS = ("8.5", "8.6", "10.3", "11.1")
+VERSIONS = ("8.5", "8.6", "10.3", "10.16", "11.1")
 
 
 def load_table(version: str) -> Dict[str, Any]:

@@ -17,6 +17,7 @@ from edged.backends.tensorrt.formats import network_source
 from edged.backends.tensorrt.network import NetworkSource, OnnxNetwork
 from edged.backends.tensorrt.options import parse_options
 from edged.backends.tensorrt.runner import TensorRTRunner
+from edged.backends.tensorrt.runner_implicit import ImplicitBatchRunner, is_implicit_batch
 from edged.errors import BackendError, BackendUnavailable, CudaError
 
 __all__ = ["TensorRTBackend"]
@@ -124,4 +125,6 @@ class TensorRTBackend(Backend):
         # An engine belongs to the device current when it is deserialised.
         cuda.use()
         engine, runtime = deserialize(self.api, self.logger, self.tail, plan, opts.dla_core)
+        if self.api.major < 10 and is_implicit_batch(self.api, engine):  # UFF plans (8.5/8.6)
+            return ImplicitBatchRunner(self.api, cuda, engine, runtime)
         return TensorRTRunner(self.api, cuda, engine, runtime)

@@ -12,9 +12,16 @@ from edged.backends.calibration import CalibrationSet
 from edged.backends.tensorrt.api import LogTail, TrtApi
 from edged.backends.tensorrt.callbacks import make_calibrator, make_progress_monitor, write_atomic
 from edged.backends.tensorrt.engine import deserialize, layer_placement
-from edged.backends.tensorrt.network import NetworkSource, create_network
-from edged.backends.tensorrt.options import TrtOptions, profile_shapes
+from edged.backends.tensorrt.network import (
+    NetworkSource,
+    OnnxNetwork,
+    create_implicit_batch_network,
+    create_network,
+    dla_capability,
+)
+from edged.backends.tensorrt.options import CONTEXT_SLOTS, TrtOptions, profile_shapes
 from edged.errors import BackendError
+from edged.trt_releases import dla_supported, no_dla_reason
 
 __all__ = ["EngineBuilder", "trt_dtype_name"]
 
@@ -59,15 +66,22 @@ class EngineBuilder:
         self.cuda.use()
         mark = self.tail.mark()
         builder = trt.Builder(self.logger)
-        network = create_network(self.api, builder)
+        if source.implicit_batch:
+            network = create_implicit_batch_network(self.api, builder, opts.batch)
+        else:
+            network = create_network(self.api, builder)
         source.populate(self.api, network, self.logger, dla=opts.dla_core is not None)
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_bytes)
         # DETAILED keeps layer types in the plan for the inspector (a few KiB, no speed cost).
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-        self._profiles(builder, network, config, opts)
+        if not source.implicit_batch:  # implicit-batch networks have no dynamic shapes, hence no profiles
+            self._profiles(builder, network, config, opts)
         self._dla(builder, network, config, opts)
         calibrator = self._precision(network, config, opts, calibration, source)
+        capability = None
+        if self.api.major >= 10 and opts.dla_core is not None and isinstance(source, OnnxNetwork):
+            capability = dla_capability(self.api, builder, self.logger, config, source.path)
         cache_path = self._timing_cache(config, opts)
         monitor = None
         if progress is not None:
@@ -93,7 +107,13 @@ class EngineBuilder:
         placement = layer_placement(self.api, engine, opts.dla_core)
         if progress is not None:
             progress(1.0, "done")
-        return BuiltPlan(plan=data, build_log=self.tail.lines(since=mark)[-100:], layer_placement=placement)
+        log_lines = self.tail.lines(since=mark)[-100:]
+        if capability is not None:
+            on_dla = sum(row["device"] == "dla" for row in capability)
+            log_lines.append(
+                f"INFO: ONNX parser DLA capability: {on_dla} of {len(capability)} nodes can run on the DLA"
+            )
+        return BuiltPlan(plan=data, build_log=log_lines, layer_placement=placement, dla_capability=capability)
 
     # -- config sections ---------------------------------------------------------------
 
@@ -111,21 +131,31 @@ class EngineBuilder:
         dynamic = [spec for spec in self._inputs(network) if None in spec.shape]
         if not dynamic:
             return
-        profile = builder.create_optimization_profile()
-        for spec in dynamic:
-            shape = tuple(-1 if d is None else d for d in spec.shape)
-            lo, opt, hi = profile_shapes(shape, opts.batch)
-            # The DLA runs static shapes only: pin the profile to the configured batch.
-            if opts.dla_core is not None:
-                lo = opt
-            profile.set_shape(spec.name, lo, opt, hi)
-        config.add_optimization_profile(profile)
+        # One profile per runner slot (CONTEXT_SLOTS). A DLA plan keeps one: its profile must be
+        # static (NvInfer.h 8.5.3, addInput: "provided profile must have same minimum, optimum,
+        # and maximum dimensions") and a second one on the DLA is unverified; its runner then
+        # uses a single context.
+        count = 1 if opts.dla_core is not None else CONTEXT_SLOTS
+        profiles = []
+        for _ in range(count):
+            profile = builder.create_optimization_profile()
+            for spec in dynamic:
+                shape = tuple(-1 if d is None else d for d in spec.shape)
+                lo, opt, hi = profile_shapes(shape, opts.batch)
+                # The DLA runs static shapes only: pin the profile to the configured batch.
+                if opts.dla_core is not None:
+                    lo = opt
+                profile.set_shape(spec.name, lo, opt, hi)
+            config.add_optimization_profile(profile)
+            profiles.append(profile)
         if self.api.major < 11 and opts.precision == "int8":
-            config.set_calibration_profile(profile)
+            config.set_calibration_profile(profiles[0])
 
     def _dla(self, builder: Any, network: Any, config: Any, opts: TrtOptions) -> None:
         trt = self.api.trt
         if opts.dla_core is not None:
+            if not dla_supported(self.api.version_string):
+                raise BackendError(f"device: dla{opts.dla_core}: {no_dla_reason(self.api.version_string)}")
             cores = builder.num_DLA_cores
             if opts.dla_core >= cores:
                 raise BackendError(f"device: dla{opts.dla_core} asked for, this device has {cores} DLA core(s)")
@@ -169,6 +199,8 @@ class EngineBuilder:
         if len(inputs) != 1:
             raise BackendError(f"calibration: int8 calibration feeds one image input; the model has {len(inputs)}")
         spec = inputs[0]
+        if source.implicit_batch:  # an implicit-batch input's shape leaves the batch out
+            spec = TensorSpec(spec.name, (None, *spec.shape), spec.dtype)
         path = self._state_path(
             opts, "calibration", f"{self.api.version_string}-{source.digest()[:16]}-{calibration.digest()}.cache"
         )
@@ -189,8 +221,23 @@ class EngineBuilder:
         if os.path.isfile(path):
             with open(path, "rb") as handle:
                 data = handle.read()
-        cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, False)
+        cache = config.create_timing_cache(data) if data else None
+        # A damaged file, or one TensorRT refuses for this GPU (ignore_mismatch False: "a failure
+        # will be reported if the CUDA device property in the provided cache is different",
+        # NvInfer.h v10.3.0, setTimingCache), is replaced by a fresh cache, never half-used.
+        if cache is None or not config.set_timing_cache(cache, False):
+            if data:
+                log.warning("timing cache %s is unusable here; starting a new one", path)
+            cache = config.create_timing_cache(b"")
+            if cache is None or not config.set_timing_cache(cache, False):
+                raise BackendError("TensorRT could not create an empty timing cache")
+        if opts.require_timing_cache_hits:
+            if self.api.major < 10:
+                raise BackendError(
+                    f"require_timing_cache_hits needs TensorRT 10 or newer, not {self.api.version_string}"
+                )
+            # Every tactic must come from the cache: proves reuse (tools/hw-validate).
+            config.set_flag(self.api.trt.BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)
         return path
 
     def _state_path(self, opts: TrtOptions, kind: str, name: str) -> Optional[str]:

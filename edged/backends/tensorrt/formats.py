@@ -54,6 +54,8 @@ def _populate_caffe(api: TrtApi, network: Any, weights: str, fmt: ModelFormat) -
 
 
 class UffNetwork(NetworkSource):
+    implicit_batch = True
+
     def __init__(self, path: str, fmt: ModelFormat) -> None:
         self.path, self.fmt = path, fmt
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
-from edged.backends.tensorrt.api import TrtApi
+from edged.backends.tensorrt.api import TrtApi, gate
 from edged.errors import BackendError
 
-__all__ = ["NetworkSource", "OnnxNetwork", "create_network"]
+__all__ = ["NetworkSource", "OnnxNetwork", "create_implicit_batch_network", "create_network", "dla_capability"]
 
 
 def create_network(api: TrtApi, builder: Any) -> Any:
@@ -26,10 +26,20 @@ def create_network(api: TrtApi, builder: Any) -> Any:
     return builder.create_network(0 if flag is None else 1 << int(flag))
 
 
+@gate(max_major=8)
+def create_implicit_batch_network(api: TrtApi, builder: Any, max_batch: int) -> Any:
+    """An implicit-batch network, for the UFF parser: it "supports neither explicit batch nor
+    dynamic shapes" (every UFF sample at NVIDIA/TensorRT 8.5.2 calls createNetworkV2(0); issue
+    438). Its engine runs batches up to ``builder.max_batch_size``."""
+    builder.max_batch_size = max_batch
+    return builder.create_network(0)
+
+
 class NetworkSource(abc.ABC):
     """Fills ``network``; raises BackendError naming what in the model is wrong."""
 
     path: str
+    implicit_batch = False  # True: built as an implicit-batch network (UFF)
 
     @abc.abstractmethod
     def populate(self, api: TrtApi, network: Any, logger: Any, dla: bool) -> None: ...
@@ -59,10 +69,6 @@ class OnnxNetwork(NetworkSource):
     def populate(self, api: TrtApi, network: Any, logger: Any, dla: bool) -> None:
         trt = api.trt
         parser = trt.OnnxParser(network, logger)
-        # TensorRT >= 10.16 / 11.x parsers can report per-node DLA support; older ones lack the member.
-        report_dla = getattr(getattr(trt, "OnnxParserFlag", None), "REPORT_CAPABILITY_DLA", None)
-        if dla and report_dla is not None and api.major >= 10:
-            parser.set_flag(report_dla)
         # parse_from_file resolves external weight files relative to the model.
         if parser.parse_from_file(self.path):
             return
@@ -78,3 +84,33 @@ class OnnxNetwork(NetworkSource):
                 label = names[node] if 0 <= node < len(names) else f"node #{node}"
             problems.append(f"{label}: {error.desc()}")
         raise BackendError(f"{self.path}: TensorRT's ONNX parser failed: " + "; ".join(problems or ["unknown error"]))
+
+
+@gate(min_major=10)  # OnnxParserFlag.REPORT_CAPABILITY_DLA arrived in 10.15
+def dla_capability(api: TrtApi, builder: Any, logger: Any, config: Any, path: str) -> Optional[List[Dict[str, str]]]:
+    """The ONNX parser's per-node DLA answer, ``[{"name": node, "device": "dla"|"gpu"}]``, or None
+    where the parser cannot give one (before 10.15).
+
+    With ``OnnxParserFlag.REPORT_CAPABILITY_DLA`` "a valid IBuilderConfig must be provided to
+    the parser via setBuilderConfig()", and "if the model is not fully supported by DLA, then
+    parsing will fail" (NvOnnxParser.h v10.16 / v11.1). So the build's own parser never sets
+    it (GPU fallback must still parse); a second parser on a scratch network asks
+    supports_model_v2 with the flag and the build's config, and reads each subgraph's answer.
+    """
+    trt = api.trt
+    flag = getattr(getattr(trt, "OnnxParserFlag", None), "REPORT_CAPABILITY_DLA", None)
+    parser = trt.OnnxParser(create_network(api, builder), logger)
+    if flag is not None and hasattr(parser, "set_builder_config"):
+        parser.set_flag(flag)
+        if not parser.set_builder_config(config):
+            return None
+        with open(path, "rb") as handle:
+            parser.supports_model_v2(handle.read(), path)
+        names = _onnx_node_names(path) or []
+        rows = []
+        for index in range(parser.num_subgraphs):
+            device = "dla" if parser.is_subgraph_supported(index) else "gpu"
+            for node in parser.get_subgraph_nodes(index):
+                rows.append({"name": names[node] if 0 <= node < len(names) else f"node #{node}", "device": device})
+        return rows
+    return None

@@ -8,7 +8,7 @@ from typing import Dict, Optional, Tuple
 from edged.backends.base import BuildOptions
 from edged.errors import BackendError
 
-__all__ = ["TrtOptions", "parse_options", "DLA_POOLS"]
+__all__ = ["TrtOptions", "parse_options", "DLA_POOLS", "CONTEXT_SLOTS"]
 
 # extra["dla_pools"] key -> MemoryPoolType member.
 DLA_POOLS = {
@@ -17,6 +17,11 @@ DLA_POOLS = {
     "global_dram": "DLA_GLOBAL_DRAM",
 }
 _MIN_POOL = 4096
+# Execution contexts a runner keeps busy at once (copies of one batch overlap the compute of
+# the other). A dynamic-shape plan gets one optimisation profile per context: "each execution
+# context in concurrent use must use a separate optimization profile" (NvInferRuntime.h, class
+# IExecutionContext, 8.5.2 to v11.1), and 8.5/8.6 refuse a profile another context holds.
+CONTEXT_SLOTS = 2
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class TrtOptions:
     layer_devices: Dict[str, str] = field(default_factory=dict)  # layer name -> "gpu" | "dla"
     state_dir: Optional[str] = None
     gpu_index: int = 0  # the CUDA device the plan is built and run on
+    require_timing_cache_hits: bool = False  # fail a build that would time any tactic afresh (10.x+)
 
 
 def _gpu_index(device: str) -> int:
@@ -79,6 +85,7 @@ def parse_options(options: BuildOptions) -> TrtOptions:
         layer_devices=layers,
         state_dir=str(state) if state else None,
         gpu_index=_gpu_index(options.device),
+        require_timing_cache_hits=bool(options.extra.get("require_timing_cache_hits", False)),
     )
 
 

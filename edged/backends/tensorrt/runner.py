@@ -11,6 +11,7 @@ import numpy as np
 from edged.backends.base import Runner, TensorSpec
 from edged.backends.tensorrt.api import TrtApi
 from edged.backends.tensorrt.builder import trt_dtype_name
+from edged.backends.tensorrt.options import CONTEXT_SLOTS
 from edged.cuda import D2H, H2D
 from edged.errors import BackendError
 
@@ -21,12 +22,19 @@ class _Slot:
     """One execution context with its own stream, buffers and events. Two slots let the
     copies of one batch overlap the compute of the other (``submit`` then ``collect``)."""
 
-    def __init__(self, runner: TensorRTRunner) -> None:
+    def __init__(self, runner: TensorRTRunner, profile: int) -> None:
         cuda = runner.cuda
         self.context = runner.engine.create_execution_context()
         if self.context is None:
             raise BackendError("TensorRT could not create an execution context (out of device memory?)")
         self.stream = cuda.stream()
+        self.profile = profile
+        # Each slot runs on its own optimisation profile: 8.5 gives profile 0 to the first
+        # context only, 8.6 to the first that asks, 10.x to all; every version documents one
+        # profile per concurrently used context (NvInferRuntime.h, IExecutionContext).
+        if runner.dynamic and not self.context.set_optimization_profile_async(profile, self.stream.handle):
+            self.stream.free()
+            raise BackendError(f"TensorRT refused optimisation profile {profile} for execution slot {profile}")
         self.events = [cuda.event() for _ in range(4)]
         self.host: Dict[str, Any] = {}
         self.device: Dict[str, Any] = {}
@@ -53,7 +61,7 @@ class TensorRTRunner(Runner):
     and infers on another, and CUDA's current device is per thread, so every entry point
     makes the device current before touching the engine, its contexts or buffers."""
 
-    def __init__(self, api: TrtApi, cuda: Any, engine: Any, runtime: Any, slots: int = 2) -> None:
+    def __init__(self, api: TrtApi, cuda: Any, engine: Any, runtime: Any, slots: int = CONTEXT_SLOTS) -> None:
         super().__init__()
         self.api = api
         self.cuda = cuda
@@ -89,10 +97,15 @@ class TensorRTRunner(Runner):
         for name, dims in self._max_shape.items():
             itemsize = np.dtype(next(s.dtype for s in self.inputs + self.outputs if s.name == name)).itemsize
             self.max_bytes[name] = int(np.prod(dims, dtype=np.int64)) * itemsize
+        self.dynamic = bool(self._dynamic)
+        if self.dynamic:
+            # A plan built with fewer profiles than slots (DLA plans, older plans) runs with
+            # as many contexts as it has profiles.
+            slots = max(1, min(slots, int(engine.num_optimization_profiles)))
         self._slots: List[_Slot] = []
         try:
-            for _ in range(slots):
-                self._slots.append(_Slot(self))
+            for index in range(slots):
+                self._slots.append(_Slot(self, index))
         except BaseException:
             self._close_impl()
             raise
