@@ -38,18 +38,29 @@ def status_lines(daemon: Daemon) -> List[str]:
 
 
 def fallback_text(daemon: Daemon, name: str) -> Optional[str]:
-    """``fell back from dla0: <why>`` when a model left its placed device at run time."""
+    """``fell back from dla0: <why>`` when a model left its placed device at run time, and
+    ``int8 refused by the accuracy check on cpu: <why>; serving fp16`` when the accuracy
+    gate refused a plan."""
     status = daemon.placer.status(name)
+    parts = []
     left = status.get("fell_back_from")
-    if left is None:
-        return None
-    why = " ".join(str(status["not_on"].get(left, "")).split())
-    path = daemon.slots[name].config.path
-    if why.startswith(path + ": "):
-        why = why[len(path) + 2 :]  # backend errors lead with the model's path; the name says it
-    if len(why) > REASON_WIDTH:
-        why = why[: REASON_WIDTH - 3] + "..."
-    return f"fell back from {left}: {why}"
+    if left is not None:
+        why = " ".join(str(status["not_on"].get(left, "")).split())
+        path = daemon.slots[name].config.path
+        if why.startswith(path + ": "):
+            why = why[len(path) + 2 :]  # backend errors lead with the model's path; the name says it
+        parts.append(f"fell back from {left}: {_clip(why)}")
+    accuracy = status.get("accuracy") or {}
+    for step in accuracy.get("refused", ()):
+        why = str(step["why"]).replace("accuracy check failed: ", "", 1)
+        parts.append(f"{step['precision']} refused by the accuracy check on {step['device']}: {_clip(why)}")
+    if accuracy.get("refused"):
+        parts[-1] += f"; serving {accuracy['precision']}"
+    return "; ".join(parts) or None
+
+
+def _clip(why: str) -> str:
+    return why[: REASON_WIDTH - 3] + "..." if len(why) > REASON_WIDTH else why
 
 
 def status_summary(daemon: Daemon) -> str:

@@ -88,7 +88,7 @@ class PlanGate:
                 break
             runner.close()
             self.plans.release(key)
-            why = f"accuracy check failed: {last.summary()}"
+            why = f"accuracy check failed: {last.reason()}"
             refused.append({"device": options.device, "precision": options.precision, "why": why})
             precision, leave = ladder_after(options.precision, options.device)
             if not fall_back or precision is None:
@@ -104,6 +104,9 @@ class PlanGate:
     def _record(
         self, model: ModelConfig, options: BuildOptions, verdict: Optional[Verdict], refused: List[Dict[str, str]]
     ) -> None:
+        if verdict is None and not refused:
+            self.placer.record_accuracy(model.name, None)  # fp32 as configured: nothing to report
+            return
         doc: Dict[str, Any] = {"precision": options.precision, "configured_precision": model.precision}
         if verdict is not None and verdict.precision == options.precision and verdict.device == options.device:
             doc.update(verdict="passed" if verdict.passed else "failed", figures=verdict.headline())

@@ -106,6 +106,11 @@ class Verdict:
                 out["cosine"] = min(cosines)
         return out
 
+    def reason(self) -> str:
+        """Why the plan failed, with what it was measured on: for status lines and refusals."""
+        data = f"{self.data.get('samples', 0)} samples, {self.data.get('source', '?')}"
+        return f"{'; '.join(self.failures) or 'passed'} ({data})"
+
     def summary(self) -> str:
         """One line: ``int8 on cpu failed: top-1 agreement 0.41 < 0.97 (...) on 64 calibration images``."""
         figures = ", ".join(f"{k} {v:.4g}" for k, v in self.headline().items())

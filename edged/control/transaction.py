@@ -18,7 +18,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Dict, List, Optional
+from typing import Any, Callable, Collection, Dict, List, Optional
 
 from edged.config.model import Config
 from edged.daemon import DRAIN_TIMEOUT_S, Daemon, ModelSlot
@@ -44,9 +44,19 @@ class Changes:
     changed: List[str] = field(default_factory=list)
     removed: List[str] = field(default_factory=list)
     unchanged: List[str] = field(default_factory=list)
+    # Models whose configured plan the accuracy gate refused: what serves instead, and why.
+    accuracy: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
-    def as_dict(self) -> Dict[str, List[str]]:
-        return {"added": self.added, "changed": self.changed, "removed": self.removed, "unchanged": self.unchanged}
+    def as_dict(self) -> Dict[str, Any]:
+        doc: Dict[str, Any] = {
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+        }
+        if self.accuracy:
+            doc["accuracy"] = self.accuracy
+        return doc
 
 
 def diff_models(old: Config, new: Config, rebuild: Collection[str] = ()) -> Changes:
@@ -109,6 +119,10 @@ def apply_config(
             if pipeline.state == "failed":
                 raise ApplyError(pipeline.error or "failed on start")
         failing = None
+        for pipeline in built:
+            outcome = placer.status(pipeline.model.name).get("accuracy") or {}
+            if outcome.get("refused"):
+                changes.accuracy[pipeline.model.name] = outcome
         if before_switch is not None:
             before_switch(changes)
     except Exception as exc:

@@ -252,9 +252,13 @@ class Placer:
         self._solve(previous)
         return self.device_for(model)
 
-    def record_accuracy(self, model: str, outcome: Dict[str, Any]) -> None:
-        """The accuracy gate's outcome for ``model``'s serving plan (edged.accuracy.admission)."""
-        self._accuracy[model] = dict(outcome)
+    def record_accuracy(self, model: str, outcome: Optional[Dict[str, Any]]) -> None:
+        """The accuracy gate's outcome for ``model``'s serving plan (edged.accuracy.admission);
+        None: its plan needed no check."""
+        if outcome is None:
+            self._accuracy.pop(model, None)
+        else:
+            self._accuracy[model] = dict(outcome)
 
     def estimate(self, model: str, device: str) -> Optional[Profile]:
         """The profile placement works with for ``model`` on ``device`` (None: the model was

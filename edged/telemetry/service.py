@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # differs_from_prediction is per layer, too long to repeat every period; the plan's manifest
 # keeps the layer placement it came from.
-PLACEMENT_KEYS = ("reason", "note", "not_on", "fell_back_from", "error")
+PLACEMENT_KEYS = ("reason", "note", "not_on", "fell_back_from", "error", "accuracy")
 
 
 def placement_view(status: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
