@@ -24,7 +24,7 @@ from edged.accuracy.validation import ValidationSet, select_validation
 from edged.accuracy.verdict import Verdict
 from edged.backends.base import Backend, BuildOptions, Runner
 from edged.config.model import ModelConfig
-from edged.errors import BackendUnavailable, EdgedError
+from edged.errors import BackendUnavailable, EdgedError, PlacementError
 from edged.placement.service import Placer
 from edged.plans import PlanKey, PlanManager, PlanProgress
 
@@ -94,7 +94,11 @@ class PlanGate:
             if not fall_back or precision is None:
                 self._record(model, options, last, refused)
                 raise AccuracyRefused(f"models.{model.name}: {options.precision} plan on {options.device}: {why}")
-            device = self.placer.fall_back(model.name, options.device, why) if leave else options.device
+            try:
+                device = self.placer.fall_back(model.name, options.device, why) if leave else options.device
+            except PlacementError as exc:  # the config allows no other device
+                self._record(model, options, last, refused)
+                raise AccuracyRefused(f"models.{model.name}: {why}; and no device to fall back to: {exc}") from exc
             log.warning("model %s: %s; trying %s on %s", model.name, why, precision, device)
             options = self.options_for(device, precision)
         if fall_back:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 import numpy as np
 
@@ -22,7 +22,8 @@ HIDDEN = 32
 
 @dataclass(frozen=True)
 class Digits:
-    model: Path
+    model: Path  # Flatten, Gemm, Relu, Gemm
+    conv_model: Path  # the same weights as 8x8 and 1x1 convolutions: layers a DLA runs
     train: np.ndarray  # uint8 [n, 8, 8] grey images
     test: np.ndarray
     test_labels: np.ndarray
@@ -40,8 +41,7 @@ def _features(grey: np.ndarray) -> np.ndarray:
 
 
 def train_digits(out: Path) -> Digits:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     from sklearn.neural_network import MLPClassifier
@@ -53,32 +53,42 @@ def train_digits(out: Path) -> Digits:
     mlp.fit(_features(train), y_train)
     accuracy = float(mlp.score(_features(test), y_test))
     (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
-    inits = [
-        numpy_helper.from_array(w1.astype(np.float32), "fc1.w"),
-        numpy_helper.from_array(b1.astype(np.float32), "fc1.b"),
-        numpy_helper.from_array(w2.astype(np.float32), "fc2.w"),
-        numpy_helper.from_array(b2.astype(np.float32), "fc2.b"),
-    ]
-    nodes = [
+    out.mkdir(parents=True, exist_ok=True)
+    dense = [
         helper.make_node("Flatten", ["image"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "fc1.w", "fc1.b"], ["h"], name="fc1"),
         helper.make_node("Relu", ["h"], ["r"], name="relu"),
         helper.make_node("Gemm", ["r", "fc2.w", "fc2.b"], ["logits"], name="fc2"),
     ]
+    _save(out / "digits.onnx", dense, [w1, b1, w2, b2])
+    # Flatten's NCHW order is (c, h, w), so fc1's columns are 8x8 kernels over 3 channels.
+    conv = [
+        helper.make_node("Conv", ["image", "fc1.w", "fc1.b"], ["h"], name="conv1", kernel_shape=[8, 8]),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "fc2.w", "fc2.b"], ["c"], name="conv2", kernel_shape=[1, 1]),
+        helper.make_node("Flatten", ["c"], ["logits"], name="flatten"),
+    ]
+    kernels = [w1.T.reshape(HIDDEN, 3, 8, 8), b1, w2.T.reshape(10, HIDDEN, 1, 1), b2]
+    _save(out / "digits-conv.onnx", conv, kernels)
+    return Digits(out / "digits.onnx", out / "digits-conv.onnx", train, test, y_test, accuracy)
+
+
+def _save(path: Path, nodes: List[Any], weights: List[np.ndarray]) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = ["fc1.w", "fc1.b", "fc2.w", "fc2.b"]
     graph = helper.make_graph(
         nodes,
         "digits-mlp",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        initializer=inits,
+        initializer=[numpy_helper.from_array(w.astype(np.float32), n) for n, w in zip(names, weights)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     onnx.checker.check_model(model)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "digits.onnx"
     onnx.save(model, str(path))
-    return Digits(path, train, test, y_test, accuracy)
 
 
 def write_images(folder: Path, grey: np.ndarray) -> Path:
