@@ -121,6 +121,35 @@ class PlanGate:
             doc["refused"] = refused
         self.placer.record_accuracy(model.name, doc)
 
+    def recheck(
+        self, model: ModelConfig, backend: Backend, options: BuildOptions
+    ) -> List[Tuple[str, Optional[Verdict]]]:
+        """Check the cached plans of ``model`` again (no cached verdict, nothing built), down
+        the ladder from ``options`` until one passes or needs no check: one row per plan,
+        its name and verdict (None: fp32, the reference itself). Stops at a missing plan."""
+        rows: List[Tuple[str, Optional[Verdict]]] = []
+        while True:
+            key = self.plans.key(model, backend, options)
+            plan = self.plans.store.get(key)
+            if plan is None:
+                raise EdgedError(
+                    f"models.{model.name}: no {options.precision} plan for {options.device} in the cache "
+                    "(`edged plan build` builds it)"
+                )
+            if not needs_gate(options.precision, options.device):
+                rows.append((key.name, None))
+                return rows
+            runner = backend.load_plan(plan, options)
+            try:
+                verdict = self.verdict(model, backend, options, key, runner, force=True)
+            finally:
+                runner.close()
+            rows.append((key.name, verdict))
+            precision, leave = ladder_after(options.precision, options.device)
+            if verdict.passed or precision is None:
+                return rows
+            options = self.options_for("gpu" if leave else options.device, precision)
+
     # -- one check ----------------------------------------------------------------------
 
     def verdict(

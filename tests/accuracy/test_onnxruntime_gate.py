@@ -134,3 +134,43 @@ def test_a_plan_with_perturbed_outputs_is_refused(
     accuracy = daemon.placer.status("digits")["accuracy"]
     assert accuracy["precision"] == "fp32" and accuracy["verdict"].startswith("not checked")
     assert json.dumps(accuracy)  # plain data for telemetry
+
+
+def test_plan_verify_accuracy_reruns_the_check_and_plan_show_prints_the_last_result(
+    digits: Digits, digit_folders: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from edged.cli import main
+
+    doc = digits_config(
+        digits, digit_folders, tmp_path, precision="int8", calibration={"images": str(digit_folders["black"])},
+        accuracy={"images": str(digit_folders["held_out"]), "max_images": 32},
+    )  # fmt: skip
+    path = tmp_path / "edged.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", "--config", str(path), "verify", "--accuracy"]) == 1
+    assert "no int8 plan for cpu in the cache" in capsys.readouterr().out
+
+    assert main(["plan", "--config", str(path), "build"]) == 0
+    out = capsys.readouterr().out
+    assert "int8 refused by the accuracy check on cpu: top-1 agreement" in out and "serving fp16" in out
+    before = {p: m["accuracy"]["checked_at"] for p, m in _manifests(tmp_path).items()}
+
+    assert main(["plan", "--config", str(path), "verify", "--accuracy"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    int8 = next(line for line in lines if line.startswith("digits: ") and ".cpu.int8." in line)
+    fp16 = next(line for line in lines if line.startswith("digits: ") and ".cpu.fp16." in line)
+    assert "int8 on cpu failed: top-1 agreement" in int8 and "32 samples, folder" in int8
+    assert "fp16 on cpu passed" in fp16
+    after = _manifests(tmp_path)
+    assert all(after[p]["accuracy"]["checked_at"] > before[p] for p in before)  # checked again
+
+    name = after["int8"]["name"]
+    assert main(["plan", "--config", str(path), "show", name, "--accuracy"]) == 1
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"{name}: int8 on cpu failed: top-1 agreement")
+    assert "data: 32 validation images from" in shown and "output logits: cosine_mean" in shown
+    assert "min_top1_agreement 0.97" in shown
+    assert main(["plan", "--config", str(path), "show", name]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"]["passed"] is False

@@ -37,6 +37,12 @@ def test_hw_validate_passes_on_the_double(tmp_path: Path, version: str, cores: i
     assert checks["gpu_fp32_build_and_infer"]["max_abs_diff_vs_onnxruntime"] == 0.0
     foreign = checks["foreign_plan_refused_then_rebuilt"]
     assert "cannot load this plan" in foreign["plan_error"] and foreign["rebuilt"]
+    gate = checks["accuracy_gate"]
+    assert gate["ok"] and gate["reference"] == "onnxruntime fp32 on the cpu"
+    for plan in ["gpu_fp16", "gpu_int8"] + (["dla0_fp16"] if cores else []):
+        figures = gate[plan]
+        assert figures["samples"] == 5 and 0 <= figures["top1_agreement"] <= 1
+        assert figures["outputs"]["logits"]["cosine_mean"] > 0.9
     if cores:
         strict = checks["dla1_without_fallback"]
         assert strict["ok"] and "GPU fallback" in strict["refused_with"]
