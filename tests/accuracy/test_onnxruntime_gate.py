@@ -174,3 +174,17 @@ def test_plan_verify_accuracy_reruns_the_check_and_plan_show_prints_the_last_res
     assert "min_top1_agreement 0.97" in shown
     assert main(["plan", "--config", str(path), "show", name]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"]["passed"] is False
+
+
+def test_judged_on_its_own_black_calibration_images_the_degenerate_plan_would_pass(
+    digits: Digits, digit_folders: Dict[str, Path], tmp_path: Path
+) -> None:
+    """Why a validation folder comes before the calibration images (docs/accuracy.md)."""
+    doc = digits_config(
+        digits, digit_folders, tmp_path, precision="int8", calibration={"images": str(digit_folders["black"])}
+    )
+    daemon = Daemon(parse_config(doc))
+    daemon.load_model(daemon.config.models[0]).close_runners()
+    verdict = _manifests(tmp_path)["int8"]["accuracy"]
+    assert verdict["data"]["source"] == "calibration" and verdict["data"]["samples"] == 20
+    assert verdict["passed"] and verdict["figures"]["top1_agreement"] == 1.0
