@@ -115,8 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from edged.systemd import setup_logging
 
         setup_logging(logging.getLogger().level, journal=True)
-    daemon = Daemon(effective.config, config_path=args.config)
-    daemon.config_source, daemon.config_digest = effective.source, effective.digest
+    daemon = Daemon(effective.config, config_path=args.config, source=effective.source, digest=effective.digest)
     daemon.install_signal_handlers()
     return daemon.run(duration_s=args.duration)
 

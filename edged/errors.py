@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 __all__ = [
     "EdgedError",
     "ConfigError",
@@ -12,6 +14,7 @@ __all__ = [
     "CudaError",
     "SourceError",
     "PlacementError",
+    "ApplyError",
 ]
 
 
@@ -66,3 +69,11 @@ class CudaError(BackendError):
 
 class PlacementError(EdgedError):
     """A model could not be analysed or placed (unreadable model, unknown platform)."""
+
+
+class ApplyError(EdgedError):
+    """A new config could not be put in force; the previous one still is."""
+
+    def __init__(self, message: str, model: Optional[str] = None) -> None:
+        self.model = model
+        super().__init__(message)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,8 +21,10 @@ from edged.pipeline.stats import ModelStats
 from edged.placement.profiles import profile_from_dict
 from edged.placement.service import Placer
 from edged.plans import PlanKey, PlanManager, PlanProgress
+from edged.platform import Platform, discover
+from edged.platform.discover import probe_versions
 
-__all__ = ["resolve_device", "build_options", "load_pipeline"]
+__all__ = ["resolve_device", "build_options", "load_pipeline", "platform_for"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,14 @@ def resolve_device(model: ModelConfig) -> str:
     if model.backend == "opencv":
         return "cpu" if model.device in ("auto", "cpu") else model.device
     return "gpu" if model.device == "auto" else model.device
+
+
+def platform_for(models: Sequence[ModelConfig]) -> Platform:
+    """The platform that serves ``models``, discovered once at start."""
+    if any(resolve_device(m) != "cpu" for m in models):
+        return discover()
+    # CPU-only configs never touch CUDA: a GPU context would cost >100 MB of RAM.
+    return discover(versions=lambda: probe_versions(cuda=False), gpu_probe=list)
 
 
 def build_options(

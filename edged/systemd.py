@@ -12,11 +12,9 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
-from edged.status import status_summary
-
-__all__ = ["Notifier", "ServiceHooks", "log_fields", "setup_logging", "watchdog_interval_s"]
+__all__ = ["Notifier", "log_fields", "setup_logging", "watchdog_interval_s"]
 
 log = logging.getLogger(__name__)
 
@@ -160,75 +158,3 @@ def setup_logging(level: int = logging.INFO, journal: Optional[bool] = None) -> 
         root.removeHandler(old)
     root.addHandler(handler)
     return target
-
-
-class ServiceHooks:
-    """What the daemon tells systemd: readiness, status, liveness, reloads and stopping.
-
-    ``daemon`` is an edged.daemon.Daemon; its ``slots`` are read.
-    """
-
-    def __init__(
-        self, daemon: Any, notifier: Optional[Notifier] = None, environ: Optional[Dict[str, str]] = None
-    ) -> None:
-        self.daemon = daemon
-        self.notifier = notifier or Notifier()
-        self.watchdog_s = watchdog_interval_s(environ)
-        self._next_ping = 0.0
-        self._last_status = ""
-        self.pings = 0
-        self._frames_seen: Dict[str, Tuple[int, float]] = {}
-        self.withheld_reason = ""
-
-    def stale_pipelines(self, now: Optional[float] = None) -> List[str]:
-        """Models whose running pipeline made no progress within the watchdog interval.
-
-        Progress is the pipeline's own ``last_progress`` (its workers' heartbeat) and, for a
-        source still running, a new frame: an idle inference worker keeps beating while a
-        hung camera delivers nothing, and that hang must stop the pings too.
-        """
-        if self.watchdog_s is None:
-            return []
-        now = time.monotonic() if now is None else now
-        stale = []
-        for name, slot in self.daemon.slots.items():
-            pipeline = slot.pipeline
-            if pipeline is None or pipeline.state != "running" or pipeline.finished:
-                self._frames_seen.pop(name, None)
-                continue
-            frames_in = int(pipeline.stats.counters()["frames_in"])
-            seen = self._frames_seen.get(name)
-            if seen is None or seen[0] != frames_in:
-                self._frames_seen[name] = seen = (frames_in, now)
-            source_stalled = not pipeline._source_done.is_set() and now - seen[1] > self.watchdog_s
-            if source_stalled or now - pipeline.last_progress > self.watchdog_s:
-                stale.append(name)
-        return stale
-
-    def ready(self) -> None:
-        self._last_status = status_summary(self.daemon)
-        self.notifier.ready(self._last_status)
-
-    def tick(self, now: Optional[float] = None) -> None:
-        """Called from the main loop: STATUS= on change, WATCHDOG=1 at half the interval."""
-        if not self.notifier.enabled:
-            return
-        now = time.monotonic() if now is None else now
-        summary = status_summary(self.daemon)
-        if summary != self._last_status:
-            self._last_status = summary
-            self.notifier.status(summary)
-        if self.watchdog_s is None or now < self._next_ping:
-            return
-        self._next_ping = now + self.watchdog_s / 2
-        stale = self.stale_pipelines(now)
-        if stale:
-            # No ping: systemd's watchdog kills and restarts a daemon whose worker hangs.
-            reason = "no progress from " + ", ".join(stale)
-            if reason != self.withheld_reason:
-                log.error("watchdog ping withheld: %s", reason)
-            self.withheld_reason = reason
-            return
-        self.withheld_reason = ""
-        self.notifier.watchdog()
-        self.pings += 1

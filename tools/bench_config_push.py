@@ -65,7 +65,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "models": [steady],
         }
         daemon = Daemon(parse_config(doc))
-        daemon.start_models()
+        daemon.models.start()
         plane = ControlPlane(daemon, lambda *a: None)
         out_times: List[float] = []
         stop = threading.Event()
@@ -73,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         def sample() -> None:
             last = -1
             while not stop.wait(0.001):
-                pipeline = daemon.slots["steady"].pipeline
+                pipeline = daemon.models.slots["steady"].pipeline
                 count = int(pipeline.stats.counters()["frames_out"]) if pipeline else 0
                 if count != last:
                     out_times.append(time.perf_counter())
@@ -98,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rounds.append({"push": label, "apply_ms": (end - start) * 1000, "steady_max_gap_ms": gap * 1000})
         stop.set()
         sampler.join()
-        daemon.stop_models()
+        daemon.models.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

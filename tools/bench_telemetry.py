@@ -22,12 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edged.config import parse_config  # noqa: E402
+from edged.model_state import ModelState, counters_of, latency_summaries  # noqa: E402
 from edged.mqtt import MqttLink  # noqa: E402
 from edged.pipeline.stats import STAGES, ModelStats  # noqa: E402
 from edged.telemetry.health import HealthReader, discover_health  # noqa: E402
 from edged.telemetry.power import PowerReader, discover_power  # noqa: E402
 from edged.telemetry.publisher import TelemetryPublisher  # noqa: E402
-from edged.telemetry.snapshot import ModelView, Snapshotter  # noqa: E402
+from edged.telemetry.snapshot import Snapshotter  # noqa: E402
 from tests.mqtt.broker import Mosquitto  # noqa: E402
 
 ORIN = REPO / "tests" / "fixtures" / "power" / "agx-orin-64gb-jp6"
@@ -61,14 +62,22 @@ def main(argv: Optional[List[str]] = None) -> int:
             link = MqttLink(config.mqtt, "bench")
             link.start()
             assert link.wait_connected(10)
-            views: Dict[str, ModelView] = {
-                f"model{i}": ModelView(f"model{i}", "gpu", 4, "running", filled_stats(args.fps, 30.0))
-                for i in range(args.models)
-            }
+            stats = {f"model{i}": filled_stats(args.fps, 30.0) for i in range(args.models)}
+
+            def models() -> Dict[str, ModelState]:
+                # As the model set snapshots them each period: counters and windowed latencies.
+                now = time.monotonic()
+                return {
+                    name: ModelState(
+                        name, "-", "gpu", 4, "running", counters=counters_of(s), latency_ms=latency_summaries(s, now)
+                    )
+                    for name, s in stats.items()
+                }
+
             snapshotter = Snapshotter(
                 "bench", PowerReader(discover_power(str(ORIN))), HealthReader(discover_health(str(ORIN))), 30.0
             )
-            publisher = TelemetryPublisher(link, snapshotter, lambda: views, period_s=1.0)
+            publisher = TelemetryPublisher(link, snapshotter, models, period_s=1.0)
             publisher.publish_once()
             wall0, cpu0 = time.perf_counter(), time.process_time()
             for _ in range(args.messages):

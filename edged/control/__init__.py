@@ -1,1 +1,8 @@
 """Remote configuration: validated, signed, atomically applied pushes over MQTT (docs/config-push.md)."""
+
+from __future__ import annotations
+
+from typing import List
+
+# Nothing is re-exported here: import from the module that does the job.
+__all__: List[str] = []

@@ -10,15 +10,13 @@ a redelivered push is answered ``duplicate`` and applied once.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
+from edged.control.host import ControlHost
 from edged.control.plane import ControlPlane, Message
 from edged.errors import EdgedError
 from edged.mqtt.link import Message as LinkMessage
 from edged.mqtt.link import MqttLink
-
-if TYPE_CHECKING:
-    from edged.daemon import Daemon
 
 __all__ = ["ControlBinding", "start_control"]
 
@@ -26,9 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class ControlBinding:
-    def __init__(self, daemon: Daemon, link: MqttLink) -> None:
+    def __init__(self, host: ControlHost, link: MqttLink) -> None:
         self.link = link
-        self.plane = ControlPlane(daemon, self._publish)
+        self.plane = ControlPlane(host, self._publish)
 
     def start(self) -> None:
         """Subscribe, then start the plane; call before the link starts (subscriptions go
@@ -50,15 +48,13 @@ class ControlBinding:
         self.link.publish(topic, payload, qos=1, retain=retain, correlation_data=correlation)
 
 
-def start_control(daemon: Daemon) -> Optional[ControlBinding]:
-    """The control plane of a daemon with an MQTT link, started (before the link itself).
+def start_control(host: ControlHost, link: MqttLink) -> Optional[ControlBinding]:
+    """The control plane on ``link``, started (before the link itself starts).
     A missing library (cryptography with public keys configured) or a malformed key
     disables it with an error naming the cause; the models serve regardless, and no push
     is accepted unchecked."""
-    if daemon.telemetry is None:
-        return None
     try:
-        binding = ControlBinding(daemon, daemon.telemetry.link)
+        binding = ControlBinding(host, link)
     except EdgedError as exc:
         log.error("control plane disabled: %s", exc)
         return None

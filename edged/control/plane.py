@@ -15,18 +15,16 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edged.config.loader import parse_config
 from edged.control.canonical import SignatureError, load_public_key, verify_signature
+from edged.control.host import ControlHost
 from edged.control.payload import DuplicatePush, PushRejected, decode_json, parse_push
 from edged.control.settings import control_settings, redact
 from edged.control.store import ConfigStore
-from edged.control.transaction import ApplyError, Changes
-from edged.errors import ConfigError, EdgedError
-
-if TYPE_CHECKING:
-    from edged.daemon import Daemon
+from edged.errors import ApplyError, ConfigError, EdgedError
+from edged.model_changes import Changes
 
 __all__ = ["ControlPlane", "Message", "Publish", "COMMANDS"]
 
@@ -48,8 +46,8 @@ class Message:
 
 
 class ControlPlane:
-    def __init__(self, daemon: Daemon, publish: Publish) -> None:
-        self.daemon = daemon
+    def __init__(self, host: ControlHost, publish: Publish) -> None:
+        self.host = host
         self.publish = publish
         self._keys_for: Tuple[Tuple[str, ...], List[Any]] = ((), [])
         self._public_keys()  # a malformed key in the local file fails start-up, naming it
@@ -61,13 +59,13 @@ class ControlPlane:
 
     @property
     def device_id(self) -> str:
-        return self.daemon.config.device.id
+        return self.host.config.device.id
 
     def prefix(self) -> str:
         return f"edged/{self.device_id}"
 
     def subscriptions(self) -> List[str]:
-        config = self.daemon.config
+        config = self.host.config
         topics = [f"{self.prefix()}/config/set", f"{self.prefix()}/cmd/+"]
         topics += [f"edged/group/{group}/config/set" for group in config.device.groups]
         return topics
@@ -75,14 +73,14 @@ class ControlPlane:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self.daemon.config_listeners.append(self._on_config_applied)
+        self.host.config_listeners.append(self._on_config_applied)
         self._thread = threading.Thread(target=self._worker, name="edged-control", daemon=True)
         self._thread.start()
         self.publish_state()
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._on_config_applied in self.daemon.config_listeners:
-            self.daemon.config_listeners.remove(self._on_config_applied)
+        if self._on_config_applied in self.host.config_listeners:
+            self.host.config_listeners.remove(self._on_config_applied)
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
@@ -130,21 +128,19 @@ class ControlPlane:
         return result
 
     def _public_keys(self) -> List[Any]:
-        texts = control_settings(self.daemon.config).public_keys
+        texts = control_settings(self.host.config).public_keys
         if texts != self._keys_for[0]:
             self._keys_for = (texts, [load_public_key(text) for text in texts])
         return self._keys_for[1]
 
     def _push(self, message: Message) -> Dict[str, Any]:
-        config = self.daemon.config
+        config = self.host.config
         settings = control_settings(config)
         if not settings.accept_pushes:
             return {"status": "rejected", "errors": ["control.accept_pushes is false on this device"]}
         targets = [config.device.id, *config.device.groups]
         try:
-            push = parse_push(
-                message.payload, config, settings, self._public_keys(), self.daemon.config_digest, targets
-            )
+            push = parse_push(message.payload, config, settings, self._public_keys(), self.host.config_digest, targets)
         except DuplicatePush as dup:
             return {"status": "duplicate", "id": dup.request_id, "version": dup.version, "errors": []}
         except PushRejected as exc:
@@ -165,7 +161,7 @@ class ControlPlane:
                 raise ApplyError(f"control.state_dir: cannot persist the config to {store.path}: {exc}") from exc
 
         try:
-            changes = self.daemon.apply_config(new, before_switch=persist, source="pushed", digest=push.digest)
+            changes = self.host.apply_config(new, before_switch=persist, source="pushed", digest=push.digest)
         except ApplyError as exc:
             log.error("control: push version %d rolled back: %s", push.version, exc)
             return {"status": "rolled_back", "id": push.request_id, "version": push.version, "errors": [str(exc)]}
@@ -175,7 +171,7 @@ class ControlPlane:
         request: Dict[str, Any] = {}
         try:
             if message.payload.strip():
-                doc = decode_json(message.payload, control_settings(self.daemon.config).max_payload_bytes)
+                doc = decode_json(message.payload, control_settings(self.host.config).max_payload_bytes)
                 if not isinstance(doc, dict):
                     raise PushRejected(["payload: expected a JSON object"])
                 request = doc
@@ -189,22 +185,22 @@ class ControlPlane:
         try:
             reply.update(self._run_command(verb, request))
         except EdgedError as exc:
-            reply.update(status="failed", errors=[str(exc)], version=self.daemon.config.version)
+            reply.update(status="failed", errors=[str(exc)], version=self.host.config.version)
         return reply
 
     def _run_command(self, verb: str, request: Dict[str, Any]) -> Dict[str, Any]:
-        daemon = self.daemon
+        host = self.host
         if verb == "reload":
-            daemon.reload()
-            return {"status": "ok", "errors": [], "version": daemon.config.version}
+            host.reload()
+            return {"status": "ok", "errors": [], "version": host.config.version}
         if verb == "rebuild-plans":
-            names = request.get("models") or [m.name for m in daemon.config.models]
-            known = {m.name for m in daemon.config.models}
+            names = request.get("models") or [m.name for m in host.config.models]
+            known = {m.name for m in host.config.models}
             unknown = [n for n in names if n not in known] if isinstance(names, list) else [names]
             if unknown:
                 raise EdgedError(f"models: unknown model(s) {unknown!r}")
-            changes = daemon.apply_config(daemon.config, rebuild=names)
-            return {"status": "ok", "errors": [], "version": daemon.config.version, "changes": changes.as_dict()}
+            changes = host.apply_config(host.config, rebuild=names)
+            return {"status": "ok", "errors": [], "version": host.config.version, "changes": changes.as_dict()}
         if verb == "snapshot":
             return dict(self.state(), status="ok", errors=[])
         raise EdgedError(f"cmd/{verb}: unknown command (known: {', '.join(COMMANDS)})")
@@ -212,21 +208,19 @@ class ControlPlane:
     # -- state -------------------------------------------------------------------------
 
     def state(self) -> Dict[str, Any]:
-        daemon = self.daemon
+        running = self.host.snapshot(latency=False)
         models = {}
-        for name, slot in list(daemon.slots.items()):
-            entry: Dict[str, Any] = {"state": slot.state}
-            if slot.error:
-                entry["error"] = slot.error
-            if slot.pipeline is not None:
-                counters = slot.pipeline.stats.counters()
-                entry.update(frames_in=counters["frames_in"], frames_out=counters["frames_out"])
+        for name, model in running.models.items():
+            entry: Dict[str, Any] = {"state": model.state}
+            if model.error:
+                entry["error"] = model.error
+            if model.counters is not None:
+                entry.update(frames_in=model.counters.frames_in, frames_out=model.counters.frames_out)
             models[name] = entry
-        config = daemon.config
         return {
-            "version": config.version,
-            "source": daemon.config_source,
-            "config": redact(json.loads(json.dumps(dict(config.document), default=str))),
+            "version": running.version,
+            "source": running.source,
+            "config": redact(json.loads(json.dumps(dict(running.config.document), default=str))),
             "models": models,
         }
 

@@ -1,1 +1,8 @@
 """``edgectl``: the operator's tool for pushing configs to edged devices and watching them."""
+
+from __future__ import annotations
+
+from typing import List
+
+# Nothing is re-exported here: import from the module that does the job.
+__all__: List[str] = []

@@ -84,6 +84,8 @@ class ModelPipeline:
         self.devices: List[str] = []  # the device of each runner, set by the daemon
         self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
+        # time.monotonic() of the last sign of life of any worker: a frame read, a batch
+        # inferred or written, or an idle poll of the infer thread. Read by the watchdog.
         self.last_progress = time.monotonic()
         self._buffers = [
             np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
@@ -140,9 +142,22 @@ class ModelPipeline:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
 
+    def stop_source(self) -> None:
+        """Ask the source to stop without waiting: the first step of a drain, so several
+        pipelines can drain in parallel before each one's ``stop``."""
+        self._stop_source.set()
+
     @property
     def finished(self) -> bool:
+        """Every thread of a started pipeline has ended (a finite source fully processed,
+        or a stop)."""
         return bool(self._threads) and not any(t.is_alive() for t in self._threads)
+
+    @property
+    def source_finished(self) -> bool:
+        """The source thread has ended: its input is exhausted, it failed, or it was stopped.
+        A source that is merely quiet (a camera between frames) is not finished."""
+        return self._source_done.is_set()
 
     def _finish(self) -> None:
         counters = self.stats.counters()

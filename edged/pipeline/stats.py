@@ -128,7 +128,6 @@ class ModelStats:
         self.dropped: CounterType[str] = Counter()
         self.latency: Dict[str, WindowedHistogram] = {s: WindowedHistogram(window_s) for s in STAGES}
         self.started = time.monotonic()
-        self._rate_mark = (self.started, 0)
 
     def count_in(self, n: int = 1) -> None:
         with self._lock:
@@ -156,12 +155,3 @@ class ModelStats:
                 "batches": self.batches,
                 "batch_frames": self.batch_frames,
             }
-
-    def fps_since_last(self) -> float:
-        """Output frames per second since the previous call."""
-        now = time.monotonic()
-        with self._lock:
-            then, out_then = self._rate_mark
-            self._rate_mark = (now, self.frames_out)
-            out = self.frames_out
-        return (out - out_then) / (now - then) if now > then else 0.0

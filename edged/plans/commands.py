@@ -6,23 +6,28 @@ import argparse
 import functools
 import json
 import time
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from edged.errors import EdgedError
-from edged.status import fallback_text
+
+if TYPE_CHECKING:
+    from edged.model_set import ModelSet
 
 __all__ = ["add_plan_parser"]
 
 
-def _daemon(args: argparse.Namespace) -> Any:
+def _models(args: argparse.Namespace) -> ModelSet:
+    """The configured models, placed as ``edged run`` would place them; nothing started."""
     from edged.config import load_config
-    from edged.daemon import Daemon
+    from edged.model_loading import platform_for
+    from edged.model_set import ModelSet
 
-    return Daemon(load_config(args.config))
+    config = load_config(args.config)
+    return ModelSet(config, platform_for(config.models))
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _daemon(args).plans().store
+    store = _models(args).plans().store
     rows = [
         {
             "name": p.name,
@@ -42,48 +47,50 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    daemon = _daemon(args)
+    models = _models(args)
     failures = 0
-    for model in daemon.config.models:
+    for model in models.config.models:
         try:
-            pipeline = daemon.load_model(model)
+            pipeline = models.load_model(model)
         except EdgedError as exc:
             print(f"{model.name}: failed: {exc}")
             failures += 1
             continue
         pipeline.close_runners()
         # load_model builds for placement's device, as `edged run` will: the plan is the one it loads.
-        print(f"{model.name}: {pipeline.plan_key.name} ready")
-        fallback = fallback_text(daemon, model.name)
+        key = pipeline.plan_key
+        assert key is not None  # load_pipeline sets it
+        print(f"{model.name}: {key.name} ready")
+        fallback = models.snapshot(latency=False).models[model.name].fallback
         if fallback:
             print(f"  {fallback}")
     return 1 if failures else 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    daemon = _daemon(args)
-    rows = daemon.plans().store.verify()
+    models = _models(args)
+    rows = models.plans().store.verify()
     for row in rows:
         print(f"{row['name']}: {'ok' if row['ok'] else 'CORRUPT, quarantined'}")
     ok = all(row["ok"] for row in rows)
     if args.accuracy:
-        ok = _verify_accuracy(daemon) and ok
+        ok = _verify_accuracy(models) and ok
     return 0 if ok else 1
 
 
-def _verify_accuracy(daemon: Any) -> bool:
+def _verify_accuracy(models: ModelSet) -> bool:
     """Run the accuracy check again on each model's cached plans, as loading would meet them."""
     from edged.accuracy.admission import PlanGate
     from edged.backends import get_backend
     from edged.model_loading import build_options
 
-    plans, cache_dir = daemon.plans(), daemon.config.plans.cache_dir
+    plans, cache_dir = models.plans(), models.config.plans.cache_dir
     ok = True
-    for model in daemon.config.models:
-        gate = PlanGate(plans, daemon.placer, cache_dir, functools.partial(_options, model, cache_dir))
+    for model in models.config.models:
+        gate = PlanGate(plans, models.placer, cache_dir, functools.partial(_options, model, cache_dir))
         try:
             backend = get_backend(model.backend)
-            rows = gate.recheck(model, backend, build_options(model, cache_dir, daemon.device_of(model.name)))
+            rows = gate.recheck(model, backend, build_options(model, cache_dir, models.device_of(model.name)))
         except EdgedError as exc:
             print(f"{model.name}: accuracy not checked: {exc}")
             ok = False
@@ -101,7 +108,7 @@ def _options(model: Any, cache_dir: str, device: str, precision: str) -> Any:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    removed: List[str] = _daemon(args).plans().store.prune()
+    removed: List[str] = _models(args).plans().store.prune()
     for name in removed:
         print(f"removed {name}")
     print(f"{len(removed)} removed")
@@ -109,7 +116,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    matches = [p for p in _daemon(args).plans().store.entries() if p.name == args.key or p.digest.startswith(args.key)]
+    matches = [p for p in _models(args).plans().store.entries() if p.name == args.key or p.digest.startswith(args.key)]
     if len(matches) != 1:
         print(f"plan {args.key!r}: {'no such plan' if not matches else 'ambiguous; give more of the key'}")
         return 1

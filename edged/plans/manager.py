@@ -165,13 +165,13 @@ class PlanManager:
 
     def layer_placement(self, key: PlanKey) -> Optional[List[Dict[str, Any]]]:
         """Where the stored plan's layers run, as the backend reported at build time."""
-        manifest = self.store._manifest(key.name) or {}
+        manifest = self.store.manifest(key.name) or {}
         rows = manifest.get("layer_placement")
         return list(rows) if isinstance(rows, list) else None
 
     def profile(self, key: PlanKey) -> Optional[Dict[str, Any]]:
         """The measured profile stored with the plan (see edged.model_loading), if any."""
-        doc = (self.store._manifest(key.name) or {}).get("profile")
+        doc = (self.store.manifest(key.name) or {}).get("profile")
         return dict(doc) if isinstance(doc, dict) else None
 
     def record_profile(self, key: PlanKey, profile: Dict[str, Any]) -> None:
@@ -179,7 +179,7 @@ class PlanManager:
 
     def accuracy(self, key: PlanKey) -> Optional[Dict[str, Any]]:
         """The accuracy verdict stored with the plan (see edged.accuracy), if any."""
-        doc = (self.store._manifest(key.name) or {}).get("accuracy")
+        doc = (self.store.manifest(key.name) or {}).get("accuracy")
         return dict(doc) if isinstance(doc, dict) else None
 
     def record_accuracy(self, key: PlanKey, verdict: Dict[str, Any]) -> None:

@@ -118,7 +118,7 @@ class PlanStore:
 
     def annotate(self, key: PlanKey, facts: Dict[str, Any]) -> None:
         """Add ``facts`` to a stored plan's manifest (atomically; the plan is unchanged)."""
-        manifest = self._manifest(key.name)
+        manifest = self.manifest(key.name)
         if manifest is None or manifest.get("digest") != key.digest:
             raise PlanError(f"{self._manifest_path(key.name)}: no manifest for plan {key.name}")
         manifest.update(facts)
@@ -144,7 +144,8 @@ class PlanStore:
 
     # -- reading -----------------------------------------------------------------------
 
-    def _manifest(self, name: str) -> Optional[Dict[str, Any]]:
+    def manifest(self, name: str) -> Optional[Dict[str, Any]]:
+        """The stored manifest of plan ``name``; None when it is missing or unreadable."""
         try:
             with open(self._manifest_path(name), encoding="utf-8") as handle:
                 doc = json.load(handle)
@@ -154,7 +155,7 @@ class PlanStore:
 
     def get(self, key: PlanKey) -> Optional[bytes]:
         """The verified plan bytes, or None (absent; or corrupt, which is quarantined)."""
-        manifest = self._manifest(key.name)
+        manifest = self.manifest(key.name)
         if manifest is None or manifest.get("digest") != key.digest:
             return None
         try:
@@ -186,7 +187,7 @@ class PlanStore:
             if not entry.endswith(_MANIFEST) or entry.startswith(_TMP):
                 continue
             name = entry[: -len(_MANIFEST)]
-            manifest = self._manifest(name)
+            manifest = self.manifest(name)
             path = os.path.join(self.root, name + _PLAN)
             if manifest is None or not os.path.exists(path):
                 continue

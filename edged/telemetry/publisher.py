@@ -6,8 +6,9 @@ import logging
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional
 
+from edged.model_state import ModelState
 from edged.mqtt.link import MqttLink
-from edged.telemetry.snapshot import ModelView, Snapshotter
+from edged.telemetry.snapshot import Snapshotter
 
 __all__ = ["TelemetryPublisher"]
 
@@ -22,14 +23,14 @@ class TelemetryPublisher:
         self,
         link: MqttLink,
         snapshotter: Snapshotter,
-        views: Callable[[], Mapping[str, ModelView]],
+        models: Callable[[], Mapping[str, ModelState]],
         period_s: float,
         expiry_s: Optional[int] = None,
         extra: Optional[Callable[[], Dict[str, Any]]] = None,
     ) -> None:
         self.link = link
         self.snapshotter = snapshotter
-        self._views = views
+        self._models = models
         self.period_s = period_s
         self.expiry_s = expiry_s if expiry_s is not None else max(1, int(3 * period_s))
         self._extra = extra
@@ -49,7 +50,7 @@ class TelemetryPublisher:
     def publish_once(self) -> Dict[str, Any]:
         extra = self._extra() if self._extra else {}
         extra["mqtt"] = {"dropped_offline": self.link.counters.dropped_offline, "connects": self.link.counters.connects}
-        doc = self.snapshotter.snapshot(self._views(), extra)
+        doc = self.snapshotter.snapshot(self._models(), extra)
         self.link.publish(self.link.topics.telemetry, doc, qos=0, expiry_s=self.expiry_s)
         self.last = doc
         return doc

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import datetime
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
-from edged.pipeline.stats import STAGES, ModelStats
+from edged.model_state import ModelState, OutputRates
 from edged.telemetry.energy import EnergyWindow
 from edged.telemetry.health import HealthReader
 from edged.telemetry.power import PowerReader, PowerSample
 
-__all__ = ["SCHEMA_VERSION", "ModelView", "Snapshotter", "utc_now"]
+__all__ = ["SCHEMA_VERSION", "Snapshotter", "utc_now"]
 
 SCHEMA_VERSION = 1
 
@@ -25,34 +24,8 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class ModelView:
-    """What the snapshot needs to know of one model."""
-
-    name: str
-    device: str  # cpu | gpu | dla0 | dla1 ...
-    batch: int
-    state: str
-    stats: Optional[ModelStats]
-    error: Optional[str] = None
-    source: Optional[Dict[str, Any]] = None  # state and counters of sources that report them
-    placement: Optional[Dict[str, Any]] = None  # why this device: reason, note, not_on, fell_back_from
-    engines: Tuple[str, ...] = ()  # the device of each engine instance, when there are several
-
-
-def _latency(stats: ModelStats, now: float) -> Dict[str, Dict[str, float]]:
-    out = {}
-    for stage in STAGES:
-        hist = stats.latency[stage].snapshot(now)
-        if hist.count:
-            summary = hist.summary()
-            out[stage] = {k: float(v) for k, v in summary.items() if v is not None and k != "count"}
-            out[stage]["count"] = float(hist.count)
-    return out
-
-
-def _frames_out(view: ModelView) -> int:
-    return int(view.stats.counters()["frames_out"]) if view.stats is not None else 0
+def _frames_out(model: ModelState) -> int:
+    return model.counters.frames_out if model.counters is not None else 0
 
 
 class Snapshotter:
@@ -64,49 +37,42 @@ class Snapshotter:
         self.device_id = device_id
         self.power = power
         self.health = health
-        self._marks: Dict[str, tuple] = {}  # type: ignore[type-arg]
+        self._rates = OutputRates()
         self._energy: Dict[str, EnergyWindow] = {}
         self._window_s = window_s
         self.seq = 0
 
-    def _model_doc(self, view: ModelView, now: float) -> Dict[str, Any]:
-        doc: Dict[str, Any] = {"state": view.state, "device": view.device}
-        if len(view.engines) > 1:
-            doc["engines"] = list(view.engines)
-        if view.error:
-            doc["error"] = view.error
-        if view.source is not None:
-            doc["source"] = view.source
-        if view.placement:
-            doc["placement"] = view.placement
-        if view.stats is None:
+    def _model_doc(self, model: ModelState, now: float) -> Dict[str, Any]:
+        doc: Dict[str, Any] = {"state": model.state, "device": model.device}
+        if len(model.engines) > 1:
+            doc["engines"] = list(model.engines)
+        if model.error:
+            doc["error"] = model.error
+        if model.source is not None:
+            doc["source"] = dict(model.source)
+        if model.placement:
+            doc["placement"] = dict(model.placement)
+        counters = model.counters
+        if counters is None:
             return doc
-        counters = view.stats.counters()
-        frames_out = int(counters["frames_out"])
-        then = self._marks.get(view.name)
-        self._marks[view.name] = (now, frames_out)
-        if then is not None and now > then[0]:
-            doc["fps"] = (frames_out - then[1]) / (now - then[0])
-        batches = int(counters["batches"])
-        if batches:
-            doc["batch_fill"] = int(counters["batch_frames"]) / (batches * view.batch)
-        doc["frames"] = {
-            "in": counters["frames_in"],
-            "out": frames_out,
-            "dropped": dict(counters["dropped"]),
-        }
-        doc["latency_ms"] = _latency(view.stats, now)
+        fps = self._rates.update(model, now)
+        if fps is not None:
+            doc["fps"] = fps
+        if counters.batches:
+            doc["batch_fill"] = counters.batch_frames / (counters.batches * model.batch)
+        doc["frames"] = {"in": counters.frames_in, "out": counters.frames_out, "dropped": dict(counters.dropped)}
+        doc["latency_ms"] = {stage: dict(summary) for stage, summary in model.latency_ms.items()}
         return doc
 
-    def _devices(self, views: Mapping[str, ModelView], sample: Optional[PowerSample], now: float) -> Dict[str, Any]:
+    def _devices(self, models: Mapping[str, ModelState], sample: Optional[PowerSample], now: float) -> Dict[str, Any]:
         devices: Dict[str, Dict[str, Any]] = {}
-        for view in views.values():
-            for device in view.engines or (view.device,):
-                devices.setdefault(device, {"models": []})["models"].append(view.name)
+        for model in models.values():
+            for device in model.engines or (model.device,):
+                devices.setdefault(device, {"models": []})["models"].append(model.name)
         if sample is not None and sample.total_mw is not None:
             # Rails rarely separate one accelerator from another, so energy per inference is
             # attributed per device from the board total, split by each device's share of inferences.
-            all_inferences = sum(_frames_out(view) for view in views.values())
+            all_inferences = sum(_frames_out(model) for model in models.values())
             window = self._energy.setdefault("board", EnergyWindow(self._window_s))
             window.add(now, sample.total_mw, all_inferences)
             per_inference = window.per_inference_mj()
@@ -116,11 +82,11 @@ class Snapshotter:
                     devices[device]["energy_source"] = "board"
         return devices
 
-    def snapshot(self, views: Mapping[str, ModelView], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    def snapshot(self, models: Mapping[str, ModelState], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         now = time.monotonic()
         self.seq += 1
         doc: Dict[str, Any] = {"schema": SCHEMA_VERSION, "ts": utc_now(), "device_id": self.device_id, "seq": self.seq}
-        doc["models"] = {name: self._model_doc(view, now) for name, view in views.items()}
+        doc["models"] = {name: self._model_doc(model, now) for name, model in models.items()}
         unavailable: Dict[str, str] = {}
         sample = None
         if self.power is not None:
@@ -133,7 +99,7 @@ class Snapshotter:
                 }
             elif self.power.spec.reason:
                 unavailable["power"] = self.power.spec.reason
-        doc["devices"] = self._devices(views, sample, now)
+        doc["devices"] = self._devices(models, sample, now)
         if self.health is not None:
             health = self.health.read()
             if health.temps_c:

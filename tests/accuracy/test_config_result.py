@@ -48,7 +48,7 @@ def test_config_result_reports_the_refused_plan_and_the_fallback(
         outcome = result["changes"]["accuracy"]["digits"]
         assert outcome["precision"] == "fp16" and outcome["configured_precision"] == "int8"
         assert outcome["refused"][0]["precision"] == "int8" and "top-1 agreement" in outcome["refused"][0]["why"]
-        assert "accuracy" not in harness.daemon.placer.status("base")
+        assert "accuracy" not in harness.daemon.models.placer.status("base")
         published = dict((t, json.loads(p)) for t, p, *_ in harness.published)
         assert published["edged/node-1/config/result"]["changes"]["accuracy"]["digits"] == outcome
     finally:

@@ -14,9 +14,9 @@ from edged.backends.base import BuildOptions, Runner
 from edged.backends.onnxruntime.backend import OnnxRuntimeBackend
 from edged.config import parse_config
 from edged.daemon import Daemon
+from edged.model_state import placement_view
 from edged.plans import PlanStore
 from edged.status import status_lines
-from edged.telemetry.service import placement_view
 from tests.accuracy.conftest import digits_config
 from tests.accuracy.digits import Digits
 
@@ -36,7 +36,7 @@ def test_int8_calibrated_on_digits_passes_and_serves(
     )  # fmt: skip
     daemon = Daemon(parse_config(doc))
     daemon.run(duration_s=60)
-    slot = daemon.slots["digits"]
+    slot = daemon.models.slots["digits"]
     assert slot.pipeline is not None and slot.pipeline.stats.counters()["frames_out"] == 200
     verdict = _manifests(tmp_path)["int8"]["accuracy"]
     assert verdict["passed"] and verdict["precision"] == "int8" and verdict["device"] == "cpu"
@@ -45,7 +45,7 @@ def test_int8_calibrated_on_digits_passes_and_serves(
     assert verdict["reference"].startswith("onnxruntime fp32 on the cpu")
     outputs = verdict["figures"]["outputs"]["logits"]
     assert 0 < outputs["max_abs_error"] < 5 and outputs["cosine_mean"] > 0.99
-    accuracy = daemon.placer.status("digits")["accuracy"]
+    accuracy = daemon.models.placer.status("digits")["accuracy"]
     assert accuracy["precision"] == "int8" and accuracy["verdict"] == "passed" and "refused" not in accuracy
     assert str(slot.pipeline.plan_key.name).split(".")[3] == "int8"
 
@@ -59,7 +59,7 @@ def test_int8_calibrated_on_black_images_is_refused_and_fp16_serves(
     )  # fmt: skip
     daemon = Daemon(parse_config(doc))
     daemon.run(duration_s=60)
-    slot = daemon.slots["digits"]
+    slot = daemon.models.slots["digits"]
     assert slot.pipeline is not None and slot.pipeline.stats.counters()["frames_out"] == 200
     manifests = _manifests(tmp_path)
     refused = manifests["int8"]["accuracy"]
@@ -69,13 +69,13 @@ def test_int8_calibrated_on_black_images_is_refused_and_fp16_serves(
     assert manifests["fp16"]["accuracy"]["passed"]
     assert str(slot.pipeline.plan_key.name).split(".")[3] == "fp16"
     # The reason and the fallback reach placement's status, the status lines and telemetry.
-    accuracy = daemon.placer.status("digits")["accuracy"]
+    accuracy = daemon.models.placer.status("digits")["accuracy"]
     assert accuracy["precision"] == "fp16" and accuracy["configured_precision"] == "int8"
     (step,) = accuracy["refused"]
     assert step["precision"] == "int8" and "top-1 agreement" in step["why"]
-    lines = "\n".join(status_lines(daemon))
+    lines = "\n".join(status_lines(daemon.snapshot()))
     assert "int8 refused by the accuracy check" in lines and "serving fp16" in lines
-    view = placement_view(daemon.placer.status("digits"))
+    view = placement_view(daemon.models.placer.status("digits"))
     assert view is not None and view["accuracy"]["refused"][0]["precision"] == "int8"
 
     # A warm start reuses both verdicts: nothing is checked again.
@@ -83,8 +83,8 @@ def test_int8_calibrated_on_black_images_is_refused_and_fp16_serves(
     again = Daemon(parse_config(doc))
     again.run(duration_s=60)
     assert {p: m["accuracy"]["checked_at"] for p, m in _manifests(tmp_path).items()} == checked
-    assert again.slots["digits"].plan.source == "cache"
-    assert again.placer.status("digits")["accuracy"]["refused"][0]["precision"] == "int8"
+    assert again.models.slots["digits"].plan.source == "cache"
+    assert again.models.placer.status("digits")["accuracy"]["refused"][0]["precision"] == "int8"
 
 
 class _Perturbed(Runner):
@@ -119,7 +119,7 @@ def test_a_plan_with_perturbed_outputs_is_refused(
     monkeypatch.setattr(edged.model_loading, "get_backend", lambda name: PerturbingBackend())
     doc = digits_config(digits, digit_folders, tmp_path, precision="fp16")
     daemon = Daemon(parse_config(doc))
-    pipeline = daemon.load_model(daemon.config.models[0])
+    pipeline = daemon.models.load_model(daemon.config.models[0])
     try:
         assert str(pipeline.plan_key.name).split(".")[3] == "fp32"
         assert not isinstance(pipeline.runner, _Perturbed)
@@ -131,7 +131,7 @@ def test_a_plan_with_perturbed_outputs_is_refused(
     assert refused["data"]["source"] == "captured"
     captured = sorted((tmp_path / "plans" / "validation").glob("digits-*/frame-*.npy"))
     assert len(captured) == 64
-    accuracy = daemon.placer.status("digits")["accuracy"]
+    accuracy = daemon.models.placer.status("digits")["accuracy"]
     assert accuracy["precision"] == "fp32" and accuracy["verdict"].startswith("not checked")
     assert json.dumps(accuracy)  # plain data for telemetry
 
@@ -184,7 +184,7 @@ def test_judged_on_its_own_black_calibration_images_the_degenerate_plan_would_pa
         digits, digit_folders, tmp_path, precision="int8", calibration={"images": str(digit_folders["black"])}
     )
     daemon = Daemon(parse_config(doc))
-    daemon.load_model(daemon.config.models[0]).close_runners()
+    daemon.models.load_model(daemon.config.models[0]).close_runners()
     verdict = _manifests(tmp_path)["int8"]["accuracy"]
     assert verdict["data"]["source"] == "calibration" and verdict["data"]["samples"] == 20
     assert verdict["passed"] and verdict["figures"]["top1_agreement"] == 1.0

@@ -14,12 +14,12 @@ import pytest
 import edged.backends
 import edged.cuda
 import edged.daemon as daemon_mod
+import edged.model_set as model_set_mod
 from edged.config import parse_config
 from edged.errors import BackendUnavailable
 from edged.placement.target import preset
 from edged.plans import PlanStore
 from edged.status import status_lines
-from edged.telemetry.service import model_views
 from edged.telemetry.snapshot import Snapshotter
 from tests.accuracy.conftest import digits_config
 from tests.accuracy.digits import Digits
@@ -34,7 +34,7 @@ def trt(monkeypatch: pytest.MonkeyPatch) -> Any:
     module = make_tensorrt("10.3", dla_cores=1)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     monkeypatch.setattr(edged.cuda, "load_runtime", lambda *a, **k: HostCuda())
-    monkeypatch.setattr(daemon_mod, "local_target", lambda *_: preset("orin-nx-8gb"))
+    monkeypatch.setattr(model_set_mod, "local_target", lambda *_: preset("orin-nx-8gb"))
     return module
 
 
@@ -49,7 +49,7 @@ def _plans(tmp_path: Path) -> Dict[str, Dict[str, Any]]:
 
 def _load(doc: Dict[str, Any]) -> Any:
     daemon = daemon_mod.Daemon(parse_config(doc))
-    pipeline = daemon.load_model(daemon.config.models[0])
+    pipeline = daemon.models.load_model(daemon.config.models[0])
     pipeline.close_runners()
     return daemon, pipeline
 
@@ -66,7 +66,7 @@ def test_gpu_int8_calibrated_on_digits_passes(
     assert verdict["passed"] and verdict["figures"]["top1_agreement"] >= 0.97
     # The double's INT8 plan does differ from the reference, by its documented emulation.
     assert verdict["figures"]["outputs"]["logits"]["max_abs_error"] > 0
-    assert daemon.placer.status("digits")["accuracy"]["verdict"] == "passed"
+    assert daemon.models.placer.status("digits")["accuracy"]["verdict"] == "passed"
 
 
 def test_dla_ladder_int8_fp16_then_the_gpu(
@@ -80,7 +80,7 @@ def test_dla_ladder_int8_fp16_then_the_gpu(
         batch=1, calibration={"images": str(digit_folders["black"])},
         accuracy={"images": str(digit_folders["held_out"]), "fp16": {"max_abs_error": 0}},
     )  # fmt: skip
-    assert daemon_mod.Daemon(parse_config(doc)).device_of("digits") == "dla0"
+    assert daemon_mod.Daemon(parse_config(doc)).models.device_of("digits") == "dla0"
     daemon, pipeline = _load(doc)
     plans = _plans(tmp_path)
     assert set(plans) == {"dla0.int8", "dla0.fp16", "gpu.fp16", "gpu.fp32"}
@@ -88,14 +88,14 @@ def test_dla_ladder_int8_fp16_then_the_gpu(
     assert any("max abs error" in f for f in plans["dla0.fp16"]["accuracy"]["failures"])
     assert not plans["gpu.fp16"]["accuracy"]["passed"] and "accuracy" not in plans["gpu.fp32"]
     assert pipeline.devices == ["gpu"] and ".gpu.fp32." in pipeline.plan_key.name
-    status = daemon.placer.status("digits")
+    status = daemon.models.placer.status("digits")
     assert status["fell_back_from"] == "dla0" and status["not_on"]["dla0"].startswith("accuracy check failed")
     refused = [(r["device"], r["precision"]) for r in status["accuracy"]["refused"]]
     assert refused == [("dla0", "int8"), ("dla0", "fp16"), ("gpu", "fp16")]
-    lines = status_lines(daemon)
+    lines = status_lines(daemon.snapshot())
     assert any("fell back from dla0: accuracy check failed" in line for line in lines)
     assert any("serving fp32" in line for line in lines)
-    doc_t = Snapshotter("d1", None, None, 30.0).snapshot(model_views(daemon))
+    doc_t = Snapshotter("d1", None, None, 30.0).snapshot(daemon.snapshot().models)
     jsonschema.validate(doc_t, SCHEMA)
     assert doc_t["models"]["digits"]["placement"]["accuracy"]["precision"] == "fp32"
 

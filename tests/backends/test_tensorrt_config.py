@@ -71,7 +71,7 @@ def test_daemon_serves_a_model_on_the_tensorrt_double(
     doc = _trt_model(demo_config, calibration={"images": str(demo_assets / "images")})
     doc["models"][0]["source"]["count"] = 8
     config = parse_config(doc)
-    pipeline = Daemon(config).load_model(config.models[0])
+    pipeline = Daemon(config).models.load_model(config.models[0])
     assert pipeline.runner.inputs[0].shape == (2, 3, 64, 64)  # DLA: static batch
     pipeline.start()
     assert pipeline.wait(timeout=30)

@@ -61,8 +61,8 @@ class Harness:
     def __init__(self, doc: Dict[str, Any]) -> None:
         self.published: Published = []
         self.daemon = Daemon(parse_config(doc))
-        self.daemon.start_models()
-        assert self.daemon.wait_started(60), "the first models did not start"
+        self.daemon.models.start()
+        assert self.daemon.models.wait_started(60), "the first models did not start"
         self.plane = ControlPlane(self.daemon, lambda t, p, r, c: self.published.append((t, p, r, c)))
         self.plane.start()
         assert [t for t, *_ in self.published] == ["edged/node-1/config/state"]
@@ -70,7 +70,7 @@ class Harness:
 
     def close(self) -> None:
         self.plane.stop()
-        self.daemon.stop_models()
+        self.daemon.models.stop()
 
 
 @pytest.fixture()

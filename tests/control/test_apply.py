@@ -34,13 +34,13 @@ def snapshot(h: Harness) -> Tuple[Any, ...]:
     store = Path(d.config.document["control"]["state_dir"]) / STORE_NAME
     return (
         json.dumps(dict(d.config.document), sort_keys=True),
-        {n: (id(s.pipeline), s.state) for n, s in d.slots.items()},
+        {n: (id(s.pipeline), s.state) for n, s in d.models.slots.items()},
         store.read_bytes() if store.exists() else None,
     )
 
 
 def frames_out(h: Harness, name: str) -> int:
-    pipeline = h.daemon.slots[name].pipeline
+    pipeline = h.daemon.models.slots[name].pipeline
     assert pipeline is not None
     return int(pipeline.stats.counters()["frames_out"])  # type: ignore[call-overload]
 
@@ -80,7 +80,7 @@ def test_push_adding_a_model_is_applied_without_a_gap_and_persisted(
     harness: Harness, base_doc: Dict[str, Any], control_dirs: Dict[str, Path]
 ) -> None:
     time.sleep(0.3)
-    base_pipeline = harness.daemon.slots["base"].pipeline
+    base_pipeline = harness.daemon.models.slots["base"].pipeline
     new = serving_model("added", str(control_dirs["models"] / "second.onnx"))
     with Sampler(harness, "base") as sampler:
         result = push(harness, {"version": 2, "id": "r1", "patch": {"models": [base_doc["models"][0], new]}})
@@ -89,7 +89,7 @@ def test_push_adding_a_model_is_applied_without_a_gap_and_persisted(
     assert result["changes"] == {"added": ["added"], "changed": [], "removed": [], "unchanged": ["base"]}
     # The untouched model kept its pipeline and never stopped producing (200 fps source:
     # a 5 ms period; 0.25 s without a frame would be a gap).
-    assert harness.daemon.slots["base"].pipeline is base_pipeline
+    assert harness.daemon.models.slots["base"].pipeline is base_pipeline
     assert sampler.longest_stall_s() < 0.25, sampler.samples
     time.sleep(0.3)
     assert frames_out(harness, "added") > 0
@@ -172,7 +172,7 @@ def test_a_model_failing_after_others_were_built_rolls_all_back(
     result = push(harness, {"version": 2, "patch": {"models": [changed, good, bad]}})
     assert result["status"] == "rolled_back" and result["errors"][0].startswith("models.bad: ")
     assert snapshot(harness) == before
-    assert harness.daemon.slots["base"].pipeline.state == "running"  # type: ignore[union-attr]
+    assert harness.daemon.models.slots["base"].pipeline.state == "running"  # type: ignore[union-attr]
 
 
 def test_failed_persist_rolls_back(harness: Harness, base_doc: Dict[str, Any], control_dirs: Dict[str, Path]) -> None:
@@ -229,10 +229,10 @@ def test_group_push_is_accepted_and_state_is_redacted(base_doc: Dict[str, Any]) 
 def test_commands_snapshot_rebuild_and_reload(harness: Harness, base_doc: Dict[str, Any], tmp_path: Path) -> None:
     snap = harness.plane.process(Message("edged/node-1/cmd/snapshot", b'{"id": "s1"}'))
     assert snap["status"] == "ok" and snap["id"] == "s1" and snap["models"]["base"]["state"] == "running"
-    old = harness.daemon.slots["base"].pipeline
+    old = harness.daemon.models.slots["base"].pipeline
     rebuilt = harness.plane.process(Message("edged/node-1/cmd/rebuild-plans", b""))
     assert rebuilt["status"] == "ok" and rebuilt["changes"]["changed"] == ["base"]
-    assert harness.daemon.slots["base"].pipeline is not old
+    assert harness.daemon.models.slots["base"].pipeline is not old
     failed = harness.plane.process(Message("edged/node-1/cmd/reload", b""))
     assert failed["status"] == "failed" and "not started from a config file" in failed["errors"][0]
     unknown = harness.plane.process(Message("edged/node-1/cmd/explode", b""))
@@ -248,19 +248,19 @@ def test_reload_rereads_the_file_and_keeps_the_old_config_on_errors(
     path = tmp_path / "edged.yaml"
     path.write_text(yaml.safe_dump(base_doc))
     daemon = Daemon(parse_config(base_doc), config_path=str(path))
-    daemon.start_models()
+    daemon.models.start()
     try:
         base_doc["models"].append(serving_model("extra", str(control_dirs["models"] / "second.onnx")))
         path.write_text(yaml.safe_dump(base_doc))
         daemon.reload()
-        assert list(daemon.slots) == ["base", "extra"]
-        kept = {n: s.pipeline for n, s in daemon.slots.items()}
+        assert list(daemon.models.slots) == ["base", "extra"]
+        kept = {n: s.pipeline for n, s in daemon.models.slots.items()}
         path.write_text("models: [")
         with pytest.raises(Exception, match="invalid YAML"):
             daemon.reload()
-        assert {n: s.pipeline for n, s in daemon.slots.items()} == kept
+        assert {n: s.pipeline for n, s in daemon.models.slots.items()} == kept
     finally:
-        daemon.stop_models()
+        daemon.models.stop()
 
 
 def test_signed_pushes_only_when_public_keys_are_configured(

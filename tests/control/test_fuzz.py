@@ -138,7 +138,7 @@ def test_fuzz_push_handler(
         try:
             result = plane.process(Message(topic, raw))
         finally:
-            daemon.stop_models(timeout=1.0)
+            daemon.models.stop(timeout=1.0)
         status = result["status"]
         counts[status] = counts.get(status, 0) + 1
         assert status in STATUSES

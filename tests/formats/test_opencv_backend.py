@@ -100,6 +100,6 @@ def test_a_caffe_config_runs_in_the_daemon(tiny_caffe: Dict[str, Path], tmp_path
     assert config.models[0].backend == "opencv"
     daemon = Daemon(config)
     assert daemon.run(duration_s=20) == 0
-    assert daemon.slots["tiny"].error is None
+    assert daemon.models.slots["tiny"].error is None
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 6

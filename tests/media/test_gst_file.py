@@ -50,7 +50,7 @@ def test_every_frame_of_an_mp4_is_read_exactly_once(tmp_path: Path, demo_assets:
     write_h264_mp4(video, frames=90)
     daemon = Daemon(parse_config(_doc(tmp_path, demo_assets, {"type": "file", "path": str(video)})))
     daemon.run(duration_s=60)
-    slot = daemon.slots["video"]
+    slot = daemon.models.slots["video"]
     assert slot.error is None and slot.pipeline is not None
     counters = slot.pipeline.stats.counters()
     assert counters["frames_in"] == counters["frames_out"] == 90 and counters["dropped"] == {}
@@ -63,13 +63,13 @@ def test_a_missing_or_broken_file_is_named(tmp_path: Path, demo_assets: Path) ->
     missing = tmp_path / "absent.mp4"
     daemon = Daemon(parse_config(_doc(tmp_path, demo_assets, {"type": "file", "path": str(missing)})))
     daemon.run(duration_s=3)
-    assert daemon.slots["video"].error == f"source.path: no such file {str(missing)!r}"
+    assert daemon.models.slots["video"].error == f"source.path: no such file {str(missing)!r}"
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 1000)
     daemon = Daemon(parse_config(_doc(tmp_path, demo_assets, {"type": "file", "path": str(broken)})))
     daemon.run(duration_s=3)
-    assert "source (file)" in (daemon.slots["video"].error or "") or "source.path" in (
-        daemon.slots["video"].error or ""
+    assert "source (file)" in (daemon.models.slots["video"].error or "") or "source.path" in (
+        daemon.models.slots["video"].error or ""
     )
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from edged.config import parse_config
 from edged.daemon import Daemon
-from edged.telemetry.service import model_views
 from edged.telemetry.snapshot import Snapshotter
 from tests.mqtt.broker import free_port
 
@@ -54,9 +53,9 @@ def test_rtsp_outage_is_reconnected_reported_and_harmless_to_other_models(tmp_pa
     runner = threading.Thread(target=daemon.run, kwargs={"duration_s": 120}, daemon=True)
     runner.start()
     try:
-        assert daemon.wait_started(30)
-        cam = daemon.slots["cam"].pipeline
-        other = daemon.slots["other"].pipeline
+        assert daemon.models.wait_started(30)
+        cam = daemon.models.slots["cam"].pipeline
+        other = daemon.models.slots["other"].pipeline
         assert cam is not None and other is not None
         assert _wait(lambda: cam.stats.counters()["frames_out"] > 30, 30), cam.source.status()  # type: ignore[attr-defined]
 
@@ -67,7 +66,7 @@ def test_rtsp_outage_is_reconnected_reported_and_harmless_to_other_models(tmp_pa
         assert _wait(lambda: cam.source.status()["state"] == "reconnecting", 15)  # type: ignore[attr-defined]
         time.sleep(max(0.0, 10 - (time.monotonic() - outage_start)))
         other_fps = (other.stats.counters()["frames_out"] - before) / (time.monotonic() - outage_start)
-        views = model_views(daemon)
+        views = daemon.snapshot().models
         telemetry = Snapshotter("media", None, None, 30).snapshot(views)
         assert telemetry["models"]["cam"]["source"]["state"] == "reconnecting"
         assert telemetry["models"]["cam"]["source"]["outage_s"] >= 9

@@ -30,7 +30,7 @@ def test_results_equal_onnxruntime_session_run_bit_exact(demo_config: Dict[str, 
     model["batch"] = 1
     model["preprocess"] = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     daemon = _run_daemon(demo_config)
-    assert daemon.slots["demo"].error is None
+    assert daemon.models.slots["demo"].error is None
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["seq"] for r in records] == list(range(40))
 
@@ -63,7 +63,7 @@ def daemon_input_spec(path: str) -> Any:
 def test_batched_results_match_per_batch_session_run(demo_config: Dict[str, Any], tmp_path: Path) -> None:
     demo_config["models"][0]["max_wait_ms"] = 1000  # always full batches of 4 from a finite source
     daemon = _run_daemon(demo_config)
-    counters = daemon.slots["demo"].pipeline.stats.counters()  # type: ignore[union-attr]
+    counters = daemon.models.slots["demo"].pipeline.stats.counters()  # type: ignore[union-attr]
     assert counters["frames_out"] == 40 and counters["batches"] == 10
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     config = parse_config(demo_config).models[0]
@@ -100,10 +100,10 @@ def test_a_broken_model_does_not_stop_the_others(demo_config: Dict[str, Any], tm
     bad.write_bytes(b"not an onnx file")
     demo_config["models"].append(dict(demo_config["models"][0], name="bad", path=str(bad), sink={"type": "null"}))
     daemon = _run_daemon(demo_config)
-    assert daemon.slots["bad"].state == "failed"
-    assert str(bad) in (daemon.slots["bad"].error or "")
-    assert daemon.slots["demo"].pipeline is not None
-    assert daemon.slots["demo"].pipeline.stats.counters()["frames_out"] == 40
+    assert daemon.models.slots["bad"].state == "failed"
+    assert str(bad) in (daemon.models.slots["bad"].error or "")
+    assert daemon.models.slots["demo"].pipeline is not None
+    assert daemon.models.slots["demo"].pipeline.stats.counters()["frames_out"] == 40
 
 
 def test_sigterm_under_load_drains_and_every_frame_is_accounted_for(

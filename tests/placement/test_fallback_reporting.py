@@ -15,12 +15,12 @@ import yaml
 
 import edged.cuda
 import edged.daemon as daemon_mod
+import edged.model_set as model_set_mod
 from edged.cli import main
 from edged.config import parse_config
 from edged.placement.target import preset
 from edged.plans import PlanProgress, PlanStore
 from edged.status import status_lines
-from edged.telemetry.service import model_views
 from edged.telemetry.snapshot import Snapshotter
 from tests.trt_double import HostCuda, make_tensorrt
 
@@ -35,7 +35,7 @@ def trt(monkeypatch: pytest.MonkeyPatch) -> Any:
     module = make_tensorrt("10.3", dla_cores=1)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     monkeypatch.setattr(edged.cuda, "load_runtime", lambda *a, **k: HostCuda())
-    monkeypatch.setattr(daemon_mod, "local_target", lambda *_: preset("orin-nx-8gb"))
+    monkeypatch.setattr(model_set_mod, "local_target", lambda *_: preset("orin-nx-8gb"))
     return module
 
 
@@ -68,15 +68,15 @@ def test_dla_build_failure_reaches_status_and_telemetry(
 ) -> None:
     fail_dla_builds(trt, monkeypatch)
     daemon = daemon_mod.Daemon(parse_config(config_doc(demo_config, tmp_path)))
-    assert daemon.device_of("demo") == "dla0"
-    daemon.start_models()
+    assert daemon.models.device_of("demo") == "dla0"
+    daemon.models.start()
     try:
-        assert daemon.wait_started(timeout=60)
-        views = model_views(daemon)
-        lines = status_lines(daemon)
+        assert daemon.models.wait_started(timeout=60)
+        views = daemon.snapshot().models
+        lines = status_lines(daemon.snapshot())
     finally:
-        daemon.stop_models()
-    assert daemon.slots["demo"].error is None
+        daemon.models.stop()
+    assert daemon.models.slots["demo"].error is None
 
     assert views["demo"].device == "gpu" and views["cpu"].device == "cpu"
     doc = Snapshotter("d1", None, None, 30.0).snapshot(views)
@@ -114,8 +114,8 @@ def test_plan_build_builds_for_the_placed_dla_core_and_the_daemon_loads_that_pla
 
     daemon = daemon_mod.Daemon(parse_config(doc))
     progress = PlanProgress()
-    daemon.load_model(daemon.config.models[0], progress).runner.close()
-    assert daemon.device_of("demo") == "dla0" and progress.source == "cache"
+    daemon.models.load_model(daemon.config.models[0], progress).runner.close()
+    assert daemon.models.device_of("demo") == "dla0" and progress.source == "cache"
 
 
 def test_plan_build_after_a_dla_failure_caches_the_gpu_plan_the_daemon_falls_back_to(
@@ -134,8 +134,8 @@ def test_plan_build_after_a_dla_failure_caches_the_gpu_plan_the_daemon_falls_bac
 
     daemon = daemon_mod.Daemon(parse_config(doc))
     progress = PlanProgress()
-    daemon.load_model(daemon.config.models[0], progress).runner.close()
-    assert daemon.device_of("demo") == "gpu" and progress.source == "cache"
+    daemon.models.load_model(daemon.config.models[0], progress).runner.close()
+    assert daemon.models.device_of("demo") == "gpu" and progress.source == "cache"
 
 
 def test_a_dla_plan_measured_over_its_budget_moves_to_the_gpu_and_the_profile_is_kept(
@@ -145,7 +145,7 @@ def test_a_dla_plan_measured_over_its_budget_moves_to_the_gpu_and_the_profile_is
     # Estimates: dla0 0.60 ms, gpu 0.30 ms; the budget admits both, so the DLA is chosen (less power).
     doc["models"][0]["latency_budget_ms"] = 0.65
     daemon = daemon_mod.Daemon(parse_config(doc))
-    assert daemon.device_of("demo") == "dla0"
+    assert daemon.models.device_of("demo") == "dla0"
     # The double's timings say nothing about a DLA: the benchmark reports 2 ms for every plan.
     measured = []
 
@@ -154,9 +154,9 @@ def test_a_dla_plan_measured_over_its_budget_moves_to_the_gpu_and_the_profile_is
         return {"samples_ms": [2.0, 2.0, 2.0]}
 
     monkeypatch.setattr("edged.bench.measure", slow_benchmark)
-    daemon.load_model(daemon.config.models[0]).runner.close()
-    status = daemon.placer.status("demo")
-    assert daemon.device_of("demo") == "gpu" and status["fell_back_from"] == "dla0"
+    daemon.models.load_model(daemon.config.models[0]).runner.close()
+    status = daemon.models.placer.status("demo")
+    assert daemon.models.device_of("demo") == "gpu" and status["fell_back_from"] == "dla0"
     assert status["not_on"]["dla0"] == "measured 2.00 ms > budget 0.65 ms"
     assert measured == [2, 2]  # the DLA plan, then the GPU plan (over budget too, but nowhere else to go)
 
@@ -167,8 +167,8 @@ def test_a_dla_plan_measured_over_its_budget_moves_to_the_gpu_and_the_profile_is
     assert entries["dla0"]["profile"]["source"] == "measured" and entries["dla0"]["profile"]["latency_ms"] == 2.0
     assert entries["gpu"]["profile"]["latency_ms"] == 2.0
     again = daemon_mod.Daemon(parse_config(doc))
-    again.load_model(again.config.models[0]).runner.close()
-    assert again.device_of("demo") == "gpu" and measured == [2, 2]
+    again.models.load_model(again.config.models[0]).runner.close()
+    assert again.models.device_of("demo") == "gpu" and measured == [2, 2]
 
 
 def test_a_dla_plan_within_its_budget_stays_and_its_benchmark_is_stored(
@@ -177,9 +177,9 @@ def test_a_dla_plan_within_its_budget_stays_and_its_benchmark_is_stored(
     doc = config_doc(demo_config, tmp_path)
     doc["models"][0]["latency_budget_ms"] = 0.65
     daemon = daemon_mod.Daemon(parse_config(doc))
-    daemon.load_model(daemon.config.models[0]).runner.close()
+    daemon.models.load_model(daemon.config.models[0]).runner.close()
     assert fixed_benchmark == [2]
-    assert daemon.device_of("demo") == "dla0" and "fell_back_from" not in daemon.placer.status("demo")
+    assert daemon.models.device_of("demo") == "dla0" and "fell_back_from" not in daemon.models.placer.status("demo")
     (entry,) = [p for p in PlanStore(doc["plans"]["cache_dir"]).entries() if p.name.startswith("demo.")]
     assert entry.manifest["profile"]["source"] == "measured" and entry.manifest["profile"]["latency_ms"] == 0.1
 
@@ -200,15 +200,15 @@ def test_a_failed_dla_build_is_remembered_until_pruned(
 
     def start() -> daemon_mod.Daemon:
         daemon = daemon_mod.Daemon(parse_config(doc))
-        daemon.load_model(daemon.config.models[0]).runner.close()
+        daemon.models.load_model(daemon.config.models[0]).runner.close()
         return daemon
 
     first = start()
-    assert builds == ["dla", "gpu"] and first.device_of("demo") == "gpu"
+    assert builds == ["dla", "gpu"] and first.models.device_of("demo") == "gpu"
     # The next start skips the DLA build it knows fails, and says why.
     second = start()
-    assert builds == ["dla", "gpu"] and second.device_of("demo") == "gpu"
-    reason = second.placer.status("demo")["not_on"]["dla0"]
+    assert builds == ["dla", "gpu"] and second.models.device_of("demo") == "gpu"
+    reason = second.models.placer.status("demo")["not_on"]["dla0"]
     assert COMPILER_ERROR in reason and "not retried until `edged plan prune` or a rebuild" in reason
     # Pruning forgets the failure: the DLA build is tried again.
     store = PlanStore(doc["plans"]["cache_dir"])
@@ -234,7 +234,7 @@ def test_a_model_placed_on_both_dla_cores_runs_one_engine_on_each(
     module = make_tensorrt("10.3", dla_cores=2)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     monkeypatch.setattr(edged.cuda, "load_runtime", lambda *a, **k: HostCuda())
-    monkeypatch.setattr(daemon_mod, "local_target", lambda *_: preset("agx-orin-64gb"))
+    monkeypatch.setattr(model_set_mod, "local_target", lambda *_: preset("agx-orin-64gb"))
     doc = config_doc(demo_config, tmp_path)
     del doc["models"][1]
     model = doc["models"][0]
@@ -242,15 +242,15 @@ def test_a_model_placed_on_both_dla_cores_runs_one_engine_on_each(
     model["source"]["count"] = 40
     model["sink"] = {"type": "jsonl", "path": str(tmp_path / "out.jsonl")}
     daemon = daemon_mod.Daemon(parse_config(doc))
-    assert daemon.placer.devices_for("demo") == ("dla0", "dla1")
-    daemon.start_models()
+    assert daemon.models.placer.devices_for("demo") == ("dla0", "dla1")
+    daemon.models.start()
     try:
-        assert daemon.wait_started(timeout=60)
-        pipeline = daemon.slots["demo"].pipeline
+        assert daemon.models.wait_started(timeout=60)
+        pipeline = daemon.models.slots["demo"].pipeline
         assert pipeline is not None and pipeline.wait(30)
-        doc = Snapshotter("d1", None, None, 30.0).snapshot(model_views(daemon))
+        doc = Snapshotter("d1", None, None, 30.0).snapshot(daemon.snapshot().models)
     finally:
-        daemon.stop_models()
+        daemon.models.stop()
     jsonschema.validate(doc, SCHEMA)
     assert doc["models"]["demo"]["engines"] == ["dla0", "dla1"]
     assert doc["devices"]["dla0"]["models"] == ["demo"] and doc["devices"]["dla1"]["models"] == ["demo"]

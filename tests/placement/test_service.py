@@ -175,11 +175,12 @@ class RecordingBackend(OnnxRuntimeBackend):
 
 def test_daemon_builds_for_placed_device_and_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import edged.daemon as daemon_mod
+    import edged.model_set as model_set_mod
 
     path = tmp_path / "rn.onnx"
     onnx.save(nets.resnet_style(), str(path))
     monkeypatch.setitem(REGISTRY, "tensorrt", f"{__name__}:RecordingBackend")
-    monkeypatch.setattr(daemon_mod, "local_target", lambda *_: preset("orin-nx-8gb"))
+    monkeypatch.setattr(model_set_mod, "local_target", lambda *_: preset("orin-nx-8gb"))
     RecordingBackend.calls = []
     cfg = parse_config(
         {
@@ -189,21 +190,22 @@ def test_daemon_builds_for_placed_device_and_falls_back(tmp_path: Path, monkeypa
         }
     )
     daemon = daemon_mod.Daemon(cfg)
-    assert daemon.placer.device_for("rn") == "dla0"
-    pipeline = daemon.load_model(cfg.models[0])
+    assert daemon.models.placer.device_for("rn") == "dla0"
+    pipeline = daemon.models.load_model(cfg.models[0])
     pipeline.runner.close()
     # The second load is the accuracy check's own instance of the fp16 plan (docs/accuracy.md).
     assert RecordingBackend.calls == ["build:dla0", "build:gpu", "load:gpu", "load:gpu"]
-    assert daemon.placer.status("rn")["not_on"] == {"dla0": "DLA build failed: unsupported layer combination"}
+    assert daemon.models.placer.status("rn")["not_on"] == {"dla0": "DLA build failed: unsupported layer combination"}
 
 
 def test_daemon_passes_dla_core_to_build_and_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import edged.daemon as daemon_mod
+    import edged.model_set as model_set_mod
 
     path = tmp_path / "rn.onnx"
     onnx.save(nets.resnet_style(), str(path))
     monkeypatch.setitem(REGISTRY, "tensorrt", f"{__name__}:RecordingBackend")
-    monkeypatch.setattr(daemon_mod, "local_target", lambda *_: preset("agx-orin-64gb"))
+    monkeypatch.setattr(model_set_mod, "local_target", lambda *_: preset("agx-orin-64gb"))
     monkeypatch.setattr(RecordingBackend, "fail_dla", False)
     RecordingBackend.calls = []
     models: List[Mapping[str, Any]] = [
@@ -213,9 +215,9 @@ def test_daemon_passes_dla_core_to_build_and_load(tmp_path: Path, monkeypatch: p
     cfg = parse_config({"device": {"id": "d1"}, "plans": {"cache_dir": str(tmp_path / "plans")}, "models": models})
     daemon = daemon_mod.Daemon(cfg)
     for model in cfg.models:
-        daemon.load_model(model).runner.close()
+        daemon.models.load_model(model).runner.close()
     # Each DLA plan is loaded twice: to serve, and as the accuracy check's own instance.
     assert RecordingBackend.calls == ["build:dla0", "load:dla0", "load:dla0", "build:dla1", "load:dla1", "load:dla1"]
-    differs = daemon.placer.status("a")["differs_from_prediction"]
+    differs = daemon.models.placer.status("a")["differs_from_prediction"]
     assert differs == [{"node": "fc", "predicted": "dla", "reported": "gpu", "rule": ""}]
-    assert daemon.placer.analyses["a"].verdict == "dla_fallback"
+    assert daemon.models.placer.analyses["a"].verdict == "dla_fallback"

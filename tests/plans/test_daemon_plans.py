@@ -40,7 +40,7 @@ def test_warm_boot_uses_the_cache_and_a_corrupt_plan_is_rebuilt_while_others_ser
     doc["models"][1]["batch"] = 2  # another key for the same file
     first = Daemon(parse_config(doc))
     first.run(duration_s=20)
-    assert [s.plan.source for s in first.slots.values()] == ["built", "built"]
+    assert [s.plan.source for s in first.models.slots.values()] == ["built", "built"]
 
     store = PlanStore(str(tmp_path / "plans"))
     bad = next(p for p in store.entries() if p.name.startswith("bad."))
@@ -50,9 +50,9 @@ def test_warm_boot_uses_the_cache_and_a_corrupt_plan_is_rebuilt_while_others_ser
 
     second = Daemon(parse_config(doc))
     second.run(duration_s=20)
-    assert second.slots["good"].plan.source == "cache"
-    assert second.slots["bad"].plan.source == "built"
-    assert all(s.pipeline and s.pipeline.stats.counters()["frames_out"] == 20 for s in second.slots.values())
+    assert second.models.slots["good"].plan.source == "cache"
+    assert second.models.slots["bad"].plan.source == "built"
+    assert all(s.pipeline and s.pipeline.stats.counters()["frames_out"] == 20 for s in second.models.slots.values())
     quarantined = [r.message for r in caplog.records if "quarantined" in r.message]
     assert len(quarantined) == 1 and bad.name in quarantined[0]
 
@@ -74,7 +74,7 @@ def test_a_plan_the_backend_refuses_is_quarantined_and_rebuilt(tmp_path: Path, d
     manifest_path.write_text(json.dumps(manifest))
     daemon = Daemon(parse_config(doc))
     daemon.run(duration_s=20)
-    assert daemon.slots["m"].plan.source.startswith("rebuilt: the backend refused the cached plan")
+    assert daemon.models.slots["m"].plan.source.startswith("rebuilt: the backend refused the cached plan")
     reason = next((tmp_path / "plans" / "quarantine").glob("*.reason")).read_text()
     assert "the backend refused the cached plan" in reason
 
@@ -96,10 +96,10 @@ def test_bad_models_are_named_and_other_models_serve(
     )
     daemon = Daemon(parse_config(doc))
     daemon.run(duration_s=20)
-    error = daemon.slots["bad"].error or ""
+    error = daemon.models.slots["bad"].error or ""
     assert str(bad) in error and expected in error
-    assert daemon.slots["good"].pipeline is not None
-    assert daemon.slots["good"].pipeline.stats.counters()["frames_out"] == 5
+    assert daemon.models.slots["good"].pipeline is not None
+    assert daemon.models.slots["good"].pipeline.stats.counters()["frames_out"] == 5
     assert not any(p.name.startswith("bad.") for p in (tmp_path / "plans").iterdir())
 
 
@@ -109,7 +109,7 @@ def test_an_unusable_cache_directory_fails_models_with_its_name(tmp_path: Path, 
     doc["plans"]["cache_dir"] = str(tmp_path / "file" / "plans")
     daemon = Daemon(parse_config(doc))
     daemon.run(duration_s=5)
-    assert "plans.cache_dir: cannot create" in (daemon.slots["m"].error or "")
+    assert "plans.cache_dir: cannot create" in (daemon.models.slots["m"].error or "")
 
 
 def _plan_build(config: Path) -> "subprocess.Popen[str]":

@@ -1,0 +1,357 @@
+"""The running models: one owner for the slots, their pipelines, placement and plans.
+
+Everything that changes which models run goes through this object: the first start (plans
+obtained one model at a time on a background thread), a change set prepared, committed or
+aborted (edged/control/transaction.py drives those for pushes and reloads), and the final
+drain. Everything that only reads goes through :meth:`ModelSet.snapshot`, an immutable
+value (edged/model_state.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence
+
+from edged.config.model import Config, ModelConfig
+from edged.errors import ApplyError, EdgedError, PlacementError
+from edged.model_changes import Changes, diff_models
+from edged.model_loading import load_pipeline, resolve_device
+from edged.model_state import (
+    ModelState,
+    RunningState,
+    counters_of,
+    describe_fallback,
+    latency_summaries,
+    placement_view,
+)
+from edged.pipeline.model_pipeline import ModelPipeline
+from edged.placement.service import Placer, local_target
+from edged.plans import PlanManager, PlanProgress, PlanStore
+from edged.platform import Platform
+from edged.systemd import log_fields
+
+__all__ = ["ChangeSet", "ModelSet", "ModelSlot", "DRAIN_TIMEOUT_S"]
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 4.0
+
+
+@dataclass
+class ModelSlot:
+    """A configured model and what became of it."""
+
+    config: ModelConfig
+    pipeline: Optional[ModelPipeline] = None
+    error: Optional[str] = None
+    plan: PlanProgress = field(default_factory=PlanProgress)
+
+    @property
+    def state(self) -> str:
+        if self.error:
+            return "failed"
+        return self.pipeline.state if self.pipeline else self.plan.describe()
+
+
+@dataclass
+class ChangeSet:
+    """A new config prepared beside the running one: its new pipelines built and started,
+    placed on a copy of the placement. Nothing in force has changed yet."""
+
+    config: Config
+    changes: Changes
+    slots: Dict[str, ModelSlot]
+    placer: Placer
+    started: List[ModelPipeline]
+    retired: List[ModelPipeline]
+
+
+def drain(pipelines: Sequence[ModelPipeline], timeout: float) -> bool:
+    """Stop every source first so the pipelines drain in parallel within one timeout."""
+    for pipeline in pipelines:
+        pipeline.stop_source()
+    deadline = time.monotonic() + timeout
+    drained = True
+    for pipeline in pipelines:
+        drained = pipeline.stop(max(0.1, deadline - time.monotonic())) and drained
+    return drained
+
+
+class ModelSet:
+    def __init__(self, config: Config, platform: Platform, source: str = "file", digest: Optional[str] = None) -> None:
+        self._config = config
+        self._source, self._digest = source, digest
+        self._platform = platform
+        self._slots: Dict[str, ModelSlot] = {m.name: ModelSlot(m) for m in config.models}
+        self._plans: Optional[PlanManager] = None
+        self._builder: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        # Which device each model's plan targets (DLA cores, GPUs, CPU); see edged/placement.
+        self._placer = Placer(local_target(platform))
+        self._placer.plan(config.models)
+        # Called with every pipeline this set loads, before it starts (e.g. a results publisher).
+        self.pipeline_hooks: List[Callable[[ModelPipeline], None]] = []
+
+    # -- what is in force ------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def slots(self) -> Mapping[str, ModelSlot]:
+        """The slots in force (replaced as a whole by a commit; read, never modify)."""
+        return self._slots
+
+    @property
+    def placer(self) -> Placer:
+        return self._placer
+
+    @property
+    def platform(self) -> Platform:
+        return self._platform
+
+    @property
+    def source(self) -> str:
+        """Where the config in force came from: "file" or "pushed"."""
+        return self._source
+
+    @property
+    def digest(self) -> Optional[str]:
+        """The digest of the push that set the config in force (None for a file)."""
+        return self._digest
+
+    def device_of(self, name: str) -> str:
+        """The device a configured model's plan targets: placement's, else the config's."""
+        try:
+            return self._placer.device_for(name)
+        except PlacementError:
+            return resolve_device(self._slots[name].config)
+
+    def plans(self) -> PlanManager:
+        """The plan cache; raises PlanError naming the directory when it is unusable."""
+        if self._plans is None:
+            plans = self._config.plans
+            store = PlanStore(plans.cache_dir, plans.max_size_mb << 20, plans.max_plans)
+            self._plans = PlanManager(store, self._platform)
+        return self._plans
+
+    # -- loading and the first start -------------------------------------------------------
+
+    def load_model(
+        self,
+        model: ModelConfig,
+        progress: Optional[PlanProgress] = None,
+        placer: Optional[Placer] = None,
+        rebuild: bool = False,
+    ) -> ModelPipeline:
+        """Plan (cached or built; ``rebuild``: built anew), runner and pipeline for one model
+        (not started). ``placer``: the placement of a config being prepared (default: the one
+        in force)."""
+        pipeline = load_pipeline(self.plans(), model, placer or self._placer, self._config, progress, rebuild)
+        for hook in self.pipeline_hooks:
+            hook(pipeline)
+        return pipeline
+
+    def start(self) -> None:
+        """Plans are obtained one model at a time on a background thread (builds are CPU and
+        memory heavy on a Jetson); each model serves as soon as its own plan is ready."""
+        builder = threading.Thread(target=self._build_and_start, name="edged-plans", daemon=True)
+        builder.start()
+        self._builder = builder
+
+    def _build_and_start(self) -> None:
+        for slot in list(self._slots.values()):
+            if self._stop.is_set():
+                return
+            try:
+                pipeline = self.load_model(slot.config, slot.plan)
+                if self._stop.is_set():
+                    pipeline.close_runners()
+                    return
+                slot.pipeline = pipeline
+                pipeline.start()
+                device = self._placer.device_for(slot.config.name)
+                log.info(
+                    "model %s: serving (%s, %s, plan from %s)",
+                    slot.config.name,
+                    slot.config.backend,
+                    device,
+                    slot.plan.source,
+                    extra=log_fields(slot.config.name, device, _key_text(pipeline.plan_key)),
+                )
+            except EdgedError as exc:
+                slot.error = str(exc)
+                slot.plan.state = "failed"
+                slot.plan.error = str(exc)
+                log.error("model %s: not serving: %s", slot.config.name, exc, extra=log_fields(slot.config.name))
+
+    @property
+    def building(self) -> bool:
+        """The first plans are still being obtained."""
+        return self._builder is not None and self._builder.is_alive()
+
+    def wait_started(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every model is serving or has failed; True when that happened in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._builder is None:  # start() has not been called yet
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        self._builder.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not self._builder.is_alive()
+
+    def all_finished(self) -> bool:
+        """Every model's (finite) source has been fully processed."""
+        if self.building:
+            return False
+        pipelines = [s.pipeline for s in self._slots.values() if s.pipeline]
+        return bool(pipelines) and all(p.finished for p in pipelines)
+
+    def stop(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+        """Drain every pipeline; True when all drained in time."""
+        self._stop.set()
+        if self._builder is not None:
+            # A build in progress cannot be interrupted; no model starts after the stop.
+            self._builder.join(0.5)
+        return drain([s.pipeline for s in self._slots.values() if s.pipeline], timeout)
+
+    # -- changing the set ------------------------------------------------------------------
+
+    def prepare(self, new: Config, rebuild: Collection[str] = ()) -> ChangeSet:
+        """Build and start the pipelines of every new or changed model of ``new`` beside the
+        running ones (which keep serving), on a copy of the placement. Raises ApplyError
+        naming the model and cause; then nothing was left running or held."""
+        if self._builder is not None:
+            # The first plans are still being built: prepare on top of them, not beside them.
+            self._builder.join()
+        changes = diff_models(self._config, new, rebuild)
+        fresh = set(changes.added + changes.changed)
+        built: List[ModelPipeline] = []
+        started: List[ModelPipeline] = []
+        failing: Optional[str] = None
+        # Models whose placement still works keep their devices (placement/solver.py).
+        placer = copy.deepcopy(self._placer)
+        try:
+            placer.plan(new.models)
+            for model in new.models:
+                if model.name in fresh:
+                    failing = model.name
+                    built.append(self.load_model(model, placer=placer, rebuild=model.name in rebuild))
+            for pipeline in built:
+                failing = pipeline.model.name
+                pipeline.start()
+                started.append(pipeline)
+                if pipeline.state == "failed":
+                    raise ApplyError(pipeline.error or "failed on start")
+            for pipeline in built:
+                outcome = placer.status(pipeline.model.name).get("accuracy") or {}
+                if outcome.get("refused"):
+                    changes.accuracy[pipeline.model.name] = outcome
+        except Exception as exc:
+            self._discard(built, started)
+            reason = str(exc) if isinstance(exc, EdgedError) else f"{type(exc).__name__}: {exc}"
+            raise ApplyError(f"models.{failing}: {reason}" if failing else reason, failing) from exc
+        by_name = {p.model.name: p for p in built}
+        slots = {
+            m.name: ModelSlot(m, by_name[m.name]) if m.name in by_name else self._slots[m.name] for m in new.models
+        }
+        retired = [p for p in (self._slots[n].pipeline for n in changes.changed + changes.removed) if p is not None]
+        return ChangeSet(new, changes, slots, placer, built, retired)
+
+    def commit(self, change: ChangeSet, source: Optional[str] = None, digest: Optional[str] = None) -> None:
+        """Put a prepared change set in force, then drain what it retired. ``source`` and
+        ``digest`` say where the new config came from (kept when None)."""
+        # Readers pick up either the old or the new set: the slots go first, they are what
+        # the snapshot iterates.
+        self._slots = change.slots
+        self._placer = change.placer
+        self._config = change.config
+        if source is not None:
+            self._source, self._digest = source, digest
+        drain(change.retired, DRAIN_TIMEOUT_S)
+        for pipeline in change.retired:
+            self.release_plans(pipeline)
+
+    def abort(self, change: ChangeSet) -> None:
+        """Stop and close everything a prepared change set built; what is in force stays."""
+        self._discard(change.started, change.started)
+
+    def _discard(self, pipelines: List[ModelPipeline], started: List[ModelPipeline]) -> None:
+        for pipeline in pipelines:
+            try:
+                if pipeline in started:
+                    pipeline.stop(1.0)
+                else:
+                    pipeline.sink.close()
+                    pipeline.close_runners()
+                self.release_plans(pipeline)
+            except Exception:  # already failing; the first cause is the one reported
+                log.exception("model %s: cleanup after a failed apply", pipeline.model.name)
+
+    def release_plans(self, pipeline: ModelPipeline) -> None:
+        """A retired pipeline's plans may be evicted again (the store holds plans in use)."""
+        if self._plans is None:
+            return
+        for key in [pipeline.plan_key, *pipeline.extra_plan_keys]:
+            if key is not None:
+                self._plans.release(key)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def snapshot(self, latency: bool = True) -> RunningState:
+        """The running state as one immutable value. ``latency``: include the windowed
+        latency summaries (a pass over each histogram; telemetry and status lines want them,
+        the watchdog does not)."""
+        slots, placer, config = self._slots, self._placer, self._config
+        now = time.monotonic()
+        models = {name: self._model_state(slot, placer, now, latency) for name, slot in list(slots.items())}
+        return RunningState(config, self._source, self._digest, now, models, self.building)
+
+    def _model_state(self, slot: ModelSlot, placer: Placer, now: float, latency: bool) -> ModelState:
+        name = slot.config.name
+        try:
+            device = placer.device_for(name)
+        except PlacementError:
+            device = resolve_device(slot.config)
+        status = placer.status(name)
+        common: Dict[str, Any] = dict(
+            name=name,
+            config_digest=_digest(slot.config),
+            device=device,
+            batch=slot.config.batch,
+            state=slot.state,
+            error=slot.error,
+            placement=placement_view(status),
+            fallback=describe_fallback(status, slot.config.path),
+        )
+        pipeline = slot.pipeline
+        if pipeline is None:
+            return ModelState(**common)
+        source_status = getattr(pipeline.source, "status", None)
+        return ModelState(
+            **common,
+            engines=tuple(pipeline.devices),
+            counters=counters_of(pipeline.stats),
+            latency_ms=latency_summaries(pipeline.stats, now) if latency else {},
+            source=source_status() if callable(source_status) else None,
+            source_finished=pipeline.source_finished,
+            finished=pipeline.finished,
+            last_progress=pipeline.last_progress,
+        )
+
+
+def _digest(model: ModelConfig) -> str:
+    # ModelConfig is a frozen dataclass of plain values: its repr is a stable description.
+    return hashlib.sha256(repr(model).encode()).hexdigest()[:16]
+
+
+def _key_text(key: Any) -> Optional[str]:
+    if key is None:
+        return None
+    return str(getattr(key, "name", None) or key)
