@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Collection, Dict, List
+from typing import Any, Collection, Dict, List
 
 from edged.config.model import Config
 
@@ -18,9 +18,19 @@ class Changes:
     unchanged: List[str] = field(default_factory=list)
     # Changed keys that take effect only at the next start (edged/config/effect.py).
     restart_required: List[str] = field(default_factory=list)
+    # Models whose configured plan the accuracy gate refused: what serves instead, and why.
+    accuracy: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
-    def as_dict(self) -> Dict[str, List[str]]:
-        return {"added": self.added, "changed": self.changed, "removed": self.removed, "unchanged": self.unchanged}
+    def as_dict(self) -> Dict[str, Any]:
+        doc: Dict[str, Any] = {
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+        }
+        if self.accuracy:
+            doc["accuracy"] = self.accuracy
+        return doc
 
 
 def diff_models(old: Config, new: Config, rebuild: Collection[str] = ()) -> Changes:

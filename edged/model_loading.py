@@ -1,6 +1,7 @@
 """From a configured model to a pipeline ready to start: the device placement chose, the
-plan (cached or built, with a DLA-to-GPU fallback), a measured profile fed back to
-placement, and one engine instance per device the model was placed on."""
+plan (cached or built, with a DLA-to-GPU fallback), admitted by the accuracy gate (with its
+precision ladder, edged.accuracy.admission), a measured profile fed back to placement, and
+one engine instance per device the model was placed on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edged.accuracy.admission import PlanGate
 from edged.backends import BuildOptions, Runner, get_backend
 from edged.config.model import Config, ModelConfig
 from edged.errors import BackendError, EdgedError
@@ -51,12 +53,16 @@ def platform_for(models: Sequence[ModelConfig]) -> Platform:
     return discover(versions=lambda: probe_versions(cuda=False), gpu_probe=list)
 
 
-def build_options(model: ModelConfig, state_dir: Optional[str] = None, device: Optional[str] = None) -> BuildOptions:
+def build_options(
+    model: ModelConfig, state_dir: Optional[str] = None, device: Optional[str] = None, precision: Optional[str] = None
+) -> BuildOptions:
     """``state_dir`` holds TensorRT's timing and calibration caches (the plan cache dir);
-    ``device`` is placement's choice (default: the config's device resolved for the backend)."""
+    ``device`` is placement's choice (default: the config's device resolved for the backend);
+    ``precision`` a step down the accuracy ladder (default: the config's)."""
     trt = model.tensorrt
+    precision = precision or model.precision
     extra: Dict[str, Any] = {}
-    if model.calibration:
+    if model.calibration and precision == "int8":
         extra["calibration_images"] = model.calibration["images"]
         extra["calibration_max_images"] = int(model.calibration.get("max_images", 0))
         extra["preprocess"] = dataclasses.asdict(model.preprocess)
@@ -68,7 +74,7 @@ def build_options(model: ModelConfig, state_dir: Optional[str] = None, device: O
         if state_dir:
             extra["state_dir"] = state_dir
     return BuildOptions(
-        precision=model.precision,
+        precision=precision,
         device=device or resolve_device(model),
         gpu_fallback=bool(trt.get("gpu_fallback", True)) and model.gpu_fallback,
         batch=model.batch,
@@ -92,28 +98,29 @@ def load_pipeline(
     if not os.path.isfile(model.path):
         raise EdgedError(f"{model.path}: model file not found")
     state_dir = config.plans.cache_dir
+    gate = PlanGate(plans, placer, state_dir, lambda device, step: build_options(model, state_dir, device, step))
     options = build_options(model, state_dir, placer.device_for(model.name))
     try:
-        runner, key = plans.obtain(model, backend, options, progress, rebuild)
+        runner, key, options = gate.obtain(model, backend, options, progress, rebuild)
     except BackendError as exc:
         if not options.device.startswith("dla"):
             raise
         # A failed DLA build moves the model to the GPU; the reason stays in placer.status().
         device = placer.fall_back(model.name, options.device, str(exc))
         options = build_options(model, state_dir, device)
-        runner, key = plans.obtain(model, backend, options, progress, rebuild)
+        runner, key, options = gate.obtain(model, backend, options, progress, rebuild)
     placer.observe(model.name, plans.layer_placement(key))
     moved_to = _profile(plans, model, runner, key, options.device, placer)
     if moved_to is not None:
         # Measured over its latency budget on a DLA: serve from the device placement chose now.
         runner.close()
         plans.release(key)
-        options = build_options(model, state_dir, moved_to)
-        runner, key = plans.obtain(model, backend, options, progress, rebuild)
+        options = build_options(model, state_dir, moved_to, options.precision)
+        runner, key, options = gate.obtain(model, backend, options, progress, rebuild)
         # Profiled too, for placement's later decisions; one move per load, so no ping-pong.
-        _profile(plans, model, runner, key, moved_to, placer)
+        _profile(plans, model, runner, key, options.device, placer)
     instances = [(runner, key, options.device)]
-    instances += _extra_instances(plans, model, backend, state_dir, options.device, placer, rebuild)
+    instances += _extra_instances(gate, model, backend, options, placer, rebuild)
     try:
         pipeline = ModelPipeline(
             model, runner, ModelStats(window_s=config.telemetry.window_s), [r for r, _, _ in instances[1:]]
@@ -130,17 +137,19 @@ def load_pipeline(
 
 
 def _extra_instances(
-    plans: PlanManager, model: ModelConfig, backend: Any, state_dir: str, first: str, placer: Placer, rebuild: bool
+    gate: PlanGate, model: ModelConfig, backend: Any, first: BuildOptions, placer: Placer, rebuild: bool
 ) -> List[Instance]:
-    """Runners for the other devices placement gave ``model`` (e.g. dla1 next to dla0).
-    One that cannot be built or loaded is left out: the model serves on fewer engines."""
+    """Runners for the other devices placement gave ``model`` (e.g. dla1 next to dla0), at the
+    precision the first one was admitted at. One that cannot be built or loaded, or that fails
+    its accuracy check, is left out: the model serves on fewer engines."""
     devices = placer.devices_for(model.name)
-    if devices[0] != first:
+    if devices[0] != first.device:
         return []  # the model moved (a fallback): serve it where it went
     extras: List[Instance] = []
     for device in devices[1:]:
         try:
-            runner, key = plans.obtain(model, backend, build_options(model, state_dir, device), None, rebuild)
+            options = gate.options_for(device, first.precision)
+            runner, key, _ = gate.obtain(model, backend, options, None, rebuild, fall_back=False)
             extras.append((runner, key, device))
         except EdgedError as exc:
             log.warning("model %s: no engine instance on %s: %s", model.name, device, exc)

@@ -271,6 +271,10 @@ class ModelSet:
                 started.append(pipeline)
                 if pipeline.state == "failed":
                     raise ApplyError(pipeline.error or "failed on start")
+            for pipeline in built:
+                outcome = placer.status(pipeline.model.name).get("accuracy") or {}
+                if outcome.get("refused"):
+                    changes.accuracy[pipeline.model.name] = outcome
         except Exception as exc:
             self._discard(built, started)
             reason = str(exc) if isinstance(exc, EdgedError) else f"{type(exc).__name__}: {exc}"

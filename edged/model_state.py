@@ -30,7 +30,7 @@ REASON_WIDTH = 100
 
 # differs_from_prediction is per layer, too long to repeat every period; the plan's manifest
 # keeps the layer placement it came from.
-PLACEMENT_KEYS = ("reason", "note", "not_on", "fell_back_from", "error")
+PLACEMENT_KEYS = ("reason", "note", "not_on", "fell_back_from", "error", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -119,16 +119,27 @@ def placement_view(status: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def describe_fallback(status: Mapping[str, Any], model_path: str) -> Optional[str]:
-    """``fell back from dla0: <why>`` when a model left its placed device at run time."""
+    """``fell back from dla0: <why>`` when a model left its placed device at run time, and
+    ``int8 refused by the accuracy check on cpu: <why>; serving fp16`` for each plan the
+    accuracy gate refused (edged/accuracy/admission.py)."""
+    parts = []
     left = status.get("fell_back_from")
-    if left is None:
-        return None
-    why = " ".join(str(status["not_on"].get(left, "")).split())
-    if why.startswith(model_path + ": "):
-        why = why[len(model_path) + 2 :]  # backend errors lead with the model's path; the name says it
-    if len(why) > REASON_WIDTH:
-        why = why[: REASON_WIDTH - 3] + "..."
-    return f"fell back from {left}: {why}"
+    if left is not None:
+        why = " ".join(str(status["not_on"].get(left, "")).split())
+        if why.startswith(model_path + ": "):
+            why = why[len(model_path) + 2 :]  # backend errors lead with the model's path; the name says it
+        parts.append(f"fell back from {left}: {_clip(why)}")
+    accuracy = status.get("accuracy") or {}
+    for step in accuracy.get("refused", ()):
+        why = str(step["why"]).replace("accuracy check failed: ", "", 1)
+        parts.append(f"{step['precision']} refused by the accuracy check on {step['device']}: {_clip(why)}")
+    if accuracy.get("refused"):
+        parts[-1] += f"; serving {accuracy['precision']}"
+    return "; ".join(parts) or None
+
+
+def _clip(why: str) -> str:
+    return why[: REASON_WIDTH - 3] + "..." if len(why) > REASON_WIDTH else why
 
 
 class OutputRates:

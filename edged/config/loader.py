@@ -97,6 +97,7 @@ _RELATIVE_KEYS = (
     ("format", "prototxt"),
     ("format", "python_path"),
     ("calibration", "images"),
+    ("accuracy", "images"),
 )
 
 
@@ -139,6 +140,7 @@ def file_warnings(config: Config) -> List[str]:
             f"models[{index}].postprocess.labels": model.postprocess.get("labels"),
             f"models[{index}].format.prototxt": model.format.prototxt,
             f"models[{index}].format.python_path": model.format.python_path,
+            f"models[{index}].accuracy.images": model.accuracy.get("images"),
         }
         for key, value in checks.items():
             if value and not Path(value).exists():

@@ -107,6 +107,8 @@ class ModelConfig:
     format: ModelFormat = field(default_factory=ModelFormat)
     calibration: Optional[Mapping[str, Any]] = None
     tensorrt: Mapping[str, Any] = field(default_factory=dict)
+    # The accuracy gate's section (edged.accuracy.settings reads it), defaults filled.
+    accuracy: Mapping[str, Any] = field(default_factory=dict)
     publish_results_hz: float = 0.0
     # Placement policy (see docs/placement.md).
     gpu_fallback: bool = True
@@ -207,6 +209,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 format=model_format,
                 calibration=merged.get("calibration"),
                 tensorrt=merged.get("tensorrt", {}),
+                accuracy=merged.get("accuracy", {}),
                 publish_results_hz=float(merged["publish_results_hz"]),
                 gpu_fallback=bool(merged.get("gpu_fallback", True)),
                 max_dla_subgraphs=int(merged.get("max_dla_subgraphs", 4)),

@@ -2,8 +2,8 @@
 
 Every model field that names a file has a kind:
 
-* read by the model (the model file, labels, calibration images, a Caffe prototxt, a
-  network builder's code folder): inside ``control.model_dirs``;
+* read by the model (the model file, labels, calibration and accuracy-validation images,
+  a Caffe prototxt, a network builder's code folder): inside ``control.model_dirs``;
 * media read or results written (an images folder or video file, a jsonl sink): inside
   ``control.data_dirs``;
 * a camera node (v4l2 ``device``): matching one of the ``control.devices`` patterns.
@@ -50,6 +50,7 @@ FIELDS = (
     Field(("path",), "model"),
     Field(("postprocess", "labels"), "model"),
     Field(("calibration", "images"), "model"),
+    Field(("accuracy", "images"), "model"),
     Field(("format", "prototxt"), "model"),
     Field(("format", "python_path"), "model"),
     Field(("source", "path"), "data"),
@@ -189,6 +190,15 @@ def _overwrites(sink: str, reads: Sequence[_Read]) -> Optional[_Read]:
 def path_problems(proposed: Mapping[str, Any], current: Mapping[str, Any], settings: ControlSettings) -> List[str]:
     """Every path problem of the ``proposed`` (defaults-filled) document of a push,
     against the ``current`` document in force."""
+    # The OS cannot even be asked about a path with a NUL byte (ValueError from os.stat).
+    nul = [
+        f"models[{index}].{f.name}: contains a NUL byte"
+        for index, model in enumerate(_models(proposed))
+        for f in FIELDS
+        if "\0" in (_value(model, f.path) or "")
+    ]
+    if nul:
+        return nul
     in_force = _in_force(current)
     reads = [*_reads(proposed, "in this push"), *_reads(current, "in the config in force")]
     problems: List[str] = []

@@ -69,6 +69,7 @@ class Placer:
         self._notes: Dict[str, str] = {}
         self._differences: Dict[str, List[Dict[str, str]]] = {}
         self._fell_back: Dict[str, Tuple[str, str]] = {}  # model → (device it left, why)
+        self._accuracy: Dict[str, Dict[str, Any]] = {}  # model → the accuracy gate's outcome
 
     # -- planning -----------------------------------------------------------------------
 
@@ -197,8 +198,9 @@ class Placer:
         return dict(request.excluded) if request else {}
 
     def status(self, model: str) -> Dict[str, Any]:
-        """device and not_on; where they apply, error, note, reason, differs_from_prediction and
-        fell_back_from (the device left at run time, its reason in not_on)."""
+        """device and not_on; where they apply, error, note, reason, differs_from_prediction,
+        fell_back_from (the device left at run time, its reason in not_on) and accuracy (the
+        accuracy gate's outcome for the serving plan, with the plans it refused)."""
         doc: Dict[str, Any] = {"device": None, "not_on": self.fallbacks(model)}
         try:
             doc["device"] = self.device_for(model)
@@ -215,6 +217,8 @@ class Placer:
             doc["fell_back_from"] = left[0]
             # A model placed by rule has no request to keep the reason in.
             doc["not_on"].setdefault(left[0], left[1])
+        if model in self._accuracy:
+            doc["accuracy"] = dict(self._accuracy[model])
         return doc
 
     # -- feedback -----------------------------------------------------------------------
@@ -247,6 +251,14 @@ class Placer:
         previous = {n: a.devices for n, a in self.placement.assignments.items() if n != model} if self.placement else {}
         self._solve(previous)
         return self.device_for(model)
+
+    def record_accuracy(self, model: str, outcome: Optional[Dict[str, Any]]) -> None:
+        """The accuracy gate's outcome for ``model``'s serving plan (edged.accuracy.admission);
+        None: its plan needed no check."""
+        if outcome is None:
+            self._accuracy.pop(model, None)
+        else:
+            self._accuracy[model] = dict(outcome)
 
     def estimate(self, model: str, device: str) -> Optional[Profile]:
         """The profile placement works with for ``model`` on ``device`` (None: the model was

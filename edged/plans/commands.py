@@ -1,11 +1,12 @@
-"""``edged plan list | build | verify | prune | show KEY``."""
+"""``edged plan list | build | verify [--accuracy] | prune | show KEY [--accuracy]``."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from edged.errors import EdgedError
 
@@ -67,10 +68,43 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    rows = _models(args).plans().store.verify()
+    models = _models(args)
+    rows = models.plans().store.verify()
     for row in rows:
         print(f"{row['name']}: {'ok' if row['ok'] else 'CORRUPT, quarantined'}")
-    return 0 if all(row["ok"] for row in rows) else 1
+    ok = all(row["ok"] for row in rows)
+    if args.accuracy:
+        ok = _verify_accuracy(models) and ok
+    return 0 if ok else 1
+
+
+def _verify_accuracy(models: ModelSet) -> bool:
+    """Run the accuracy check again on each model's cached plans, as loading would meet them."""
+    from edged.accuracy.admission import PlanGate
+    from edged.backends import get_backend
+    from edged.model_loading import build_options
+
+    plans, cache_dir = models.plans(), models.config.plans.cache_dir
+    ok = True
+    for model in models.config.models:
+        gate = PlanGate(plans, models.placer, cache_dir, functools.partial(_options, model, cache_dir))
+        try:
+            backend = get_backend(model.backend)
+            rows = gate.recheck(model, backend, build_options(model, cache_dir, models.device_of(model.name)))
+        except EdgedError as exc:
+            print(f"{model.name}: accuracy not checked: {exc}")
+            ok = False
+            continue
+        for name, verdict in rows:
+            print(f"{model.name}: {name}: {verdict.summary() if verdict else 'fp32, the reference: not checked'}")
+            ok = ok and (verdict is None or verdict.passed)
+    return ok
+
+
+def _options(model: Any, cache_dir: str, device: str, precision: str) -> Any:
+    from edged.model_loading import build_options
+
+    return build_options(model, cache_dir, device, precision)
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -86,8 +120,29 @@ def _show(args: argparse.Namespace) -> int:
     if len(matches) != 1:
         print(f"plan {args.key!r}: {'no such plan' if not matches else 'ambiguous; give more of the key'}")
         return 1
-    print(json.dumps(matches[0].manifest, indent=2, sort_keys=True))
-    return 0
+    manifest = matches[0].manifest
+    if not args.accuracy:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return 0
+    return _show_accuracy(manifest)
+
+
+def _show_accuracy(manifest: Dict[str, Any]) -> int:
+    from edged.accuracy import Verdict
+
+    verdict = Verdict.from_dict(manifest.get("accuracy") or {})
+    if verdict is None:
+        print(f"{manifest.get('name')}: no accuracy check recorded (fp32 plans are the reference; others are")
+        print("checked when they are first loaded, or with `edged plan verify --accuracy`)")
+        return 1
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(verdict.checked_at))
+    print(f"{manifest.get('name')}: {verdict.summary()}")
+    print(f"  checked {when} in {verdict.seconds:g} s against {verdict.reference}")
+    print(f"  data: {verdict.data.get('description')}")
+    for name, figures in sorted(verdict.figures.get("outputs", {}).items()):
+        print(f"  output {name}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(figures.items())))
+    print("  limits: " + ", ".join(f"{k} {v:g}" for k, v in sorted(verdict.thresholds.items())))
+    return 0 if verdict.passed else 1
 
 
 def add_plan_parser(sub: Any, default_config: str) -> None:
@@ -99,8 +154,15 @@ def add_plan_parser(sub: Any, default_config: str) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_list)
     verbs.add_parser("build", help="build (or find cached) plans for every configured model").set_defaults(func=_build)
-    verbs.add_parser("verify", help="re-hash every plan; quarantine corrupt ones (exit 1)").set_defaults(func=_verify)
+    verify = verbs.add_parser("verify", help="re-hash every plan; quarantine corrupt ones (exit 1)")
+    verify.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="also re-run the accuracy check of each model's plans (exit 1 if any fails)",
+    )
+    verify.set_defaults(func=_verify)
     verbs.add_parser("prune", help="delete quarantined and leftover files; evict to limits").set_defaults(func=_prune)
     show = verbs.add_parser("show", help="a plan's manifest (key document, build log, placement)")
     show.add_argument("key", help="plan name or a prefix of its digest")
+    show.add_argument("--accuracy", action="store_true", help="the plan's last accuracy check, in words")
     show.set_defaults(func=_show)

@@ -188,6 +188,21 @@ class PlanManager:
     def record_profile(self, key: PlanKey, profile: Dict[str, Any]) -> None:
         self.store.annotate(key, {"profile": profile})
 
+    def accuracy(self, key: PlanKey) -> Optional[Dict[str, Any]]:
+        """The accuracy verdict stored with the plan (see edged.accuracy), if any."""
+        doc = (self.store.manifest(key.name) or {}).get("accuracy")
+        return dict(doc) if isinstance(doc, dict) else None
+
+    def record_accuracy(self, key: PlanKey, verdict: Dict[str, Any]) -> None:
+        self.store.annotate(key, {"accuracy": verdict})
+
+    def plan_bytes(self, key: PlanKey) -> bytes:
+        """The stored plan's verified bytes; PlanError when it is gone (evicted, quarantined)."""
+        plan = self.store.get(key)
+        if plan is None:
+            raise PlanError(f"plan {key.name}: no longer in {self.store.root}")
+        return plan
+
     def release(self, key: PlanKey) -> None:
         self.store.release(key)
 

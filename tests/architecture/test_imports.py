@@ -24,6 +24,7 @@ ABOVE_THE_LOWER_LAYERS = (
     "edged.telemetry",
     "edged.plans",
     "edged.placement",
+    "edged.accuracy",
     "edged.ctl",
     "edged.bench",
 )

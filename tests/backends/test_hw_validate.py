@@ -64,6 +64,12 @@ def test_hw_validate_passes_on_the_double(tmp_path: Path, demo_model: str, versi
     assert set(report["dependencies"]) == {"tensorrt", "numpy", "onnx", "onnxruntime"}
     if version != "11.1":
         assert checks["int8_calibration_cache_written_and_reused"]["batches_rebuild"] == 0
+    gate = checks["accuracy_gate"]
+    assert gate["ok"] and gate["reference"] == "onnxruntime fp32 on the cpu"
+    for plan in ["gpu_fp16", "gpu_int8"] + (["dla0_fp16"] if cores else []):
+        figures = gate[plan]
+        assert figures["samples"] == 5 and 0 <= figures["top1_agreement"] <= 1
+        assert figures["outputs"]["logits"]["cosine_mean"] > 0.9
     if cores:
         strict = checks["dla1_without_fallback"]
         assert strict["ok"] and "GPU fallback" in strict["refused_with"]

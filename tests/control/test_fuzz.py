@@ -128,6 +128,10 @@ def test_fuzz_push_handler(
     )
     @example(raw=json.dumps({"version": 3, "patch": {"models": [good, broken]}}).encode(), topic=TOPICS[0])
     @example(raw=json.dumps({"version": 3, "patch": {"models": [good]}}).encode(), topic=TOPICS[1])
+    @example(
+        raw=json.dumps({"version": 3, "patch": {"models": [dict(good, path=good["path"] + "\0")]}}).encode(),
+        topic=TOPICS[0],
+    )
     @given(raw=_payloads(fuzz_dirs), topic=st.sampled_from(TOPICS))
     def check(raw: bytes, topic: str) -> None:
         from edged.control.plane import ControlPlane

@@ -193,7 +193,8 @@ def test_daemon_builds_for_placed_device_and_falls_back(tmp_path: Path, monkeypa
     assert daemon.models.placer.device_for("rn") == "dla0"
     pipeline = daemon.models.load_model(cfg.models[0])
     pipeline.runner.close()
-    assert RecordingBackend.calls == ["build:dla0", "build:gpu", "load:gpu"]
+    # The second load is the accuracy check's own instance of the fp16 plan (docs/accuracy.md).
+    assert RecordingBackend.calls == ["build:dla0", "build:gpu", "load:gpu", "load:gpu"]
     assert daemon.models.placer.status("rn")["not_on"] == {"dla0": "DLA build failed: unsupported layer combination"}
 
 
@@ -215,7 +216,8 @@ def test_daemon_passes_dla_core_to_build_and_load(tmp_path: Path, monkeypatch: p
     daemon = daemon_mod.Daemon(cfg)
     for model in cfg.models:
         daemon.models.load_model(model).runner.close()
-    assert RecordingBackend.calls == ["build:dla0", "load:dla0", "build:dla1", "load:dla1"]
+    # Each DLA plan is loaded twice: to serve, and as the accuracy check's own instance.
+    assert RecordingBackend.calls == ["build:dla0", "load:dla0", "load:dla0", "build:dla1", "load:dla1", "load:dla1"]
     differs = daemon.models.placer.status("a")["differs_from_prediction"]
     assert differs == [{"node": "fc", "predicted": "dla", "reported": "gpu", "rule": ""}]
     assert daemon.models.placer.analyses["a"].verdict == "dla_fallback"

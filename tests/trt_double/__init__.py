@@ -10,8 +10,9 @@ DLA takes static shapes only; a plan from another TensorRT version or GPU deseri
 None after logging NVIDIA's message; runtime.DLA_core picks the core at deserialisation; an
 engine belongs to the CUDA device current when it was deserialised, and creating a context
 or executing on another device fails)
-and executes plans with ONNX Runtime, so outputs are numerically real. It does not model
-layer fusion, reduced-precision arithmetic or timing.
+and executes plans with ONNX Runtime, so outputs are numerically real; FP16 and INT8 plans
+compute in half precision and see calibrated, quantised inputs (precision.py documents
+how). It does not model layer fusion, quantised inner activations or timing.
 """
 
 from __future__ import annotations

@@ -110,7 +110,8 @@ class Builder(Guarded):
             "profiles": profiles,
             "implicit_batch": self.max_batch_size if implicit else None,
             "flags": sorted(f.name for f in config._flags),
-            "calibration": calibrated,
+            "calibration": calibrated.splitlines()[0] if calibrated else None,
+            "calibration_table": calibrated or None,  # read by precision.py
             "detailed": config._verbosity == trt.ProfilingVerbosity.DETAILED,
             "pools": config._pools,
         }
@@ -163,7 +164,7 @@ class Builder(Guarded):
         return placement
 
     def _calibrate(self, network: INetworkDefinition, config: IBuilderConfig) -> Any:
-        """None without INT8; the cache's first line otherwise; False on failure."""
+        """None without INT8; the calibration table (cache text) otherwise; False on failure."""
         double, trt = self._double, self._trt
         if double.major >= 11 or not config.get_flag(trt.BuilderFlag.INT8):
             return None
@@ -175,7 +176,7 @@ class Builder(Guarded):
         cache = calibrator.read_calibration_cache()
         if cache and bytes(cache).decode().startswith(header):
             double.calibration_batches.append(0)
-            return bytes(cache).decode().splitlines()[0]
+            return bytes(cache).decode()
         tensor = network._inputs[0]
         batch = calibrator.get_batch_size()
         shape = (batch, *tensor.shape[1:])
@@ -195,8 +196,9 @@ class Builder(Guarded):
             return False
         scale = struct.unpack(">I", struct.pack(">f", amax / 127.0))[0]
         digest = hashlib.sha256(network._model.SerializeToString()).hexdigest()[:8]
-        calibrator.write_calibration_cache(f"{header}\n{tensor.name}: {scale:08x}\nmodel: {digest}\n".encode())
-        return header
+        table = f"{header}\n{tensor.name}: {scale:08x}\nmodel: {digest}\n"
+        calibrator.write_calibration_cache(table.encode())
+        return table
 
     def _monitor(self, config: IBuilderConfig) -> bool:
         monitor = config._monitor

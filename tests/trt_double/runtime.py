@@ -14,6 +14,7 @@ import numpy as np
 from tests.trt_double.build import read_device
 from tests.trt_double.builder import IHostMemory, unpack_plan
 from tests.trt_double.memory import check_range, current_device
+from tests.trt_double.precision import quantize_inputs, session
 from tests.trt_double.surface import Guarded
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64}
@@ -61,12 +62,10 @@ class ICudaEngine(Guarded):
     _trt_class = "ICudaEngine"
 
     def __init__(self, header: Dict[str, Any], onnx_bytes: bytes, dla_core: Optional[int], device: int = 0) -> None:
-        import onnxruntime
-
         self._header, self._onnx = header, onnx_bytes
         self._dla_core = dla_core  # what the double ran on; tests read it
         self._device = device  # the CUDA device the engine lives on
-        self._session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        self._session = session(header, onnx_bytes)  # FP16/INT8 plans compute as precision.py documents
         self._contexts: Any = weakref.WeakSet()  # live execution contexts, for profile ownership
         self._created = 0
         self._io: List[Tuple[str, bool, Tuple[int, ...], str]] = []
@@ -262,7 +261,7 @@ class IExecutionContext(Guarded):
                     return False
                 nbytes = int(np.prod(shape)) * np.dtype(_NP[dtype]).itemsize
                 feeds[name] = read_device(self._addresses[name], nbytes, engine._device).view(_NP[dtype]).reshape(shape)
-        outputs = engine._session.run(None, feeds)
+        outputs = engine._session.run(None, quantize_inputs(engine._header, feeds))
         for (name, _, _, _), value in zip([io for io in engine._io if not io[1]], outputs):
             value = np.ascontiguousarray(value)
             assert value.shape == self.get_tensor_shape(name), "double predicted the wrong output shape"
