@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from edged.fetch import DownloadProgress, DownloadSettings, FetchError, Fetcher, collect
+from edged.fetch import DownloadProgress, DownloadSettings, Fetcher, FetchError, collect
 from edged.fetch.fetcher import PARTIAL_DIR
 from tests.fetch.conftest import remote, sha256
 from tests.fetch.server import FileServer, make_client_cert
@@ -136,7 +136,7 @@ def test_max_bytes_bounds_a_file_without_a_declared_size(
 ) -> None:
     store = tmp_path / "store"
     source = remote(server, served, "demo-cnn.onnx", store, size=None)
-    with pytest.raises(FetchError, match="over control.downloads.max_bytes"):
+    with pytest.raises(FetchError, match=r"over control\.downloads\.max_bytes"):
         Fetcher().ensure("m", [source], settings(store, ca, max_bytes=5000))
     server.content_length = False
     with pytest.raises(FetchError, match=r"larger than its control.downloads.max_bytes"):
@@ -174,7 +174,7 @@ def test_a_certificate_from_another_ca_is_refused(
     store = tmp_path / "store"
     with FileServer(served, tls=other_ca) as impostor:
         source = remote(impostor, served, "demo-cnn.onnx", store)
-        with pytest.raises(FetchError, match="TLS: the server's certificate is not trusted: .*certificate"):
+        with pytest.raises(FetchError, match=r"TLS: the server's certificate is not trusted: .*certificate"):
             Fetcher().ensure("m", [source], settings(store, ca))
         assert len(impostor.requests) == 0
     assert names(store) == []
@@ -194,7 +194,7 @@ def test_a_client_certificate_is_presented_when_configured(served: Path, ca: Dic
     client = make_client_cert(ca, tmp_path)
     with FileServer(served, tls=ca, client_ca=ca["ca"]) as strict:
         source = remote(strict, served, "demo-cnn.onnx", store)
-        with pytest.raises(FetchError, match="TLS|connection"):
+        with pytest.raises(FetchError, match=r"TLS|connection"):
             Fetcher().ensure("m", [source], settings(store, ca, retries=0))
         with_cert = settings(store, ca, cert_file=str(client["cert"]), key_file=str(client["key"]))
         Fetcher().ensure("m", [source], with_cert)
