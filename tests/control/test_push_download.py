@@ -250,3 +250,34 @@ def test_an_images_archive_feeds_calibration(
     folder = Path(harness.daemon.config.model("remote").calibration["images"])  # type: ignore[index]
     assert folder.name == sha256(www / "calib.tar") + ARCHIVE_SUFFIX
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (demo_assets / "images").iterdir())
+
+
+def test_a_signed_push_covers_the_url_and_the_hash(
+    base_doc: Dict[str, Any], ca: Dict[str, Path], server: FileServer, www: Path
+) -> None:
+    """Whoever controls the web server (or the broker) cannot swap the model: changing the
+    URL or hash of a signed push breaks its signature, and changing the served file breaks
+    the hash."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edged.control.canonical import public_key_text, sign_payload
+
+    key = Ed25519PrivateKey.generate()
+    base_doc["control"]["public_keys"] = [public_key_text(key)]
+    base_doc["control"]["downloads"] = downloads(ca)
+    h = Harness(base_doc)
+    try:
+        entry = url_model(server, www)
+        payload: Dict[str, Any] = {"version": 2, "patch": {"models": [base_entry(h), entry]}}
+        payload["signature"] = sign_payload(payload, key)
+        for field, value in (("url", server.url("evil.onnx")), ("sha256", "e" * 64)):
+            tampered = json.loads(json.dumps(payload))
+            tampered["patch"]["models"][1]["path"][field] = value
+            result = h.plane.process(Message(TOPIC, json.dumps(tampered).encode()))
+            assert result["status"] == "rejected" and "signature" in result["errors"][0], result
+        assert server.requests == []  # refused before any download
+        (www / "model.onnx").write_bytes((www / "model.onnx").read_bytes()[::-1])  # the server swaps the file
+        result = h.plane.process(Message(TOPIC, json.dumps(payload).encode()))
+        assert result["status"] == "rejected" and "sha256 mismatch" in result["errors"][0], result
+    finally:
+        h.close()
