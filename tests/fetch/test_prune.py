@@ -42,3 +42,17 @@ def test_plan_prune_removes_unreferenced_store_files(tmp_path: Path, demo_assets
     assert main(["plan", "--config", str(config), "prune"]) == 0
     assert sorted(p.name for p in store.iterdir()) == sorted([PARTIAL_DIR, in_file, in_push])
     assert [p.name for p in (store / PARTIAL_DIR).iterdir()] == [new_part]
+
+
+def test_a_model_still_to_download_counts_its_declared_size_in_the_memory_estimate(tmp_path: Path) -> None:
+    from edged.config import parse_config
+    from edged.config.limits import model_memory_bytes
+
+    def model(size: int) -> dict:  # type: ignore[type-arg]
+        path = {"url": "https://models.example/m.onnx", "sha256": "a" * 64, "size": size}
+        return {"name": "m", "path": path, "source": {"type": "synthetic", "size": [8, 8]}}
+
+    doc = {"device": {"id": "n"}, "control": {"model_dirs": [str(tmp_path)]}}
+    small = model_memory_bytes(parse_config(dict(doc, models=[model(1)])).models[0])
+    large = model_memory_bytes(parse_config(dict(doc, models=[model(1 << 30)])).models[0])
+    assert large - small == 2 * ((1 << 30) - 1)
