@@ -10,6 +10,7 @@ value (edged/model_state.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import os
@@ -17,7 +18,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edged.config.model import Config, ModelConfig
 from edged.errors import ApplyError, EdgedError, PlacementError, PlanError
@@ -30,8 +31,9 @@ from edged.model_state import (
     describe_fallback,
     latency_summaries,
     placement_view,
+    source_states,
 )
-from edged.pipeline.model_pipeline import ModelPipeline
+from edged.pipeline.model_pipeline import ModelPipeline, SourceEdit
 from edged.placement.service import Placer, local_target
 from edged.plans import PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform
@@ -66,7 +68,8 @@ class ModelSlot:
 @dataclass
 class ChangeSet:
     """A new config prepared beside the running one: its new pipelines built and started,
-    placed on a copy of the placement. Nothing in force has changed yet."""
+    the new sources of running models opened, placed on a copy of the placement. Nothing in
+    force has changed yet."""
 
     config: Config
     changes: Changes
@@ -74,6 +77,7 @@ class ChangeSet:
     placer: Placer
     started: List[ModelPipeline]
     retired: List[ModelPipeline]
+    source_edits: List[Tuple[ModelPipeline, SourceEdit]] = field(default_factory=list)
 
 
 def drain(pipelines: Sequence[ModelPipeline], timeout: float) -> bool:
@@ -253,14 +257,22 @@ class ModelSet:
             # The first plans are still being built: prepare on top of them, not beside them.
             self._builder.join()
         changes = diff_models(self._config, new, rebuild)
-        fresh = set(changes.added + changes.changed)
         built: List[ModelPipeline] = []
         started: List[ModelPipeline] = []
+        edits: List[Tuple[ModelPipeline, SourceEdit]] = []
         failing: Optional[str] = None
         # Models whose placement still works keep their devices (placement/solver.py).
         placer = copy.deepcopy(self._placer)
         try:
             placer.plan(new.models)
+            self._keep_engines(changes, placer)
+            fresh = set(changes.added + changes.changed)
+            for name, sources in changes.sources.items():
+                failing = name
+                pipeline = self._slots[name].pipeline
+                assert pipeline is not None  # _keep_engines rebuilds a model without one
+                edit = pipeline.prepare_sources(new.model(name), sources.added, sources.changed, sources.removed)
+                edits.append((pipeline, edit))
             for model in new.models:
                 if model.name in fresh:
                     failing = model.name
@@ -277,14 +289,33 @@ class ModelSet:
                     changes.accuracy[pipeline.model.name] = outcome
         except Exception as exc:
             self._discard(built, started)
+            for pipeline, edit in edits:
+                pipeline.discard_sources(edit)
             reason = str(exc) if isinstance(exc, EdgedError) else f"{type(exc).__name__}: {exc}"
             raise ApplyError(f"models.{failing}: {reason}" if failing else reason, failing) from exc
         by_name = {p.model.name: p for p in built}
-        slots = {
-            m.name: ModelSlot(m, by_name[m.name]) if m.name in by_name else self._slots[m.name] for m in new.models
-        }
+        slots = {}
+        for m in new.models:
+            if m.name in by_name:
+                slots[m.name] = ModelSlot(m, by_name[m.name])
+            elif m.name in changes.sources:
+                slots[m.name] = dataclasses.replace(self._slots[m.name], config=m)
+            else:
+                slots[m.name] = self._slots[m.name]
         retired = [p for p in (self._slots[n].pipeline for n in changes.changed + changes.removed) if p is not None]
-        return ChangeSet(new, changes, slots, placer, built, retired)
+        return ChangeSet(new, changes, slots, placer, built, retired, edits)
+
+    def _keep_engines(self, changes: Changes, placer: Placer) -> None:
+        """Models whose sources alone changed keep their pipeline and engines, unless the
+        pipeline has ended (or was never built) or the new placement moves the model."""
+        for name in list(changes.sources):
+            pipeline = self._slots[name].pipeline
+            try:
+                moved = placer.devices_for(name) != self._placer.devices_for(name)
+            except PlacementError:
+                moved = False  # placement has no say (a config-fixed device): nothing moves
+            if pipeline is None or not pipeline.accepts_source_changes or moved:
+                changes.rebuild_instead(name)
 
     def commit(self, change: ChangeSet, source: Optional[str] = None, digest: Optional[str] = None) -> None:
         """Put a prepared change set in force, then drain what it retired. ``source`` and
@@ -296,6 +327,8 @@ class ModelSet:
         self._config = change.config
         if source is not None:
             self._source, self._digest = source, digest
+        for pipeline, edit in change.source_edits:
+            pipeline.apply_sources(edit)
         drain(change.retired, DRAIN_TIMEOUT_S)
         for pipeline in change.retired:
             self.release_plans(pipeline)
@@ -303,6 +336,8 @@ class ModelSet:
     def abort(self, change: ChangeSet) -> None:
         """Stop and close everything a prepared change set built; what is in force stays."""
         self._discard(change.started, change.started)
+        for pipeline, edit in change.source_edits:
+            pipeline.discard_sources(edit)
 
     def _discard(self, pipelines: List[ModelPipeline], started: List[ModelPipeline]) -> None:
         for pipeline in pipelines:
@@ -398,13 +433,14 @@ class ModelSet:
         pipeline = slot.pipeline
         if pipeline is None:
             return ModelState(**common)
-        source_status = getattr(pipeline.source, "status", None)
+        sources = source_states(pipeline.source_status(), pipeline.stats)
         return ModelState(
             **common,
             engines=tuple(pipeline.devices),
             counters=counters_of(pipeline.stats),
             latency_ms=latency_summaries(pipeline.stats, now) if latency else {},
-            source=source_status() if callable(source_status) else None,
+            source=(sources[0].detail or None) if sources else None,
+            sources=sources,
             source_finished=pipeline.source_finished,
             finished=pipeline.finished,
             last_progress=pipeline.last_progress,

@@ -28,9 +28,8 @@ def source_problems(models: Sequence[Any]) -> List[str]:
                     )
                 continue
             if source_id in seen:
-                problems.append(
-                    f"models[{index}].sources[{position}].id: {source_id!r} is already used by sources[{seen[source_id]}]"
-                )
+                used = f"is already used by sources[{seen[source_id]}]"
+                problems.append(f"models[{index}].sources[{position}].id: {source_id!r} {used}")
             else:
                 seen[source_id] = position
     return problems
