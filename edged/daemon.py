@@ -156,10 +156,10 @@ class Daemon:
         Bounded by control.downloads.deadline_s; raises FetchError naming the cause."""
         settings = download_settings(new.document)
         deadline = time.monotonic() + settings.deadline_s
-        self._pinned = {r.sha256 for m in new.models for r in m.sources}
+        self._pinned = {r.sha256 for m in new.models for r in m.remote_files}
         try:
             for model in new.models:
-                self.models.fetcher.ensure(model.name, model.sources, settings, deadline, on_progress)
+                self.models.fetcher.ensure(model.name, model.remote_files, settings, deadline, on_progress)
         except BaseException:
             self._pinned = set()
             raise

@@ -10,82 +10,34 @@ value (edged/model_state.py).
 from __future__ import annotations
 
 import copy
-import hashlib
+import dataclasses
 import logging
 import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
 from edged.config.model import Config, ModelConfig
 from edged.errors import ApplyError, EdgedError, PlacementError, PlanError
 from edged.fetch import Fetcher, download_settings
 from edged.model_changes import Changes, diff_models
 from edged.model_loading import load_pipeline, resolve_device
-from edged.model_state import (
-    ModelState,
-    RunningState,
-    counters_of,
-    describe_fallback,
-    latency_summaries,
-    placement_view,
-)
-from edged.pipeline.model_pipeline import ModelPipeline
+from edged.model_slots import ChangeSet, ModelSlot, drain
+from edged.model_snapshot import model_state
+from edged.model_state import RunningState
+from edged.pipeline.model_pipeline import ModelPipeline, SourceEdit
 from edged.placement.service import Placer, local_target
 from edged.plans import PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform
 from edged.systemd import log_fields
 
-__all__ = ["ChangeSet", "ModelSet", "ModelSlot", "DRAIN_TIMEOUT_S"]
+__all__ = ["ModelSet", "DRAIN_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 4.0
 PLAN_CACHE_RETRY_S = 60.0
-
-
-@dataclass
-class ModelSlot:
-    """A configured model and what became of it."""
-
-    config: ModelConfig
-    pipeline: Optional[ModelPipeline] = None
-    error: Optional[str] = None
-    plan: PlanProgress = field(default_factory=PlanProgress)
-    restarts: int = 0  # pipelines replaced because a worker was stuck
-    last_restart: Optional[str] = None  # why the latest one was
-
-    @property
-    def state(self) -> str:
-        if self.error:
-            return "failed"
-        return self.pipeline.state if self.pipeline else self.plan.describe()
-
-
-@dataclass
-class ChangeSet:
-    """A new config prepared beside the running one: its new pipelines built and started,
-    placed on a copy of the placement. Nothing in force has changed yet."""
-
-    config: Config
-    changes: Changes
-    slots: Dict[str, ModelSlot]
-    placer: Placer
-    started: List[ModelPipeline]
-    retired: List[ModelPipeline]
-
-
-def drain(pipelines: Sequence[ModelPipeline], timeout: float) -> bool:
-    """Stop every source first so the pipelines drain in parallel within one timeout."""
-    for pipeline in pipelines:
-        pipeline.stop_source()
-    deadline = time.monotonic() + timeout
-    drained = True
-    for pipeline in pipelines:
-        drained = pipeline.stop(max(0.1, deadline - time.monotonic())) and drained
-    return drained
 
 
 class ModelSet:
@@ -178,12 +130,12 @@ class ModelSet:
         """Plan (cached or built; ``rebuild``: built anew), runner and pipeline for one model
         (not started). ``placer``: the placement of a config being prepared (default: the one
         in force)."""
-        if model.sources:
+        if model.remote_files:
             # Already in the store when a push fetched them before its turn; at the first
             # start, a reload or a restart this may download (docs/downloads.md).
             if progress is not None:
                 progress.state = "fetching files"
-            self.fetcher.ensure(model.name, model.sources, download_settings(self._config.document))
+            self.fetcher.ensure(model.name, model.remote_files, download_settings(self._config.document))
         pipeline = load_pipeline(self.plans(), model, placer or self._placer, self._config, progress, rebuild)
         for hook in self.pipeline_hooks:
             hook(pipeline)
@@ -199,7 +151,9 @@ class ModelSet:
     def _build_and_start(self) -> None:
         # Models whose files must still be downloaded go last, so a slow download delays
         # no model that has its files already.
-        slots = sorted(self._slots.values(), key=lambda s: not all(os.path.exists(r.file) for r in s.config.sources))
+        slots = sorted(
+            self._slots.values(), key=lambda s: not all(os.path.exists(r.file) for r in s.config.remote_files)
+        )
         for slot in slots:
             if self._stop.is_set():
                 return
@@ -266,14 +220,22 @@ class ModelSet:
             # The first plans are still being built: prepare on top of them, not beside them.
             self._builder.join()
         changes = diff_models(self._config, new, rebuild)
-        fresh = set(changes.added + changes.changed)
         built: List[ModelPipeline] = []
         started: List[ModelPipeline] = []
+        edits: List[Tuple[ModelPipeline, SourceEdit]] = []
         failing: Optional[str] = None
         # Models whose placement still works keep their devices (placement/solver.py).
         placer = copy.deepcopy(self._placer)
         try:
             placer.plan(new.models)
+            self._keep_engines(changes, placer)
+            fresh = set(changes.added + changes.changed)
+            for name, sources in changes.sources.items():
+                failing = name
+                pipeline = self._slots[name].pipeline
+                assert pipeline is not None  # _keep_engines rebuilds a model without one
+                edit = pipeline.prepare_sources(new.model(name), sources.added, sources.changed, sources.removed)
+                edits.append((pipeline, edit))
             for model in new.models:
                 if model.name in fresh:
                     failing = model.name
@@ -290,14 +252,33 @@ class ModelSet:
                     changes.accuracy[pipeline.model.name] = outcome
         except Exception as exc:
             self._discard(built, started)
+            for pipeline, edit in edits:
+                pipeline.discard_sources(edit)
             reason = str(exc) if isinstance(exc, EdgedError) else f"{type(exc).__name__}: {exc}"
             raise ApplyError(f"models.{failing}: {reason}" if failing else reason, failing) from exc
         by_name = {p.model.name: p for p in built}
-        slots = {
-            m.name: ModelSlot(m, by_name[m.name]) if m.name in by_name else self._slots[m.name] for m in new.models
-        }
+        slots = {}
+        for m in new.models:
+            if m.name in by_name:
+                slots[m.name] = ModelSlot(m, by_name[m.name])
+            elif m.name in changes.sources:
+                slots[m.name] = dataclasses.replace(self._slots[m.name], config=m)
+            else:
+                slots[m.name] = self._slots[m.name]
         retired = [p for p in (self._slots[n].pipeline for n in changes.changed + changes.removed) if p is not None]
-        return ChangeSet(new, changes, slots, placer, built, retired)
+        return ChangeSet(new, changes, slots, placer, built, retired, edits)
+
+    def _keep_engines(self, changes: Changes, placer: Placer) -> None:
+        """Models whose sources alone changed keep their pipeline and engines, unless the
+        pipeline has ended (or was never built) or the new placement moves the model."""
+        for name in list(changes.sources):
+            pipeline = self._slots[name].pipeline
+            try:
+                moved = placer.devices_for(name) != self._placer.devices_for(name)
+            except PlacementError:
+                moved = False  # placement has no say (a config-fixed device): nothing moves
+            if pipeline is None or not pipeline.accepts_source_changes or moved:
+                changes.rebuild_instead(name)
 
     def commit(self, change: ChangeSet, source: Optional[str] = None, digest: Optional[str] = None) -> None:
         """Put a prepared change set in force, then drain what it retired. ``source`` and
@@ -309,6 +290,8 @@ class ModelSet:
         self._config = change.config
         if source is not None:
             self._source, self._digest = source, digest
+        for pipeline, edit in change.source_edits:
+            pipeline.apply_sources(edit)
         drain(change.retired, DRAIN_TIMEOUT_S)
         for pipeline in change.retired:
             self.release_plans(pipeline)
@@ -316,6 +299,8 @@ class ModelSet:
     def abort(self, change: ChangeSet) -> None:
         """Stop and close everything a prepared change set built; what is in force stays."""
         self._discard(change.started, change.started)
+        for pipeline, edit in change.source_edits:
+            pipeline.discard_sources(edit)
 
     def _discard(self, pipelines: List[ModelPipeline], started: List[ModelPipeline]) -> None:
         for pipeline in pipelines:
@@ -384,7 +369,7 @@ class ModelSet:
         the watchdog does not)."""
         slots, placer, config = self._slots, self._placer, self._config
         now = time.monotonic()
-        models = {name: self._model_state(slot, placer, now, latency) for name, slot in list(slots.items())}
+        models = {name: model_state(slot, placer, now, latency) for name, slot in list(slots.items())}
         return RunningState(
             config,
             self._source,
@@ -396,49 +381,10 @@ class ModelSet:
             downloads=self.fetcher.board.snapshot(),
         )
 
-    def _model_state(self, slot: ModelSlot, placer: Placer, now: float, latency: bool) -> ModelState:
-        name = slot.config.name
-        try:
-            device = placer.device_for(name)
-        except PlacementError:
-            device = resolve_device(slot.config)
-        status = placer.status(name)
-        common: Dict[str, Any] = dict(
-            name=name,
-            config_digest=_digest(slot.config),
-            device=device,
-            batch=slot.config.batch,
-            state=slot.state,
-            error=slot.error,
-            restarts=slot.restarts,
-            last_restart=slot.last_restart,
-            placement=placement_view(status),
-            fallback=describe_fallback(status, slot.config.path),
-        )
-        pipeline = slot.pipeline
-        if pipeline is None:
-            return ModelState(**common)
-        source_status = getattr(pipeline.source, "status", None)
-        return ModelState(
-            **common,
-            engines=tuple(pipeline.devices),
-            counters=counters_of(pipeline.stats),
-            latency_ms=latency_summaries(pipeline.stats, now) if latency else {},
-            source=source_status() if callable(source_status) else None,
-            source_finished=pipeline.source_finished,
-            finished=pipeline.finished,
-            last_progress=pipeline.last_progress,
-        )
-
 
 def _scratch_plan_dir() -> str:
     # systemd's RuntimeDirectory= (a tmpfs: plans held in memory) when there is one.
     return tempfile.mkdtemp(prefix="edged-plans-", dir=os.environ.get("RUNTIME_DIRECTORY") or None)
-
-
-def _digest(model: ModelConfig) -> str:
-    # ModelConfig is a frozen dataclass of plain values: its repr is a stable description.
-    return hashlib.sha256(repr(model).encode()).hexdigest()[:16]
 
 
 def _key_text(key: Any) -> Optional[str]:

@@ -9,7 +9,7 @@ internals, so none of them can change the running models or see one half-switche
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edged.config.model import Config
 from edged.fetch.progress import DownloadProgress
@@ -20,10 +20,12 @@ __all__ = [
     "ModelState",
     "OutputRates",
     "RunningState",
+    "SourceState",
     "counters_of",
     "describe_fallback",
     "latency_summaries",
     "placement_view",
+    "source_states",
 ]
 
 # A fallback reason can carry a compiler's log; the status line keeps its start.
@@ -51,6 +53,26 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class SourceState:
+    """One source of a model at one moment: its state (live, reconnecting, failed, finished,
+    stopped), why it is not live, when it retries, and its own frame counters."""
+
+    id: str
+    type: str
+    state: str
+    error: Optional[str] = None  # why it failed, or why it is reconnecting
+    retry_in_s: Optional[float] = None  # while reconnecting: seconds to the next attempt
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    detail: Mapping[str, Any] = field(default_factory=dict)  # the source's own counters (reconnects...)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+@dataclass(frozen=True)
 class ModelState:
     """One configured model as it stands: served by a pipeline, still planning, or failed."""
 
@@ -65,7 +87,8 @@ class ModelState:
     # Per stage (edged.pipeline.stats.STAGES) over the telemetry window: count, mean, p50,
     # p90, p99, max in ms. Empty when the snapshot was taken without latencies.
     latency_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    source: Optional[Mapping[str, Any]] = None  # state and counters of sources that report them
+    source: Optional[Mapping[str, Any]] = None  # the first source's own state and counters, if it keeps any
+    sources: Tuple[SourceState, ...] = ()  # every source in force, in config order
     source_finished: bool = False  # the source ended (exhausted, failed or stopped)
     finished: bool = False  # every pipeline thread ended
     last_progress: Optional[float] = None  # monotonic time of the workers' last sign of life
@@ -102,6 +125,28 @@ def counters_of(stats: ModelStats) -> Counters:
     return Counters(
         raw["frames_in"], raw["frames_out"], raw["dropped"], raw["batches"], raw["batch_frames"], stats.started
     )
+
+
+def source_states(statuses: Sequence[Mapping[str, Any]], stats: ModelStats) -> Tuple[SourceState, ...]:
+    """The per-source values from a pipeline's ``source_status()`` and its counters."""
+    per_source = stats.counters()["sources"]
+    out: List[SourceState] = []
+    for status in statuses:
+        counts = per_source.get(status["id"], {})
+        out.append(
+            SourceState(
+                id=status["id"],
+                type=status["type"],
+                state=status["state"],
+                error=status.get("error"),
+                retry_in_s=status.get("retry_in_s"),
+                frames_in=int(counts.get("frames_in", 0)),
+                frames_out=int(counts.get("frames_out", 0)),
+                dropped=dict(counts.get("dropped", {})),
+                detail=dict(status.get("detail", {})),
+            )
+        )
+    return tuple(out)
 
 
 def latency_summaries(stats: ModelStats, now: float) -> Dict[str, Dict[str, float]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from edged.model_state import OutputRates, RunningState
+from edged.model_state import ModelState, OutputRates, RunningState, SourceState
 
 __all__ = ["status_lines", "status_summary"]
 
@@ -29,6 +29,7 @@ def status_lines(state: RunningState, rates: Optional[OutputRates] = None) -> Li
             )
         if model.fallback:
             lines.append(f"  {name}: {model.fallback}")
+        lines += [f"  {name}/{source.id}: {_source_text(source)}" for source in _sources_to_show(model)]
     if state.plan_cache_problem:
         lines.append(f"plan cache: {state.plan_cache_problem}")
     lines += [progress.line() for progress in state.downloads]
@@ -43,9 +44,10 @@ def status_summary(state: RunningState) -> str:
     for name, model in state.models.items():
         if model.counters is None:
             parts.append(f"{name}: {model.state}")
-        source_state = (model.source or {}).get("state")
-        if model.serving and source_state not in (None, "running", "finished"):
-            parts.append(f"{name}: source {source_state}")
+        for source in model.sources if model.serving else ():
+            if source.state not in _QUIET_STATES:
+                which = f"source {source.id}" if len(model.sources) > 1 else "source"
+                parts.append(f"{name}: {which} {source.state}")
         if model.restarts:
             parts.append(f"{name}: restarted {model.restarts}x after a stall")
     if state.plan_cache_problem:
@@ -54,6 +56,26 @@ def status_summary(state: RunningState) -> str:
         share = f" {100 * progress.bytes_done / progress.total_bytes:.0f}%" if progress.total_bytes else ""
         parts.append(f"{progress.model}: {progress.state} {progress.field}{share}")
     return "; ".join(parts)
+
+
+# Source states that need no mention in systemd's one-line status.
+_QUIET_STATES = ("live", "finished", "stopped")
+
+
+def _sources_to_show(model: ModelState) -> List[SourceState]:
+    """Every source of a model with several; the only one when it is not live."""
+    if len(model.sources) > 1:
+        return list(model.sources)
+    return [s for s in model.sources if s.state not in _QUIET_STATES]
+
+
+def _source_text(source: SourceState) -> str:
+    text = source.state
+    if source.retry_in_s is not None:
+        text += f" (retry in {source.retry_in_s:g} s)"
+    if source.error:
+        text += f": {source.error}"
+    return f"{text} in {source.frames_in} out {source.frames_out} dropped {source.dropped_total}"
 
 
 def _ms(value: Optional[float]) -> str:

@@ -4,14 +4,17 @@ models are predicted to need against the memory the device has.
 
 The memory estimate is deliberately simple and errs high. Per model:
 
-    frames held  = queue_size + 2 * batch + 4   (the queue, the batch in inference, the
-                                                 batch at the output, and the buffers the
-                                                 source and the pool hold)
-    bytes        = frames held * (frame bytes + tensor bytes)
+    per source   = (its queue_size + 2) * (frame bytes + tensor bytes)
+                                                (its lane, the frame its reader holds and
+                                                 the tensor the pool keeps for it)
+    bytes        = the sum over the model's sources
+                   + (2 * batch + 2) * the largest (frame bytes + tensor bytes)
+                                                (the batch in inference, the batch at the
+                                                 output, the pool's spares)
                    + 2 * model file size        (the file read, the runtime's copy; the
                                                  declared size of one still to download)
                    + 64 MiB                     (runtime session, arenas, thread stacks)
-                   + 256 MiB for an images source (its decoded-image cache)
+                   + 256 MiB per images source  (its decoded-image cache)
 
 where a frame is height x width x 3 bytes (the synthetic ``size``, a camera's
 ``width``/``height``, else the preprocess size, else 1080 x 1920 for streams, files and
@@ -28,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from edged.config.model import Config, ModelConfig
+from edged.config.model import Config, ModelConfig, PluginConfig
 from edged.config.schema import format_path
 
 __all__ = [
@@ -121,8 +124,7 @@ def read_mem_total(root: str = "/") -> Optional[int]:
     return None
 
 
-def _frame_hw(model: ModelConfig) -> Tuple[int, int]:
-    source = model.source
+def _frame_hw(model: ModelConfig, source: PluginConfig) -> Tuple[int, int]:
     size = source.get("size")
     if source.type == "synthetic" and size:
         return int(size[0]), int(size[1])
@@ -135,17 +137,22 @@ def _frame_hw(model: ModelConfig) -> Tuple[int, int]:
 
 def model_memory_bytes(model: ModelConfig) -> int:
     """The module docstring's estimate for one model."""
-    frame_h, frame_w = _frame_hw(model)
-    tensor_h, tensor_w = model.preprocess.size or (frame_h, frame_w)
-    held = model.queue_size + 2 * model.batch + 4
-    total = held * (frame_h * frame_w * 3 + tensor_h * tensor_w * 3 * 4) + _MODEL_OVERHEAD_BYTES
+    total = _MODEL_OVERHEAD_BYTES
+    largest = 0
+    for source in model.sources:
+        frame_h, frame_w = _frame_hw(model, source.plugin)
+        tensor_h, tensor_w = model.preprocess.size or (frame_h, frame_w)
+        per_frame = frame_h * frame_w * 3 + tensor_h * tensor_w * 3 * 4
+        largest = max(largest, per_frame)
+        total += (source.queue_size + 2) * per_frame
+        if source.plugin.type == "images":
+            total += IMAGE_CACHE_BYTES
+    total += (2 * model.batch + 2) * largest
     try:
         total += 2 * os.path.getsize(model.path)
     except OSError:  # a missing file is reported where the file is needed
-        # A file still to download (edged/config/sources.py) counts with its declared size.
-        total += 2 * next((r.size for r in model.sources if r.field == "path" and r.size), 0)
-    if model.source.type == "images":
-        total += IMAGE_CACHE_BYTES
+        # A file still to download (edged/config/remote_files.py) counts with its declared size.
+        total += 2 * next((r.size for r in model.remote_files if r.field == "path" and r.size), 0)
     return total
 
 

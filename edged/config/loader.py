@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from edged.config.limits import count_problems, memory_problems, numeric_problems, read_mem_total
 from edged.config.model import Config, build_config
+from edged.config.remote_files import remote_file_problems
 from edged.config.schema import fill_defaults, unique_names, validate
 from edged.config.sources import source_problems
 from edged.errors import ConfigError
@@ -36,10 +37,11 @@ def check_document(doc: Any) -> List[str]:
     problems += count_problems(doc)
     if isinstance(doc, dict) and isinstance(doc.get("models"), list):
         problems += unique_names(doc["models"])
+        problems += source_problems(doc["models"])
         device = doc.get("device")
         defaults = device.get("defaults") if isinstance(device, dict) else None
         problems += format_problems(doc["models"], defaults if isinstance(defaults, dict) else {})
-        problems += source_problems(doc)
+        problems += remote_file_problems(doc)
     return problems
 
 
@@ -128,7 +130,19 @@ def resolve_relative(doc: Dict[str, Any], base: Optional[Path]) -> Dict[str, Any
         _resolve_key(model, "path", base)
         for section, key in _RELATIVE_KEYS:
             _resolve_key(model.get(section) if isinstance(model, dict) else None, key, base)
+        sources = model.get("sources") if isinstance(model, dict) else None
+        for source in sources if isinstance(sources, list) else []:
+            _resolve_key(source, "path", base)
     return doc
+
+
+def _source_paths(config: Config, index: int) -> Dict[str, Any]:
+    entries = config.document.get("models", [])
+    listed = index < len(entries) and "sources" in entries[index]
+    model = config.models[index]
+    if not listed:
+        return {f"models[{index}].source.path": model.source.get("path")}
+    return {f"models[{index}].sources[{i}].path": s.plugin.get("path") for i, s in enumerate(model.sources)}
 
 
 def file_warnings(config: Config) -> List[str]:
@@ -138,13 +152,13 @@ def file_warnings(config: Config) -> List[str]:
     for index, model in enumerate(config.models):
         checks: Mapping[str, Any] = {
             f"models[{index}].path": model.path,
-            f"models[{index}].source.path": model.source.get("path"),
+            **_source_paths(config, index),
             f"models[{index}].postprocess.labels": model.postprocess.get("labels"),
             f"models[{index}].format.prototxt": model.format.prototxt,
             f"models[{index}].format.python_path": model.format.python_path,
             f"models[{index}].accuracy.images": model.accuracy.get("images"),
         }
-        fetched = {remote.path for remote in model.sources}  # downloaded when the model loads
+        fetched = {remote.path for remote in model.remote_files}  # downloaded when the model loads
         for key, value in checks.items():
             if value and value not in fetched and not Path(value).exists():
                 warnings.append(f"{key}: no such file or folder {value!r}")

@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from edged.config.sources import RemoteFile, localise, store_dir
+from edged.config.remote_files import RemoteFile, localise, store_dir
 from edged.formats.spec import DEFAULT_BACKEND, ModelFormat, format_from_section
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PlansConfig",
     "PluginConfig",
     "PreprocessConfig",
+    "SourceConfig",
     "TelemetryConfig",
     "TlsConfig",
 ]
@@ -91,6 +92,20 @@ class PluginConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """One of a model's sources. ``id`` names it in results, telemetry and pushes;
+    ``queue_size`` bounds the frames it may hold waiting for inference."""
+
+    id: str
+    plugin: PluginConfig
+    queue_size: int
+
+
+# The id of the source of a model written with the one-source spelling (``source:``).
+DEFAULT_SOURCE_ID = "main"
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str
     path: str
@@ -117,9 +132,17 @@ class ModelConfig:
     latency_budget_ms: Optional[float] = None
     target_fps: Optional[float] = None
     stall_timeout_s: float = 60.0  # a stuck worker's pipeline is replaced after this long
-    # Files fetched by URL (edged/config/sources.py); their store paths are in the fields
+    # Files fetched by URL (edged/config/remote_files.py); their store paths are in the fields
     # above, so a new hash is already a changed model and a new URL alone is not.
-    sources: Tuple[RemoteFile, ...] = field(default=(), compare=False)
+    remote_files: Tuple[RemoteFile, ...] = field(default=(), compare=False)
+    # Every source feeding the model's engine(s), in config order; ``source`` is the first.
+    # Left empty, it is ``source`` alone (id "main", the model's queue_size).
+    sources: Tuple[SourceConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            only = SourceConfig(self.source.get("id", DEFAULT_SOURCE_ID), self.source, self.queue_size)
+            object.__setattr__(self, "sources", (only,))
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,20 @@ _MODEL_DEFAULTS = {"backend": "onnxruntime", "precision": "fp32", "device": "aut
 def _plugin(section: Mapping[str, Any]) -> PluginConfig:
     params = {k: v for k, v in section.items() if k != "type"}
     return PluginConfig(type=section["type"], params=params)
+
+
+# Keys of a source entry that belong to the pipeline, not to the source implementation.
+_SOURCE_KEYS = ("id", "queue_size")
+
+
+def _sources(merged: Mapping[str, Any]) -> Tuple[SourceConfig, ...]:
+    entries = merged["sources"] if "sources" in merged else [merged["source"]]
+    out = []
+    for entry in entries:
+        plugin = PluginConfig(entry["type"], {k: v for k, v in entry.items() if k not in ("type", *_SOURCE_KEYS)})
+        queue_size = int(entry.get("queue_size", merged["queue_size"]))
+        out.append(SourceConfig(str(entry.get("id", DEFAULT_SOURCE_ID)), plugin, queue_size))
+    return tuple(out)
 
 
 def _preprocess(section: Mapping[str, Any]) -> PreprocessConfig:
@@ -191,10 +228,11 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     models: List[ModelConfig] = []
     store = store_dir(doc)
     for raw in doc["models"]:
-        entry, sources = localise(raw, store)
+        entry, remote_files = localise(raw, store)
         merged: Dict[str, Any] = dict(defaults)
         merged.update(entry)
         model_format = format_from_section(merged.get("format"))
+        sources = _sources(merged)
         if "backend" not in entry and "backend" not in device.get("defaults", {}):
             merged["backend"] = DEFAULT_BACKEND[model_format.type]
         models.append(
@@ -208,7 +246,8 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 batch=int(merged["batch"]),
                 max_wait_ms=float(merged["max_wait_ms"]),
                 queue_size=int(merged["queue_size"]),
-                source=_plugin(merged["source"]),
+                source=sources[0].plugin,
+                sources=sources,
                 preprocess=_preprocess(merged["preprocess"]),
                 postprocess=_plugin(merged["postprocess"]),
                 sink=_plugin(merged["sink"]),
@@ -222,7 +261,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 latency_budget_ms=_optional_float(merged.get("latency_budget_ms")),
                 target_fps=_optional_float(merged.get("target_fps")),
                 stall_timeout_s=float(merged["stall_timeout_s"]),
-                sources=sources,
+                remote_files=remote_files,
             )
         )
     mqtt = doc.get("mqtt")

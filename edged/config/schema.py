@@ -126,6 +126,11 @@ def fill_defaults(doc: Dict[str, Any]) -> Dict[str, Any]:
     schema = load_schema()
     filled = copy.deepcopy(doc)
     _fill(filled, schema, schema)
+    models = filled.get("models")
+    for model in models if isinstance(models, list) else []:
+        # A model that lists its sources takes no default single source beside them.
+        if isinstance(model, dict) and "sources" in model:
+            model.pop("source", None)
     return filled
 
 

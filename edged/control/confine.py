@@ -5,7 +5,8 @@ Every model field that names a file has a kind:
 * read by the model (the model file, labels, calibration and accuracy-validation images,
   a Caffe prototxt, a network builder's code folder): inside ``control.model_dirs``;
 * media read or results written (an images folder or video file, a jsonl sink): inside
-  ``control.data_dirs``;
+  ``control.data_dirs``; a source's fields are checked alike in ``source`` and in every
+  entry of ``sources``;
 * a camera node (v4l2 ``device``): matching one of the ``control.devices`` patterns.
 
 A value the config in force already uses *in the same field* stays allowed, so a patch
@@ -27,7 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
-from edged.config.sources import store_dir
+from edged.config.remote_files import store_dir
 from edged.control.paths import confinement_problem
 from edged.control.settings import ControlSettings
 from edged.formats.builder import module_file, split_spec
@@ -72,6 +73,21 @@ def _value(model: Any, path: Tuple[str, ...]) -> Optional[str]:
     return node if isinstance(node, str) else None
 
 
+def _values(model: Any, f: Field) -> List[Tuple[str, str]]:
+    """(key inside the model entry, value) of field ``f``; a source field is read from the
+    ``source`` section and from each entry of ``sources``, as the same field."""
+    found = []
+    value = _value(model, f.path)
+    if value is not None:
+        found.append((f.name, value))
+    entries = model.get("sources") if isinstance(model, dict) and f.path[0] == "source" else None
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        value = _value(entry, f.path[1:])
+        if value is not None:
+            found.append((f"sources[{index}].{'.'.join(f.path[1:])}", value))
+    return found
+
+
 def _models(document: Mapping[str, Any]) -> List[Any]:
     models = document.get("models")
     return models if isinstance(models, list) else []
@@ -81,8 +97,7 @@ def _in_force(current: Mapping[str, Any]) -> Dict[Tuple[str, ...], Set[str]]:
     used: Dict[Tuple[str, ...], Set[str]] = {f.path: set() for f in FIELDS}
     for model in _models(current):
         for f in FIELDS:
-            value = _value(model, f.path)
-            if value is not None:
+            for _, value in _values(model, f):
                 used[f.path].add(value)
     return used
 
@@ -104,7 +119,7 @@ def _device_problem(path: str, patterns: Sequence[str]) -> Optional[str]:
 def _field_problem(f: Field, value: str, settings: ControlSettings, store: str) -> Optional[str]:
     if f.kind == "device":
         return _device_problem(value, settings.devices)
-    # The download store holds model files too (edged/config/sources.py).
+    # The download store holds model files too (edged/config/remote_files.py).
     dirs = (*settings.model_dirs, store) if f.kind == "model" else settings.data_dirs
     problem = confinement_problem(value, dirs, _SETTING[f.kind])
     if problem is None and f.must_exist and not os.path.exists(value):
@@ -166,9 +181,9 @@ def _reads(document: Mapping[str, Any], label: str) -> Iterator[_Read]:
     for index, model in enumerate(_models(document)):
         name = model.get("name") if isinstance(model, dict) else None
         for f in FIELDS:
-            value = _value(model, f.path)
-            if value is not None and not f.writes and f.kind != "device":
-                yield _read_entry(value, f"models[{index}] {name!r} ({f.name}, {label})")
+            for key, value in _values(model, f):
+                if not f.writes and f.kind != "device":
+                    yield _read_entry(value, f"models[{index}] {name!r} ({key}, {label})")
         module = _builder_module(model)
         if module is not None:
             yield _read_entry(module, f"models[{index}] {name!r} (builder code, {label})")
@@ -194,10 +209,11 @@ def path_problems(proposed: Mapping[str, Any], current: Mapping[str, Any], setti
     against the ``current`` document in force."""
     # The OS cannot even be asked about a path with a NUL byte (ValueError from os.stat).
     nul = [
-        f"models[{index}].{f.name}: contains a NUL byte"
+        f"models[{index}].{key}: contains a NUL byte"
         for index, model in enumerate(_models(proposed))
         for f in FIELDS
-        if "\0" in (_value(model, f.path) or "")
+        for key, value in _values(model, f)
+        if "\0" in value
     ]
     if nul:
         return nul
@@ -207,23 +223,21 @@ def path_problems(proposed: Mapping[str, Any], current: Mapping[str, Any], setti
     problems: List[str] = []
     for index, model in enumerate(_models(proposed)):
         for f in FIELDS:
-            value = _value(model, f.path)
-            if value is None:
-                continue
-            key = f"models[{index}].{f.name}"
-            if value not in in_force[f.path]:
-                problem = _field_problem(f, value, settings, store)
-                if problem == _MISSING_FILE:
-                    problems.append(f"{key}: {problem} {value!r}")
-                elif problem:
-                    problems.append(f"{key}: {value!r} {problem}")
-                if problem:
-                    continue
-            if f.writes:
-                read = _overwrites(value, reads)
-                if read is not None:
-                    problems.append(
-                        f"{key}: {value!r} is read by {read.where}; a sink may never write to a file a model reads"
-                    )
+            for inner, value in _values(model, f):
+                key = f"models[{index}].{inner}"
+                if value not in in_force[f.path]:
+                    problem = _field_problem(f, value, settings, store)
+                    if problem == _MISSING_FILE:
+                        problems.append(f"{key}: {problem} {value!r}")
+                    elif problem:
+                        problems.append(f"{key}: {value!r} {problem}")
+                    if problem:
+                        continue
+                if f.writes:
+                    read = _overwrites(value, reads)
+                    if read is not None:
+                        problems.append(
+                            f"{key}: {value!r} is read by {read.where}; a sink may never write to a file a model reads"
+                        )
         problems += _builder_problems(index, model, current, settings)
     return problems

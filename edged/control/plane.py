@@ -30,6 +30,7 @@ from edged.control.store import ConfigStore
 from edged.errors import ApplyError, ConfigError, EdgedError
 from edged.fetch.progress import DownloadProgress
 from edged.model_changes import Changes
+from edged.model_state import SourceState
 
 __all__ = ["ControlPlane", "Message", "Publish"]
 
@@ -319,6 +320,8 @@ class ControlPlane:
                 entry["error"] = model.error
             if model.counters is not None:
                 entry.update(frames_in=model.counters.frames_in, frames_out=model.counters.frames_out)
+            if model.sources:
+                entry["sources"] = {source.id: _source_entry(source) for source in model.sources}
             models[name] = entry
         return {
             "version": running.version,
@@ -334,3 +337,13 @@ class ControlPlane:
 
     def _on_config_applied(self, config: Any) -> None:
         self.publish_state()
+
+
+def _source_entry(source: SourceState) -> Dict[str, Any]:
+    entry: Dict[str, Any] = {"type": source.type, "state": source.state}
+    if source.error:
+        entry["error"] = source.error
+    if source.retry_in_s is not None:
+        entry["retry_in_s"] = source.retry_in_s
+    entry.update(frames_in=source.frames_in, frames_out=source.frames_out, dropped=dict(source.dropped))
+    return entry

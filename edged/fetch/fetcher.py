@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 
-from edged.config.sources import RemoteFile
+from edged.config.remote_files import RemoteFile
 from edged.errors import EdgedError
 from edged.fetch.archive import ArchiveError, unpack
 from edged.fetch.progress import DownloadBoard, DownloadProgress, RateMeter

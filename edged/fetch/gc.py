@@ -16,7 +16,7 @@ import shutil
 import time
 from typing import Any, Collection, Iterable, List, Mapping, Optional, Set
 
-from edged.config.sources import ARCHIVE_SUFFIX, document_sources
+from edged.config.remote_files import ARCHIVE_SUFFIX, document_remote_files
 from edged.fetch.fetcher import PARTIAL_DIR
 
 __all__ = ["collect", "referenced_hashes"]
@@ -27,7 +27,7 @@ _STORE_NAME = re.compile(r"^([0-9a-f]{64})(" + re.escape(ARCHIVE_SUFFIX) + r")?$
 
 
 def referenced_hashes(documents: Iterable[Optional[Mapping[str, Any]]]) -> Set[str]:
-    return {remote.sha256 for doc in documents if doc for _, _, remote in document_sources(doc)}
+    return {remote.sha256 for doc in documents if doc for _, _, remote in document_remote_files(doc)}
 
 
 def _age_s(path: str, now: float) -> float:

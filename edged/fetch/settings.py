@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from edged.config.sources import store_dir
+from edged.config.remote_files import store_dir
 
 __all__ = ["DownloadSettings", "download_settings"]
 

@@ -1,17 +1,24 @@
-"""One model's continuous inference: three threads joined by bounded queues.
+"""One model's continuous inference: a reader thread per source, then batches for the engine.
 
-    source thread:  read frame -> preprocess -> in-queue   (drop-oldest if live, else block)
-    infer thread:   in-queue -> batch (max size, max wait) -> runner.infer -> out-queue
+    source threads: read frame -> preprocess -> its own lane   (drop-oldest if live, else wait)
+    infer thread:   lanes -> batch round-robin (max size, max wait) -> runner.infer -> out-queue
     output thread:  out-queue -> postprocess -> sink
 
+A model has one or more sources (``sources:``, or ``source:`` for one); all of them feed the
+same engine(s), and a batch mixes their frames fairly (edged/pipeline/fair_queue.py states the
+policy). Each source reads on its own thread (edged/pipeline/source_feed.py), so one that
+stalls or reconnects holds up only itself. Sources can be added, removed or changed while
+the model runs (:meth:`ModelPipeline.prepare_sources`), without touching the engine.
+
 A model placed on several engines (one per DLA core, say) has one infer thread per engine,
-all taking batches from the same in-queue; their batches can then reach the sink out of
-order (each record carries the frame's ``seq``).
+all taking batches from the same lanes; their batches can then reach the sink out of
+order (each record carries its source's id and the frame's ``seq``).
 
 Preprocessing the next frames overlaps inference of the current batch, and ONNX Runtime
-and TensorRT release the GIL while they run. Every frame the source yields is counted in
-``frames_in`` and ends either written (``frames_out``) or dropped with a reason, so
-``frames_in == frames_out + sum(dropped)`` once the pipeline has stopped.
+and TensorRT release the GIL while they run. Every frame a source yields is counted in
+``frames_in`` (in total and for its source) and ends either written (``frames_out``) or
+dropped with a reason, so ``frames_in == frames_out + sum(dropped)`` once the pipeline has
+stopped, for the model and for each source.
 """
 
 from __future__ import annotations
@@ -28,16 +35,19 @@ import numpy as np
 
 from edged.backends.base import Runner
 from edged.config.model import ModelConfig
-from edged.errors import ConfigError, EdgedError
+from edged.errors import ConfigError
+from edged.pipeline.fair_queue import FairQueue
 from edged.pipeline.frame import Frame
 from edged.pipeline.postprocess import create_postprocessor
 from edged.pipeline.preprocess import Preprocessor
 from edged.pipeline.repeated_errors import RepeatedErrors
 from edged.pipeline.sinks import create_sink
-from edged.pipeline.sources import create_source
+from edged.pipeline.source_feed import FeedParts
+from edged.pipeline.source_set import SourceEdit, SourceSet
+from edged.pipeline.sources import Source
 from edged.pipeline.stats import ModelStats
 
-__all__ = ["ModelPipeline"]
+__all__ = ["ModelPipeline", "SourceEdit"]  # SourceEdit: what prepare_sources returns
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +78,18 @@ class ModelPipeline:
         self._input = runner.inputs[0]
         self.preprocess = Preprocessor(model.preprocess, self._input)
         self._batch_capacity = self._check_batch(model.batch)
-        self.source = create_source(model.source, self.preprocess.hw)
-        self.source.skipped = self._count_skipped
-        self.postprocess = create_postprocessor(model.postprocess, runner.outputs, self.preprocess.hw)
-        self.sink = create_sink(model.sink)
-        self._in: queue.Queue[Frame] = queue.Queue(model.queue_size)
+        self._lanes = FairQueue()
         self._out: queue.Queue[Batch] = queue.Queue(4)
-        self._stop_source = threading.Event()
         self._abort = threading.Event()
         self._abandoned = False  # see abandon(): its frames are counted once, as 'stalled'
         self._errors = RepeatedErrors(log, model.name)
-
-        self._source_done = threading.Event()
         self._infer_done = threading.Event()
         self._infer_running = len(self.runners)
         self._infer_lock = threading.Lock()
+        parts = FeedParts(self._lanes, self.stats, self._prepare, self._recycle, self._abort)
+        self._sources = SourceSet(model, self.preprocess.hw, parts, self._sources_ended)
+        self.postprocess = create_postprocessor(model.postprocess, runner.outputs, self.preprocess.hw)
+        self.sink = create_sink(model.sink)
         self._threads: List[threading.Thread] = []
         self.state = "created"
         self.plan_key: Optional[Any] = None  # the plan cache key of the runner, set by the daemon
@@ -91,8 +98,8 @@ class ModelPipeline:
         self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
         # Heartbeats (time.monotonic()) of the infer and output workers, stamped on every
-        # batch and every idle poll. The source thread has none: a camera may rightly be
-        # quiet for hours, and that is the source's state, not a hang.
+        # batch and every idle poll. Sources have none: a camera may rightly be quiet for
+        # hours, and that is the source's state, not a hang.
         self._beats: Dict[str, float] = {}
         self._buffers = [
             np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
@@ -100,8 +107,11 @@ class ModelPipeline:
         ]
         # Sample tensors are recycled: a fresh multi-hundred-KB array per frame costs an
         # mmap and page faults, measurable against a few-ms inference.
+        self._pool: "deque[np.ndarray]" = deque(maxlen=self._pool_size(model))
+
+    def _pool_size(self, model: ModelConfig) -> int:
         in_flight = self._batch_capacity * len(self.runners)
-        self._pool: "deque[np.ndarray]" = deque(maxlen=model.queue_size + in_flight + 2)
+        return sum(s.queue_size + 1 for s in model.sources) + in_flight + 2
 
     def _check_batch(self, batch: int) -> int:
         fixed = self._input.shape[0] if self._input.shape else None
@@ -114,9 +124,10 @@ class ModelPipeline:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self.source.open()
+        self._sources.open()
         self.state = "running"
-        loops: List[Tuple[str, Callable[[], None]]] = [("source", self._source_loop)]
+        self._sources.start()
+        loops: List[Tuple[str, Callable[[], None]]] = []
         for index in range(len(self.runners)):
             name = "infer" if len(self.runners) == 1 else f"infer{index}"
             loops.append((name, functools.partial(self._infer_loop, index)))
@@ -124,20 +135,26 @@ class ModelPipeline:
         now = time.monotonic()
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"edged-{self.model.name}-{name}", daemon=True)
-            if name != "source":
-                self._beats[thread.name] = now
+            self._beats[thread.name] = now
             self._threads.append(thread)
             thread.start()
 
+    def _join_all(self, deadline: Optional[float]) -> None:
+        self._sources.join(deadline)
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def _anything_alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads) or self._sources.alive
+
     def stop(self, timeout: float = 4.0) -> bool:
-        """Stop the source, drain queued frames, and close. True when drained in time;
+        """Stop the sources, drain queued frames, and close. True when drained in time;
         otherwise what was still queued or in flight is counted as dropped ('shutdown')."""
         deadline = time.monotonic() + timeout
-        self._stop_source.set()
+        self.stop_source()
         self.state = "draining"
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        drained = not any(t.is_alive() for t in self._threads)
+        self._join_all(deadline)
+        drained = not self._anything_alive()
         if not drained:
             self._abort.set()
             for thread in self._threads:
@@ -146,22 +163,20 @@ class ModelPipeline:
         return drained
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait for a finite source to be fully processed; True when it was."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self._threads)
+        """Wait for finite sources to be fully processed; True when they were."""
+        self._join_all(None if timeout is None else time.monotonic() + timeout)
+        return not self._anything_alive()
 
     def stop_source(self) -> None:
-        """Ask the source to stop without waiting: the first step of a drain, so several
+        """Ask every source to stop without waiting: the first step of a drain, so several
         pipelines can drain in parallel before each one's ``stop``."""
-        self._stop_source.set()
+        self._sources.stop()
 
     @property
     def finished(self) -> bool:
-        """Every thread of a started pipeline has ended (a finite source fully processed,
+        """Every thread of a started pipeline has ended (finite sources fully processed,
         or a stop)."""
-        return bool(self._threads) and not any(t.is_alive() for t in self._threads)
+        return bool(self._threads) and not self._anything_alive()
 
     @property
     def last_progress(self) -> float:
@@ -173,11 +188,11 @@ class ModelPipeline:
 
     def abandon(self, reason: str) -> None:
         """Give up on a pipeline whose worker is stuck (see ModelSet.restart): stop its
-        source and threads where they still listen, and count what it held as dropped
+        sources and threads where they still listen, and count what it held as dropped
         (``reason``). Its engines are not closed: a thread may still be inside one, and
         freeing an engine under a running call crashes native code; the memory is the
         price of keeping the other models serving."""
-        self._stop_source.set()
+        self.stop_source()
         self._abort.set()
         self.state = "failed"
         self.error = reason
@@ -186,31 +201,37 @@ class ModelPipeline:
         for thread in self._threads:
             thread.join(_ABANDON_JOIN_S)
         self._abandoned = True
-        counters = self.stats.counters()
-        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - sum(counters["dropped"].values())
-        if unaccounted > 0:
-            self.stats.count_drop("stalled", unaccounted)
+        self.stats.drop_unaccounted("stalled")
 
     def _beat(self) -> None:
         self._beats[threading.current_thread().name] = time.monotonic()
 
     @property
     def source_finished(self) -> bool:
-        """The source thread has ended: its input is exhausted, it failed, or it was stopped.
-        A source that is merely quiet (a camera between frames) is not finished."""
-        return self._source_done.is_set()
+        """Every source's reader has ended: its input is exhausted, it failed, or it was
+        stopped. A source that is merely quiet (a camera between frames) is not finished."""
+        return self._sources.ended
+
+    @property
+    def source(self) -> Source:
+        """The first source (the only one of a model written with ``source:``)."""
+        return self._sources.first
+
+    def source_status(self) -> List[Dict[str, Any]]:
+        """Each source in force, in config order (edged.pipeline.source_feed.SourceFeed.status)."""
+        return self._sources.status()
+
+    def _sources_ended(self, failure: Optional[str]) -> None:
+        if failure is not None and self.state == "running":
+            self._fail(failure)
 
     def _finish(self) -> None:
-        counters = self.stats.counters()
-        dropped = sum(counters["dropped"].values())
-        unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - dropped
-        if unaccounted > 0:
-            self.stats.count_drop("shutdown", unaccounted)
+        self.stats.drop_unaccounted("shutdown")
         try:
             self.sink.close()
         except OSError as exc:
             log.error("model %s: closing sink failed: %s", self.model.name, exc)
-        self.source.close()
+        self._sources.close_unstarted()
         self.close_runners()
         if self.state != "failed":
             self.state = "stopped"
@@ -219,36 +240,44 @@ class ModelPipeline:
         for runner in self.runners:
             runner.close()
 
-    def _count_skipped(self, reason: str) -> None:
-        self.stats.count_in()
-        self.stats.count_drop(reason)
-
     def _fail(self, message: str) -> None:
         self.error = message
         self.state = "failed"
         log.error("model %s: %s", self.model.name, message)
 
+    # -- sources changed while running -------------------------------------------------
+
+    @property
+    def accepts_source_changes(self) -> bool:
+        """Running with at least one source still reading: a push may edit its sources in
+        place. (A pipeline whose sources all ended winds down; it is replaced instead.)"""
+        return self.state == "running" and not self._sources.ended
+
+    def prepare_sources(
+        self, model: ModelConfig, added: Sequence[str], changed: Sequence[str], removed: Sequence[str]
+    ) -> SourceEdit:
+        """Open the sources ``model`` adds or changes (by id) beside the running ones; raises
+        what opening raises (a missing file), leaving nothing open."""
+        return self._sources.prepare(model, added, changed, removed)
+
+    def apply_sources(self, edit: SourceEdit) -> None:
+        """Put a prepared source edit in force (edged/pipeline/source_set.py); the engine and
+        the other sources are untouched."""
+        self._sources.apply(edit)
+        self._pool = deque(self._pool, maxlen=self._pool_size(edit.config))
+        self.model = edit.config
+
+    def discard_sources(self, edit: SourceEdit) -> None:
+        """Close the sources an edit opened (the push was aborted)."""
+        self._sources.discard(edit)
+
     # -- threads -----------------------------------------------------------------------
 
-    def _source_loop(self) -> None:
-        try:
-            while not self._stop_source.is_set():
-                frame = self.source.read(self._stop_source)
-                if frame is None:
-                    break
-                self.stats.count_in()
-                start = time.perf_counter()
-                frame.tensor = self.preprocess(frame.image, self._take_tensor(), frame.meta)
-                frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
-                frame.enqueue_ts = time.monotonic()
-                self._enqueue(frame)
-        except EdgedError as exc:
-            self._fail(str(exc))
-        except Exception as exc:  # keep the other models serving; report this one
-            log.exception("model %s: source failed", self.model.name)
-            self._fail(f"source failed: {exc}")
-        finally:
-            self._source_done.set()
+    def _prepare(self, frame: Frame) -> None:
+        start = time.perf_counter()
+        frame.tensor = self.preprocess(frame.image, self._take_tensor(), frame.meta)
+        frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
+        frame.enqueue_ts = time.monotonic()
 
     def _take_tensor(self) -> np.ndarray:
         try:
@@ -277,49 +306,20 @@ class ModelPipeline:
                 self._pool.append(frame.tensor)
                 frame.tensor = None
 
-    def _enqueue(self, frame: Frame) -> None:
-        if self.source.live:
-            while True:
-                try:
-                    self._in.put_nowait(frame)
-                    return
-                except queue.Full:
-                    try:
-                        self._in.get_nowait()
-                        self.stats.count_drop("queue_full")
-                    except queue.Empty:
-                        pass
-        while not self._abort.is_set():
-            try:
-                self._in.put(frame, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
-        self.stats.count_drop("shutdown")
-
-    def _collect(self) -> List[Frame]:
-        try:
-            first = self._in.get(timeout=_POLL_S)
-        except queue.Empty:
-            return []
-        frames = [first]
-        deadline = time.monotonic() + self.model.max_wait_ms / 1000.0
-        while len(frames) < self.model.batch:
-            remaining = deadline - time.monotonic()
-            try:
-                frames.append(self._in.get_nowait() if remaining <= 0 else self._in.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return frames
+    def _drop(self, reason: str, frames: List[Frame]) -> None:
+        if self._abandoned:  # abandon() counted them as 'stalled' already
+            return
+        for frame in frames:
+            self.stats.count_drop(reason, source=frame.source)
 
     def _infer_loop(self, index: int = 0) -> None:
         runner, buffer = self.runners[index], self._buffers[index]
         latency = self.stats.latency
         try:
             while not self._abort.is_set():
-                frames = self._collect()
+                frames = self._lanes.take(self.model.batch, self.model.max_wait_ms / 1000.0)
                 if not frames:
-                    if self._source_done.is_set() and self._in.empty():
+                    if self._sources.ended and self._lanes.empty():
                         break
                     self._beat()
                     continue
@@ -332,8 +332,7 @@ class ModelPipeline:
                     outputs = runner.infer({self._input.name: self._batch_input(frames, buffer)})
                 except Exception as exc:
                     self._errors.error("inference", exc)
-                    if not self._abandoned:
-                        self.stats.count_drop("inference_error", n)
+                    self._drop("inference_error", frames)
                     continue
                 finally:
                     self._recycle(frames)
@@ -358,8 +357,7 @@ class ModelPipeline:
                 return
             except queue.Full:
                 continue
-        if not self._abandoned:
-            self.stats.count_drop("shutdown", len(item[0]))
+        self._drop("shutdown", item[0])
 
     def _output_loop(self) -> None:
         latency = self.stats.latency
@@ -378,17 +376,25 @@ class ModelPipeline:
                     result = self.postprocess(outputs, index, frame)
                 except Exception as exc:
                     self._errors.error("postprocess", exc)
-                    self.stats.count_drop("postprocess_error")
+                    if not self._abandoned:
+                        self.stats.count_drop("postprocess_error", source=frame.source)
                     continue
                 post_done = time.monotonic()
-                record = {"model": name, "seq": frame.seq, "origin": frame.origin, "ts": time.time()}
+                record = {
+                    "model": name,
+                    "source": frame.source,
+                    "seq": frame.seq,
+                    "origin": frame.origin,
+                    "capture_ts": frame.wall_ts,
+                    "ts": time.time(),
+                }
                 record.update(result)
                 try:
                     self.sink.write(record)
                 except (OSError, ValueError) as exc:
                     self._errors.error("sink write", exc)
                     if not self._abandoned:
-                        self.stats.count_drop("sink_error")
+                        self.stats.count_drop("sink_error", source=frame.source)
                     continue
                 if self._abandoned:  # a write stuck until after abandon(): already counted
                     return
@@ -397,5 +403,5 @@ class ModelPipeline:
                 end = time.monotonic()
                 latency["postprocess"].record((post_done - start) * 1000.0, end)
                 latency["e2e"].record((end - frame.capture_ts) * 1000.0, end)
-                self.stats.count_out()
+                self.stats.count_out(source=frame.source)
             self._beat()

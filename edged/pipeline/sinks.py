@@ -59,10 +59,11 @@ class JsonLinesSink(StreamSink):
         self._handle: Optional[IO[str]] = handle
 
     def close(self) -> None:
+        if self._handle is None:
+            return  # closed already (a model set stopped twice)
         super().close()
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        self._handle.close()
+        self._handle = None
 
 
 def create_sink(config: PluginConfig) -> Sink:

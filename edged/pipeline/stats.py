@@ -117,7 +117,9 @@ class WindowedHistogram:
 
 
 class ModelStats:
-    """Counters and stage latencies of one model's pipeline. Thread-safe."""
+    """Counters and stage latencies of one model's pipeline, with each source's own frame
+    counters (by source id) kept under the same lock, so they always sum to the totals.
+    Thread-safe."""
 
     def __init__(self, window_s: float = 30.0) -> None:
         self._lock = threading.Lock()
@@ -126,25 +128,58 @@ class ModelStats:
         self.batches = 0
         self.batch_frames = 0
         self.dropped: CounterType[str] = Counter()
+        self._sources: Dict[str, _SourceCounts] = {}
         self.latency: Dict[str, WindowedHistogram] = {s: WindowedHistogram(window_s) for s in STAGES}
         self.started = time.monotonic()
 
-    def count_in(self, n: int = 1) -> None:
+    def _source(self, source: Optional[str]) -> Optional[_SourceCounts]:
+        if source is None:
+            return None
+        counts = self._sources.get(source)
+        if counts is None:
+            counts = self._sources[source] = _SourceCounts()
+        return counts
+
+    def count_in(self, n: int = 1, source: Optional[str] = None) -> None:
         with self._lock:
             self.frames_in += n
+            counts = self._source(source)
+            if counts is not None:
+                counts.frames_in += n
 
-    def count_out(self, n: int = 1) -> None:
+    def count_out(self, n: int = 1, source: Optional[str] = None) -> None:
         with self._lock:
             self.frames_out += n
+            counts = self._source(source)
+            if counts is not None:
+                counts.frames_out += n
 
-    def count_drop(self, reason: str, n: int = 1) -> None:
+    def count_drop(self, reason: str, n: int = 1, source: Optional[str] = None) -> None:
         with self._lock:
             self.dropped[reason] += n
+            counts = self._source(source)
+            if counts is not None:
+                counts.dropped[reason] += n
 
     def count_batch(self, size: int) -> None:
         with self._lock:
             self.batches += 1
             self.batch_frames += size
+
+    def drop_unaccounted(self, reason: str) -> int:
+        """Count every frame that came in but neither went out nor was dropped (still queued
+        or in flight when the pipeline stopped) as dropped for ``reason``, per source."""
+        with self._lock:
+            total = 0
+            for counts in self._sources.values():
+                missing = counts.frames_in - counts.frames_out - sum(counts.dropped.values())
+                if missing > 0:
+                    counts.dropped[reason] += missing
+            missing = self.frames_in - self.frames_out - sum(self.dropped.values())
+            if missing > 0:
+                self.dropped[reason] += missing
+                total = missing
+            return total
 
     def counters(self) -> Dict[str, Any]:
         with self._lock:
@@ -154,4 +189,17 @@ class ModelStats:
                 "dropped": dict(self.dropped),
                 "batches": self.batches,
                 "batch_frames": self.batch_frames,
+                "sources": {
+                    source: {"frames_in": c.frames_in, "frames_out": c.frames_out, "dropped": dict(c.dropped)}
+                    for source, c in self._sources.items()
+                },
             }
+
+
+class _SourceCounts:
+    __slots__ = ("dropped", "frames_in", "frames_out")
+
+    def __init__(self) -> None:
+        self.frames_in = 0
+        self.frames_out = 0
+        self.dropped: CounterType[str] = Counter()

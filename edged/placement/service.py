@@ -34,8 +34,9 @@ UNANALYSED_MS = 5.0
 def policy_for(model: ModelConfig) -> ModelPolicy:
     fps = model.target_fps
     if fps is None:
-        source_fps = model.source.get("fps")
-        fps = float(source_fps) if source_fps else None
+        # All sources feed the one engine: it must sustain their sum.
+        rates = [float(s.plugin.get("fps") or 0) for s in model.sources]
+        fps = sum(rates) if all(rates) else None
     return ModelPolicy(
         name=model.name,
         path=model.path,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from edged.model_state import ModelState, OutputRates
+from edged.model_state import ModelState, OutputRates, SourceState
 from edged.telemetry.energy import CounterWindow, EnergyWindow
 from edged.telemetry.health import HealthReader
 from edged.telemetry.power import PowerReader, PowerSample
@@ -40,6 +40,8 @@ class Snapshotter:
         self._rates = OutputRates()
         self._energy: Dict[str, EnergyWindow] = {}
         self._counters: Dict[str, CounterWindow] = {}
+        # (model, source id) -> (time, frames_out, pipeline start) at the previous message
+        self._source_marks: Dict[Tuple[str, str], Tuple[float, int, float]] = {}
         self._window_s = window_s
         self.seq = 0
 
@@ -67,6 +69,24 @@ class Snapshotter:
             doc["batch_fill"] = counters.batch_frames / (counters.batches * model.batch)
         doc["frames"] = {"in": counters.frames_in, "out": counters.frames_out, "dropped": dict(counters.dropped)}
         doc["latency_ms"] = {stage: dict(summary) for stage, summary in model.latency_ms.items()}
+        if model.sources:
+            doc["sources"] = {s.id: self._source_doc(model, s, counters.started, now) for s in model.sources}
+        return doc
+
+    def _source_doc(self, model: ModelState, source: SourceState, started: float, now: float) -> Dict[str, Any]:
+        doc: Dict[str, Any] = {"type": source.type, "state": source.state}
+        if source.error:
+            doc["error"] = source.error
+        if source.retry_in_s is not None:
+            doc["retry_in_s"] = source.retry_in_s
+        doc["frames"] = {"in": source.frames_in, "out": source.frames_out, "dropped": dict(source.dropped)}
+        key = (model.name, source.id)
+        then = self._source_marks.get(key)
+        self._source_marks[key] = (now, source.frames_out, started)
+        if then is not None and then[2] == started and now > then[0]:
+            doc["fps"] = (source.frames_out - then[1]) / (now - then[0])
+        if source.detail:
+            doc["detail"] = dict(source.detail)
         return doc
 
     def _devices(self, models: Mapping[str, ModelState], sample: Optional[PowerSample], now: float) -> Dict[str, Any]:

@@ -16,6 +16,8 @@ ABOVE_THE_LOWER_LAYERS = (
     "edged.cli",
     "edged.daemon",
     "edged.model_set",
+    "edged.model_slots",
+    "edged.model_snapshot",
     "edged.model_loading",
     "edged.model_state",
     "edged.status",

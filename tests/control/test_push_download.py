@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
-from edged.config.sources import ARCHIVE_SUFFIX
+from edged.config.remote_files import ARCHIVE_SUFFIX
 from edged.control.plane import Message
 from edged.fetch.fetcher import PARTIAL_DIR
 from tests.control.conftest import Harness, serving_model

@@ -7,7 +7,7 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
-from edged.config.sources import RemoteFile
+from edged.config.remote_files import RemoteFile
 from tests.fetch.server import FileServer
 from tests.mqtt.broker import make_ca
 

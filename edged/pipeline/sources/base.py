@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import importlib
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from edged.config.model import PluginConfig
 from edged.errors import ConfigError
@@ -20,6 +20,9 @@ class Source(abc.ABC):
     (files, folders) block instead, so no frame is ever lost."""
 
     live: bool = False
+    # Frames per second the pipeline holds this source to (dropping a live source's extra
+    # frames, pacing a file's); 0: none, the source paces itself or sends what it gets.
+    fps_limit: float = 0.0
 
     def __init__(self, config: PluginConfig, frame_hw: Tuple[int, int]) -> None:
         self.config = config
@@ -38,6 +41,11 @@ class Source(abc.ABC):
 
     def close(self) -> None:
         """Release what ``open`` acquired."""
+
+    def status(self) -> Dict[str, Any]:
+        """The source's own state and counters (a stream's reconnects and outages, with its
+        ``state`` and ``retry_in_s`` while reconnecting); empty when it keeps none."""
+        return {}
 
     def _next_seq(self) -> int:
         seq = self._seq

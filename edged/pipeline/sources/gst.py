@@ -54,6 +54,8 @@ class GstSource(Source):
         self.kind = config.type
         self.live = self.kind != "file"
         self.loop = bool(config.get("loop", False))
+        # A camera is asked for its rate (v4l2, csi caps); a stream or file sends what it has.
+        self.fps_limit = float(config.get("fps", 0)) if self.kind in ("file", "rtsp") else 0.0
         self.backoff_max_s = float(config.get("retry_max_s", 30.0))
         self.silence_s = float(config.get("silence_s", 10.0))
         self._last_frame = 0.0
