@@ -112,6 +112,9 @@ class OnnxRuntimeBackend(Backend):
                 if progress:
                     progress(None, f"converting to {options.precision}")
                 model_path = convert_model(model_path, options.precision, tmp, calibration_set(options))
+            if options.input_prefix is not None:
+                # After the precision conversion: the prefix's arithmetic stays float32, as on the host.
+                model_path = options.input_prefix.apply(model_path, tmp)
             out = os.path.join(tmp, "optimized.onnx")
             so.optimized_model_filepath = out
             if progress:
