@@ -54,14 +54,14 @@ def platform_for(models: Sequence[ModelConfig]) -> Platform:
     return discover(versions=lambda: probe_versions(cuda=False), gpu_probe=list)
 
 
-def folding_for(model: ModelConfig) -> FoldDecision:
+def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDecision:
     """Whether ``model``'s preprocessing goes into its plans here (the same answer for the
     daemon and `edged plan`, so both find the same plans)."""
     try:
         version = get_backend(model.backend).version()
     except BackendUnavailable as exc:
         return FoldDecision(None, str(exc))
-    return decide_folding(model, model.backend, version)
+    return decide_folding(model, model.backend, version, precision or model.precision)
 
 
 def build_options(
@@ -96,7 +96,7 @@ def build_options(
         model_format=model.format,
         workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
         extra=extra,
-        input_prefix=folding_for(model).prefix,
+        input_prefix=folding_for(model, precision).prefix,
     )
 
 

@@ -69,11 +69,16 @@ def _resize_hw(model: ModelConfig, backend: str, net_hw: Tuple[int, int]) -> Tup
     return frame_hw, f"resize {frame_hw[0]}x{frame_hw[1]} -> {net_hw[0]}x{net_hw[1]} in the plan"
 
 
-def decide_folding(model: ModelConfig, backend: str, backend_version: str) -> FoldDecision:
-    """The prefix to fold into ``model``'s plans on ``backend``, or why the host keeps it."""
+def decide_folding(model: ModelConfig, backend: str, backend_version: str, precision: str = "fp32") -> FoldDecision:
+    """The prefix to fold into ``model``'s ``precision`` plans on ``backend``, or why the host
+    keeps it."""
     pre = model.preprocess
     if not pre.fold:
         return FoldDecision(None, "preprocess.fold is false")
+    if backend == "tensorrt" and precision == "int8" and _version(backend_version) < (11,):
+        # Implicit quantisation calibrates on what the host feeds the network input; the
+        # calibrator is built for float samples (edged.backends.calibration).
+        return FoldDecision(None, f"int8 on TensorRT {backend_version} calibrates on host-preprocessed inputs")
     if model.format.type != "onnx":
         return FoldDecision(None, f"the model is {model.format.type}; the prefix is an ONNX graph")
     if backend not in ("onnxruntime", "tensorrt"):

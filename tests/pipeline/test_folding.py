@@ -193,3 +193,10 @@ def test_preprocess_config_defaults_fold_on() -> None:
     model = model_config("m.onnx")
     assert model.preprocess.fold is True and model.preprocess.fold_resize is False
     assert dataclasses.replace(model.preprocess, fold=False).fold is False
+
+
+def test_tensorrt_int8_before_11_keeps_host_preprocessing(demo_assets: Path) -> None:
+    demo = model_config(str(demo_assets / "demo-cnn.onnx"))
+    assert "calibrates" in decide_folding(demo, "tensorrt", "10.3.0", "int8").reason
+    assert decide_folding(demo, "tensorrt", "11.1.0", "int8").prefix is not None
+    assert decide_folding(demo, "onnxruntime", "1.0", "int8").prefix is not None
