@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -123,7 +123,8 @@ class InputPrefix:
         fh, fw = self.frame_hw if self.resizes else self.net_hw  # type: ignore[misc]
         frames = helper.make_tensor_value_info(FRAME_INPUT, _UINT8, [None, fh, fw, 3])
         frames.type.tensor_type.shape.dim[0].CopyFrom(batch)
-        nodes, inits = [], []
+        nodes: List[Any] = []
+        inits: List[Any] = []
 
         def node(op: str, inputs: Sequence[str], **attrs: Any) -> str:
             out = f"{NODE_PREFIX}{op.lower()}{len(nodes)}"
