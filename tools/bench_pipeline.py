@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from edged.backends import BuildOptions, Runner, TensorSpec, get_backend  # noqa: E402
-from edged.backends.input_prefix import FRAME_INPUT  # noqa: E402
+from edged.backends.input_prefix import FRAME_INPUT, InputPrefix  # noqa: E402
 from edged.bench import measure, summarize  # noqa: E402
 from edged.config import parse_config  # noqa: E402
 from edged.model_loading import folding_for  # noqa: E402
@@ -105,10 +105,16 @@ def run_pipeline(
 
 
 def run_raw(
-    path: str, batch: int, threads: int, warmup_s: float, duration_s: float, rate_hz: float = 0.0
+    path: str,
+    batch: int,
+    threads: int,
+    warmup_s: float,
+    duration_s: float,
+    rate_hz: float = 0.0,
+    prefix: Optional[InputPrefix] = None,
 ) -> Dict[str, Any]:
     backend = get_backend("onnxruntime")
-    options = BuildOptions(batch=batch, threads=threads)
+    options = BuildOptions(batch=batch, threads=threads, input_prefix=prefix)
     runner = backend.load_plan(backend.build_plan(path, options).plan, options)
     try:
         result = measure(runner, batch, warmup_s, duration_s, rate_hz=rate_hz)
@@ -124,11 +130,17 @@ def spread(values: List[float]) -> Dict[str, Any]:
 def throughput_ratio(
     path: str, batch: int, threads: int, rounds: int, seconds: float, hw: List[int], sink: str
 ) -> Dict[str, Any]:
-    raw, pipe, peer, null, null_cpu = [], [], [], [], []
+    raw, raw_prefix, pipe, pipe_host, peer, null, null_cpu = [], [], [], [], [], [], []
     frame_spec = TensorSpec(FRAME_INPUT, (None, hw[0], hw[1], 3), "uint8")
+    doc = model_doc(path, batch, 0, threads, hw, sink)
+    prefix = folding_for(parse_config({"device": {"id": "bench"}, "models": [doc]}).models[0]).prefix
     for _ in range(rounds):
         raw.append(run_raw(path, batch, threads, 1.0, seconds)["throughput_ips"])
-        pipe.append(run_pipeline(model_doc(path, batch, 0, threads, hw, sink), 1.0, seconds)["throughput_ips"])
+        pipe.append(run_pipeline(doc, 1.0, seconds)["throughput_ips"])
+        if prefix is not None:  # the engine with the prefix on uint8 frames; edged with host preprocessing
+            raw_prefix.append(run_raw(path, batch, threads, 1.0, seconds, prefix=prefix)["throughput_ips"])
+            host_doc = model_doc(path, batch, 0, threads, hw, sink, fold=False)
+            pipe_host.append(run_pipeline(host_doc, 1.0, seconds)["throughput_ips"])
         peer.append(run_peer(path, hw, batch, threads, seconds, sink)["throughput_ips"])
         ceiling = run_pipeline(model_doc(path, batch, 0, threads, hw, sink), 0.5, seconds, NullRunner(frame_spec))
         null.append(ceiling["throughput_ips"])
@@ -141,6 +153,9 @@ def throughput_ratio(
         "null_engine_ips": spread(null),
         "null_engine_cpu_us_per_frame": spread(null_cpu),
     }
+    if prefix is not None:
+        row["engine_with_prefix_ips"] = spread(raw_prefix)
+        row["edged_host_preprocess_ips"] = spread(pipe_host)
     row["ratio_edged_engine"] = row["edged_ips"]["median"] / row["engine_ips"]["median"]
     row["ratio_edged_peer"] = row["edged_ips"]["median"] / row["peer_ips"]["median"]
     return row
@@ -219,11 +234,15 @@ def _describe(row: Dict[str, Any]) -> str:
         v = row[key]
         return f"{v['median']:.1f}{unit} [{v['min']:.1f}..{v['max']:.1f}]"
 
+    extra = ""
+    if "engine_with_prefix_ips" in row:
+        extra = f"  engine+prefix {fmt('engine_with_prefix_ips')}"
+        extra += f"  edged host-preprocessing {fmt('edged_host_preprocess_ips')}"
     return (
         f"batch {row['batch']}: (a) engine {fmt('engine_ips')}  (b) edged {fmt('edged_ips')}  "
         f"(c) peer {fmt('peer_ips')}  (d) null engine {fmt('null_engine_ips')}, "
         f"{fmt('null_engine_cpu_us_per_frame', ' us CPU/frame')}  "
-        f"b/a {row['ratio_edged_engine']:.3f}  b/c {row['ratio_edged_peer']:.3f}"
+        f"b/a {row['ratio_edged_engine']:.3f}  b/c {row['ratio_edged_peer']:.3f}{extra}"
     )
 
 

@@ -29,7 +29,7 @@ __all__ = ["FRAME_INPUT", "NODE_PREFIX", "PREFIX_VERSION", "InputPrefix", "affin
 FRAME_INPUT = "edged_frames"
 NODE_PREFIX = "edged_pre/"
 # Bump when the graph this module writes changes: every plan built with an older prefix then misses.
-PREFIX_VERSION = 1
+PREFIX_VERSION = 2
 
 # ONNX TensorProto element types.
 _UINT8, _FLOAT, _FLOAT16, _INT64 = 2, 1, 10, 7
@@ -147,12 +147,14 @@ class InputPrefix:
                 attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
             x = node("Resize", [x, "", "", sizes], **attrs)
         x = node("Cast", [x], to=_FLOAT)
-        if self.color == "rgb":
-            x = node("Gather", [x, const("rgb", np.array([2, 1, 0], dtype=np.int64))], axis=3)
         gain, offset = affine(self.scale, self.mean, self.std)
+        channels = 3
         if self.layout == "nchw":
+            # Transposed first: the channel swap is then three contiguous planes, not a strided gather.
             x = node("Transpose", [x], perm=[0, 3, 1, 2])
-            gain, offset = gain.reshape(1, 3, 1, 1), offset.reshape(1, 3, 1, 1)
+            gain, offset, channels = gain.reshape(1, 3, 1, 1), offset.reshape(1, 3, 1, 1), 1
+        if self.color == "rgb":
+            x = node("Gather", [x, const("rgb", np.array([2, 1, 0], dtype=np.int64))], axis=channels)
         x = node("Mul", [x, const("gain", gain)])
         x = node("Add", [x, const("offset", offset)])
         if dtype == "float16":
