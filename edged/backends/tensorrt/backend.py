@@ -109,7 +109,11 @@ class TensorRTBackend(Backend):
             if prefix is None:
                 return engines.build(source, opts, calibration, progress)
             with tempfile.TemporaryDirectory(prefix="edged-trt-") as tmp:
-                return engines.build(OnnxNetwork(prefix.apply(source.path, tmp)), opts, calibration, progress)
+                prefixed = prefix.apply(source.path, tmp)
+                try:
+                    return engines.build(OnnxNetwork(prefixed), opts, calibration, progress)
+                except BackendError as exc:  # named after the model the operator configured
+                    raise BackendError(str(exc).replace(prefixed, source.path)) from exc
         # 11.x builds strongly typed networks: reduced precision must be in the model itself.
         from edged.backends.onnxruntime.precision import convert_model
 
@@ -122,7 +126,10 @@ class TensorRTBackend(Backend):
             if prefix is not None:
                 # After the conversion: the prefix computes in float32 and casts to the input's float16.
                 converted = prefix.apply(converted, tmp)
-            built = engines.build(OnnxNetwork(converted), opts, None, progress)
+            try:
+                built = engines.build(OnnxNetwork(converted), opts, None, progress)
+            except BackendError as exc:  # named after the model the operator configured
+                raise BackendError(str(exc).replace(converted, source.path)) from exc
         built.build_log.insert(0, f"INFO: {source.path} converted to {opts.precision} for a strongly typed build")
         return built
 
