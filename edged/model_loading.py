@@ -15,7 +15,8 @@ import numpy as np
 from edged.accuracy.admission import PlanGate
 from edged.backends import BuildOptions, Runner, get_backend
 from edged.config.model import Config, ModelConfig
-from edged.errors import BackendError, EdgedError
+from edged.errors import BackendError, BackendUnavailable, EdgedError
+from edged.pipeline.folding import FoldDecision, decide_folding
 from edged.pipeline.model_pipeline import ModelPipeline
 from edged.pipeline.stats import ModelStats
 from edged.placement.profiles import profile_from_dict
@@ -24,7 +25,7 @@ from edged.plans import PlanKey, PlanManager, PlanProgress
 from edged.platform import Platform, discover
 from edged.platform.discover import probe_versions
 
-__all__ = ["resolve_device", "build_options", "load_pipeline", "platform_for"]
+__all__ = ["resolve_device", "build_options", "load_pipeline", "platform_for", "folding_for"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ def platform_for(models: Sequence[ModelConfig]) -> Platform:
     return discover(versions=lambda: probe_versions(cuda=False), gpu_probe=list)
 
 
+def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDecision:
+    """Whether ``model``'s preprocessing goes into its plans here (the same answer for the
+    daemon and `edged plan`, so both find the same plans)."""
+    try:
+        version = get_backend(model.backend).version()
+    except BackendUnavailable as exc:
+        return FoldDecision(None, str(exc))
+    return decide_folding(model, model.backend, version, precision or model.precision)
+
+
 def build_options(
     model: ModelConfig, state_dir: Optional[str] = None, device: Optional[str] = None, precision: Optional[str] = None
 ) -> BuildOptions:
@@ -65,7 +76,10 @@ def build_options(
     if model.calibration and precision == "int8":
         extra["calibration_images"] = model.calibration["images"]
         extra["calibration_max_images"] = int(model.calibration.get("max_images", 0))
-        extra["preprocess"] = dataclasses.asdict(model.preprocess)
+        # Without the fold switches: they shape no calibration sample (keys stay as they were).
+        extra["preprocess"] = {
+            k: v for k, v in dataclasses.asdict(model.preprocess).items() if k not in ("fold", "fold_resize")
+        }
     if model.backend == "tensorrt":
         if trt.get("dla_pools_kib"):
             extra["dla_pools"] = {k: int(v) * 1024 for k, v in trt["dla_pools_kib"].items()}
@@ -82,6 +96,7 @@ def build_options(
         model_format=model.format,
         workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
         extra=extra,
+        input_prefix=folding_for(model, precision).prefix,
     )
 
 
@@ -98,6 +113,7 @@ def load_pipeline(
     if not os.path.isfile(model.path):
         raise EdgedError(f"{model.path}: model file not found")
     state_dir = config.plans.cache_dir
+    log.info("model %s: %s", model.name, folding_for(model).describe())
     gate = PlanGate(plans, placer, state_dir, lambda device, step: build_options(model, state_dir, device, step))
     options = build_options(model, state_dir, placer.device_for(model.name))
     try:

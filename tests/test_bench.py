@@ -53,8 +53,10 @@ def test_pipeline_efficiency_tool_reports_every_figure(demo_assets: Path, tmp_pa
     report = json.loads(out.read_text())
     assert [row["batch"] for row in report["throughput"]] == [1, 8]
     for row in report["throughput"]:
-        assert row["raw_median_ips"] > 0 and row["pipeline_median_ips"] > 0
-        assert row["ratio"] == pytest.approx(row["pipeline_median_ips"] / row["raw_median_ips"])
+        for key in ("engine_ips", "edged_ips", "peer_ips", "null_engine_ips", "null_engine_cpu_us_per_frame"):
+            assert 0 < row[key]["min"] <= row[key]["median"] <= row[key]["max"], key
+        assert row["ratio_edged_engine"] == pytest.approx(row["edged_ips"]["median"] / row["engine_ips"]["median"])
+        assert row["ratio_edged_peer"] == pytest.approx(row["edged_ips"]["median"] / row["peer_ips"]["median"])
     assert report["latency"]["pipeline_e2e_p99_ms"] > 0
     assert report["memory"]["daemon_rss_mb"] > report["memory"]["backend_only_rss_mb"] > 0
 

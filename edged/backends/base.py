@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from edged.backends.input_prefix import InputPrefix
 from edged.formats.spec import ModelFormat
 
 __all__ = ["Backend", "BuildOptions", "BuiltPlan", "Runner", "TensorSpec", "InferTimings"]
@@ -43,6 +44,8 @@ class BuildOptions:
     extra: Mapping[str, Any] = field(default_factory=dict)
     # How to read the model; its other files are keyed by content (edged.formats.hashing).
     model_format: ModelFormat = field(default_factory=ModelFormat)
+    # Preprocessing folded into the plan (edged.backends.input_prefix); None: done on the host.
+    input_prefix: Optional[InputPrefix] = None
 
     def as_key_document(self) -> Dict[str, Any]:
         doc = {
@@ -55,6 +58,8 @@ class BuildOptions:
         doc.update({f"extra.{k}": v for k, v in sorted(self.extra.items())})
         if self.model_format.type != "onnx":  # ONNX keys stay as they were before formats
             doc["format"] = self.model_format.key_document()
+        if self.input_prefix is not None:  # plans without a prefix keep the keys they had
+            doc["input_prefix"] = self.input_prefix.key_document()
         return doc
 
 

@@ -77,6 +77,8 @@ class PreprocessConfig:
     resize: str
     letterbox: bool = False
     pad_value: int = 114
+    fold: bool = True  # into the plan where the backend and model allow (edged.pipeline.folding)
+    fold_resize: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ def _preprocess(section: Mapping[str, Any]) -> PreprocessConfig:
         resize=section["resize"],
         letterbox=bool(section["letterbox"]),
         pad_value=int(section["pad_value"]),
+        fold=bool(section.get("fold", True)),
+        fold_resize=bool(section.get("fold_resize", False)),
     )
 
 

@@ -52,21 +52,45 @@ class ClassifyPostprocessor(Postprocessor):
         labels = config.get("labels")
         self.labels: Optional[List[str]] = _read_labels(labels) if labels else None
 
+        # Results of the batch being served: the output thread asks frame by frame, so the
+        # whole batch is ranked in one go on its first frame (a new array, or an index that
+        # does not follow the last one, starts a batch: a runner may reuse its buffers).
+        self._batch: Optional[np.ndarray] = None
+        self._results: List[Dict[str, Any]] = []
+        self._last = -1
+
     def __call__(self, outputs: Mapping[str, np.ndarray], index: int, frame: Optional[Frame] = None) -> Dict[str, Any]:
-        scores = np.asarray(outputs[self.output][index], dtype=np.float32).reshape(-1)
+        array = outputs[self.output]
+        if array is not self._batch or index <= self._last:
+            self._results = self.rank(array)
+            self._batch = array
+        self._last = index
+        return self._results[index]
+
+    def rank(self, batch: np.ndarray) -> List[Dict[str, Any]]:
+        """Top-k of every frame of ``batch`` (frames on the first axis), best first."""
+        scores = np.asarray(batch, dtype=np.float32).reshape(len(batch), -1)
         if self.softmax:
-            shifted = np.exp(scores - scores.max())
-            scores = shifted / shifted.sum()
-        k = min(self.top_k, scores.size)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        classes = []
-        for cls in top.tolist():
-            entry: Dict[str, Any] = {"class": cls, "score": float(scores[cls])}
-            if self.labels is not None and cls < len(self.labels):
-                entry["label"] = self.labels[cls]
-            classes.append(entry)
-        return {"top_k": classes}
+            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores = shifted / shifted.sum(axis=1, keepdims=True)
+        k = min(self.top_k, scores.shape[1])
+        rows = np.arange(len(scores))[:, None]  # fancy indexing: take_along_axis costs more on small rows
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        values = scores[rows, top]
+        order = np.argsort(-values, axis=1, kind="stable")
+        top, values = top[rows, order].tolist(), values[rows, order].tolist()
+        labels = self.labels
+        results = []
+        for classes, row in zip(top, values):
+            if labels is None:
+                entries = [{"class": c, "score": v} for c, v in zip(classes, row)]
+            else:
+                entries = [
+                    {"class": c, "score": v, "label": labels[c]} if c < len(labels) else {"class": c, "score": v}
+                    for c, v in zip(classes, row)
+                ]
+            results.append({"top_k": entries})
+        return results
 
 
 def create_postprocessor(

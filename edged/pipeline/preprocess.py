@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from edged.backends.base import TensorSpec
+from edged.backends.input_prefix import FRAME_INPUT, affine
 from edged.config.model import PreprocessConfig
 from edged.errors import ConfigError
 
@@ -70,13 +71,27 @@ def input_geometry(spec: TensorSpec, config: PreprocessConfig) -> Tuple[int, int
 
 
 class Preprocessor:
-    """Turns one frame into one sample of the network input (no batch axis)."""
+    """Turns one frame into one sample of the network input (no batch axis).
+
+    For a plan with the preprocessing folded in (its input is ``FRAME_INPUT``, see
+    edged.backends.input_prefix) the sample is the uint8 BGR frame at the plan's frame size:
+    the host only resizes (unless the plan does) or letterboxes, and copies."""
 
     def __init__(self, config: PreprocessConfig, spec: TensorSpec) -> None:
         self.config = config
-        self.hw = input_geometry(spec, config)
+        self.folded = spec.name == FRAME_INPUT
+        if self.folded:
+            frame_hw = spec.shape[1:3]
+            if len(spec.shape) != 4 or frame_hw[0] is None or frame_hw[1] is None:
+                raise ConfigError(f"preprocess: the plan's frame input has shape {list(spec.shape)}, not [N, H, W, 3]")
+            self.frame_hw: Tuple[int, int] = (int(frame_hw[0]), int(frame_hw[1]))
+            self.hw = config.size or self.frame_hw
+            self.dtype: np.dtype = np.dtype(np.uint8)  # type: ignore[type-arg]
+            self.sample_shape: Tuple[int, ...] = (*self.frame_hw, 3)
+            return
+        self.hw = self.frame_hw = input_geometry(spec, config)
         dtype = config.dtype or (spec.dtype if spec.dtype in ("float32", "float16", "uint8") else "float32")
-        self.dtype: np.dtype = np.dtype(dtype)  # type: ignore[type-arg]
+        self.dtype = np.dtype(dtype)
         channels = spec.shape[1] if config.layout == "nchw" else spec.shape[3] if len(spec.shape) == 4 else 3
         if channels not in (None, 3):
             raise ConfigError(f"preprocess: model input {spec.name!r} has {channels} channels; only 3 are supported")
@@ -84,9 +99,7 @@ class Preprocessor:
         # compute it with ufuncs writing straight into the output plane (0.11 ms for
         # 224x224, against 1.7 ms for astype + arithmetic + transpose); other float types
         # take a per-channel table of the 256 possible results, identical values either way.
-        std = np.asarray(config.std, dtype=np.float32)
-        self._gain = (np.float32(config.scale) / std).astype(np.float32)
-        self._offset = (-np.asarray(config.mean, dtype=np.float32) / std).astype(np.float32)
+        self._gain, self._offset = affine(config.scale, config.mean, config.std)
         levels = np.arange(256, dtype=np.float32)
         self._lut = (levels[None, :] * self._gain[:, None] + self._offset[:, None]).astype(self.dtype)
         # Source channel feeding each network channel: frames are BGR.
@@ -113,7 +126,15 @@ class Preprocessor:
         the transform back to source pixels is stored in ``meta["letterbox"]``."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HWC image with 3 channels, got shape {image.shape}")
-        img = self._letterbox(image, meta) if self.config.letterbox else resize(image, self.hw, self.config.resize)
+        if self.config.letterbox:
+            img = self._letterbox(image, meta)
+        else:
+            img = resize(image, self.frame_hw, self.config.resize)
+        if self.folded:
+            if out is None:
+                return img.copy() if img is image else img
+            out[...] = img
+            return out
         if out is None:
             out = np.empty(self.sample_shape, dtype=self.dtype)
         nchw = self.config.layout == "nchw"

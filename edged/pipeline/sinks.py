@@ -6,7 +6,7 @@ import abc
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any, Dict, Optional
+from typing import IO, Any, Dict, List, Optional
 
 from edged.config.model import PluginConfig
 from edged.errors import ConfigError
@@ -31,20 +31,27 @@ class NullSink(Sink):
 
 
 class StreamSink(Sink):
+    """JSON Lines on a text stream, written ``flush_every`` records at a time: one write and
+    one flush per batch of lines instead of per record."""
+
     def __init__(self, stream: IO[str], flush_every: int = 1) -> None:
         self._stream = stream
-        self._flush_every = flush_every
-        self._pending = 0
+        self._flush_every = max(1, flush_every)
+        self._lines: List[str] = []
+        # One encoder for every record: json.dumps with arguments builds a new one per call.
+        self._encode = json.JSONEncoder(separators=(",", ":")).encode
 
     def write(self, record: Dict[str, Any]) -> None:
-        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._pending += 1
-        if self._pending >= self._flush_every:
+        self._lines.append(self._encode(record))
+        if len(self._lines) >= self._flush_every:
             self.flush()
 
     def flush(self) -> None:
+        if self._lines:
+            # Cleared only once written: a failed write (a full disk) is retried by the next flush.
+            self._stream.write("\n".join(self._lines) + "\n")
+            self._lines = []
         self._stream.flush()
-        self._pending = 0
 
 
 class JsonLinesSink(StreamSink):

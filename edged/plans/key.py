@@ -1,7 +1,8 @@
 """Plan cache keys: a SHA-256 over a canonical document of everything that shapes a plan.
 
 Backend and full version, the platform's identity, the model bytes (and calibration
-data), every build option and edged's plan-format version. Anything not in the
+data), every build option (with the preprocessing prefix folded into the plan, see
+edged.backends.input_prefix) and edged's plan-format version. Anything not in the
 document cannot make two different plans share a key, so a stale or foreign plan is
 never looked up, let alone loaded.
 """

@@ -351,3 +351,30 @@ def test_dla_capability_flag_needs_a_builder_config_and_gives_a_per_node_answer(
     assert "INFO: ONNX parser DLA capability: 6 of 7 nodes can run on the DLA" in built.build_log
     older, _ = backend(make_trt, "10.3")  # no REPORT_CAPABILITY_DLA before 10.15
     assert older.build_plan(demo_model, BuildOptions(device="dla0", precision="fp16")).dla_capability is None
+
+
+@DLA
+def test_preprocessing_prefix_runs_on_the_gpu_of_a_dla_plan(make_trt: Any, conv_model: str, version: str) -> None:
+    """The prefix (uint8 frames, cast, channel order, layout, mean/std) is pinned to the GPU on
+    a DLA plan, so a plan without GPU fallback still builds; the model's own layers stay on
+    the DLA, and the plan takes uint8 frames."""
+    from edged.backends.input_prefix import FRAME_INPUT, NODE_PREFIX, InputPrefix
+
+    trt_backend, _ = backend(make_trt, version)
+    prefix = InputPrefix("rgb", "nchw", 1 / 255, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (8, 8))
+    options = BuildOptions(device="dla0", precision="fp16", batch=2, gpu_fallback=False, input_prefix=prefix)
+    built = trt_backend.build_plan(conv_model, options)
+    devices = {row["layer"]: row["device"] for row in built.layer_placement or []}
+    prefix_layers = {name for name in devices if name.startswith(NODE_PREFIX)}
+    assert prefix_layers and all(devices[name] == "gpu" for name in prefix_layers)
+    assert [devices[name] for name in devices if name not in prefix_layers] == ["dla0"]  # one DLA piece
+    runner = trt_backend.load_plan(built.plan, options)
+    assert [(s.name, s.dtype) for s in runner.inputs] == [(FRAME_INPUT, "uint8")]
+    frames = np.random.default_rng(2).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    x = ((frames[..., ::-1].astype(np.float32) / 255 - 0.5) / 0.25).transpose(0, 3, 1, 2)
+    got = runner.infer({FRAME_INPUT: frames})["y"]
+    np.testing.assert_allclose(got, ort_reference(conv_model, x)["y"], rtol=0, atol=2e-3)  # an fp16 plan
+    # Without the pinning the DLA build would need GPU fallback for the cast: the plan key
+    # differs from the prefix-less plan's, and the prefix-less plan keeps its float input.
+    plain = trt_backend.build_plan(conv_model, BuildOptions(device="dla0", precision="fp16", batch=2))
+    assert not any(row["layer"].startswith(NODE_PREFIX) for row in plain.layer_placement or [])

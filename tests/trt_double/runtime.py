@@ -17,8 +17,23 @@ from tests.trt_double.memory import check_range, current_device
 from tests.trt_double.precision import quantize_inputs, session
 from tests.trt_double.surface import Guarded
 
-_NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64}
-_ORT_NP = {"tensor(float)": "FLOAT", "tensor(float16)": "HALF", "tensor(int64)": "INT64", "tensor(int32)": "INT32"}
+# UINT8 I/O: network-level uint8 inputs that a cast layer turns into floats (DataType::kUINT8,
+# NvInferRuntimeBase.h; ICastLayer from 8.6, shared/reference/tensorrt-api/8.6.json).
+_NP = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+}
+_ORT_NP = {
+    "tensor(float)": "FLOAT",
+    "tensor(float16)": "HALF",
+    "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32",
+    "tensor(uint8)": "UINT8",
+}
 
 
 class Runtime(Guarded):

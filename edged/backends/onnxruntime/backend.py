@@ -107,11 +107,15 @@ class OnnxRuntimeBackend(Backend):
     ) -> BuiltPlan:
         so = self._session_options(options)
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        configured = model_path  # errors name it, not a converted copy
         with tempfile.TemporaryDirectory(prefix="edged-ort-") as tmp:
             if options.precision != "fp32":
                 if progress:
                     progress(None, f"converting to {options.precision}")
                 model_path = convert_model(model_path, options.precision, tmp, calibration_set(options))
+            if options.input_prefix is not None:
+                # After the precision conversion: the prefix's arithmetic stays float32, as on the host.
+                model_path = options.input_prefix.apply(model_path, tmp)
             out = os.path.join(tmp, "optimized.onnx")
             so.optimized_model_filepath = out
             if progress:
@@ -121,7 +125,7 @@ class OnnxRuntimeBackend(Backend):
             except (BackendUnavailable, BackendError):
                 raise
             except Exception as exc:  # ORT raises its own exception types per failure
-                raise BackendError(f"{model_path}: onnxruntime cannot load the model: {exc}") from exc
+                raise BackendError(f"{configured}: onnxruntime cannot load the model: {exc}") from exc
             with open(out, "rb") as handle:
                 plan = handle.read()
         if progress:

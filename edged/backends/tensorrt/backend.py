@@ -102,8 +102,18 @@ class TensorRTBackend(Backend):
         opts = parse_options(options)
         engines = self._gpu(opts.gpu_index)
         calibration = calibration_set(options) if opts.precision == "int8" else None
+        prefix = options.input_prefix
+        if prefix is not None and not isinstance(source, OnnxNetwork):
+            raise BackendError(f"{source.path}: preprocessing in the plan needs an ONNX model")
         if self.api.major < 11 or opts.precision == "fp32":
-            return engines.build(source, opts, calibration, progress)
+            if prefix is None:
+                return engines.build(source, opts, calibration, progress)
+            with tempfile.TemporaryDirectory(prefix="edged-trt-") as tmp:
+                prefixed = prefix.apply(source.path, tmp)
+                try:
+                    return engines.build(OnnxNetwork(prefixed), opts, calibration, progress)
+                except BackendError as exc:  # named after the model the operator configured
+                    raise BackendError(str(exc).replace(prefixed, source.path)) from exc
         # 11.x builds strongly typed networks: reduced precision must be in the model itself.
         from edged.backends.onnxruntime.precision import convert_model
 
@@ -113,7 +123,13 @@ class TensorRTBackend(Backend):
             # float16 inputs and outputs: edge Casts would be GPU layers between DLA and memory, and
             # the runner casts feeds to the plan's input dtype anyway.
             converted = convert_model(source.path, opts.precision, tmp, calibration, keep_io_types=False)
-            built = engines.build(OnnxNetwork(converted), opts, None, progress)
+            if prefix is not None:
+                # After the conversion: the prefix computes in float32 and casts to the input's float16.
+                converted = prefix.apply(converted, tmp)
+            try:
+                built = engines.build(OnnxNetwork(converted), opts, None, progress)
+            except BackendError as exc:  # named after the model the operator configured
+                raise BackendError(str(exc).replace(converted, source.path)) from exc
         built.build_log.insert(0, f"INFO: {source.path} converted to {opts.precision} for a strongly typed build")
         return built
 

@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 
 from edged.backends.base import BuiltPlan, ProgressCallback, TensorSpec
 from edged.backends.calibration import CalibrationSet
+from edged.backends.input_prefix import NODE_PREFIX
 from edged.backends.tensorrt.api import LogTail, TrtApi
 from edged.backends.tensorrt.callbacks import make_calibrator, make_progress_monitor, write_atomic
 from edged.backends.tensorrt.engine import deserialize, layer_placement
@@ -169,6 +170,15 @@ class EngineBuilder:
                 config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
             for pool, size in opts.dla_pools.items():
                 config.set_memory_pool_limit(getattr(trt.MemoryPoolType, pool), size)
+        if opts.dla_core is not None:
+            # The preprocessing prefix (edged.backends.input_prefix) reads uint8 frames and casts
+            # them: GPU work the DLA cannot do, pinned there so a plan without GPU fallback builds.
+            # The ONNX parser names each layer after its node, adding suffixes where one node
+            # becomes several layers, hence the prefix match.
+            for i in range(network.num_layers):
+                layer = network.get_layer(i)
+                if layer.name.startswith(NODE_PREFIX):
+                    config.set_device_type(layer, trt.DeviceType.GPU)
         if opts.layer_devices:
             wanted = dict(opts.layer_devices)
             for i in range(network.num_layers):

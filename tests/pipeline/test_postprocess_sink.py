@@ -1,0 +1,68 @@
+"""Top-k ranked a batch at a time, and JSON Lines written a batch of lines at a time."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edged.backends.base import TensorSpec
+from edged.config.model import PluginConfig
+from edged.pipeline.postprocess import ClassifyPostprocessor
+from edged.pipeline.sinks import StreamSink
+
+
+def naive_top_k(row: np.ndarray, k: int) -> list:  # type: ignore[type-arg]
+    order = sorted(range(len(row)), key=lambda c: -float(row[c]))[:k]
+    return [(c, float(row[c])) for c in order]
+
+
+def test_batch_top_k_equals_a_per_frame_sort(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"name{i}" for i in range(900)))  # fewer labels than classes
+    config = PluginConfig("classify", {"top_k": 5, "softmax": True, "labels": str(labels)})
+    post = ClassifyPostprocessor(config, [TensorSpec("logits", (None, 1000), "float32")])
+    batch = np.random.default_rng(4).standard_normal((8, 1000)).astype(np.float32)
+    batch[3, 950] = 50.0  # a winner beyond the labels
+    got = [post({"logits": batch}, i) for i in range(8)]
+    for i, result in enumerate(got):
+        shifted = np.exp(batch[i] - batch[i].max())
+        want = naive_top_k(shifted / shifted.sum(), 5)
+        assert [(e["class"], e["score"]) for e in result["top_k"]] == [(c, np.float32(s)) for c, s in want]
+        for entry in result["top_k"]:
+            assert entry.get("label") == (f"name{entry['class']}" if entry["class"] < 900 else None)
+    assert got[3]["top_k"][0] == {"class": 950, "score": 1.0}
+
+
+def test_a_reused_output_buffer_is_ranked_again() -> None:
+    post = ClassifyPostprocessor(PluginConfig("classify", {"top_k": 1}), [TensorSpec("y", (None, 4), "float32")])
+    buffer = np.array([[0.0, 1.0, 0.0, 0.0]], dtype=np.float32)
+    assert post({"y": buffer}, 0)["top_k"][0]["class"] == 1
+    buffer[0] = [0.0, 0.0, 0.0, 1.0]  # a runner that writes each batch into the same array
+    assert post({"y": buffer}, 0)["top_k"][0]["class"] == 3
+
+
+class FailingStream(io.StringIO):
+    fail = True
+
+    def write(self, text: str) -> int:
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        return super().write(text)
+
+
+def test_stream_sink_writes_whole_batches_and_keeps_lines_a_write_failed() -> None:
+    stream = FailingStream()
+    sink = StreamSink(stream, flush_every=3)
+    sink.write({"seq": 0})
+    sink.write({"seq": 1})
+    assert stream.getvalue() == ""  # held until the batch is full
+    with pytest.raises(OSError):
+        sink.write({"seq": 2})
+    stream.fail = False
+    sink.write({"seq": 3})
+    sink.flush()
+    assert [json.loads(line)["seq"] for line in stream.getvalue().splitlines()] == [0, 1, 2, 3]
