@@ -29,11 +29,12 @@ from edged.model_state import (
     counters_of,
     describe_fallback,
     latency_summaries,
+    latency_totals,
     placement_view,
 )
 from edged.pipeline.model_pipeline import ModelPipeline
 from edged.placement.service import Placer, local_target
-from edged.plans import PlanManager, PlanProgress, PlanStore
+from edged.plans import PlanBuilds, PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform
 from edged.systemd import log_fields
 
@@ -94,6 +95,7 @@ class ModelSet:
         self._platform = platform
         self._slots: Dict[str, ModelSlot] = {m.name: ModelSlot(m) for m in config.models}
         self._plans: Optional[PlanManager] = None
+        self._plan_builds = PlanBuilds()  # outlives a PlanManager replaced by plans()
         # Why plans.cache_dir is not used (None when it is), and when to try it again.
         self.plan_cache_problem: Optional[str] = None
         self._plan_cache_retry = 0.0
@@ -155,12 +157,12 @@ class ModelSet:
                     store = PlanStore(_scratch_plan_dir(), plans.max_size_mb << 20, plans.max_plans)
                     self.plan_cache_problem = f"{exc}; plans go to {store.root} for this run"
                     log.error("plan cache unusable: %s", self.plan_cache_problem)
-                    self._plans = PlanManager(store, self._platform)
+                    self._plans = PlanManager(store, self._platform, self._plan_builds)
                 return self._plans
             if self.plan_cache_problem:
                 log.warning("plan cache %s usable again", plans.cache_dir)
                 self.plan_cache_problem = None
-            self._plans = PlanManager(store, self._platform)
+            self._plans = PlanManager(store, self._platform, self._plan_builds)
         return self._plans
 
     # -- loading and the first start -------------------------------------------------------
@@ -372,8 +374,17 @@ class ModelSet:
         slots, placer, config = self._slots, self._placer, self._config
         now = time.monotonic()
         models = {name: self._model_state(slot, placer, now, latency) for name, slot in list(slots.items())}
+        builds, build_seconds = self._plan_builds.counts()
         return RunningState(
-            config, self._source, self._digest, now, models, self.building, plan_cache_problem=self.plan_cache_problem
+            config,
+            self._source,
+            self._digest,
+            now,
+            models,
+            self.building,
+            plan_cache_problem=self.plan_cache_problem,
+            plan_builds=builds,
+            plan_build_seconds=build_seconds,
         )
 
     def _model_state(self, slot: ModelSlot, placer: Placer, now: float, latency: bool) -> ModelState:
@@ -404,6 +415,7 @@ class ModelSet:
             engines=tuple(pipeline.devices),
             counters=counters_of(pipeline.stats),
             latency_ms=latency_summaries(pipeline.stats, now) if latency else {},
+            latency_totals=latency_totals(pipeline.stats) if latency else {},
             source=source_status() if callable(source_status) else None,
             source_finished=pipeline.source_finished,
             finished=pipeline.finished,
