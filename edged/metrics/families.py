@@ -38,7 +38,7 @@ HELP: Dict[str, str] = {
     "edged_model_frames_dropped": "Frames dropped, by reason.",
     "edged_model_batches": "Inference batches run.",
     "edged_model_batch_frames": "Frames in those batches (batch fill = this / batches / batch size).",
-    "edged_model_latency_seconds": "Per-frame latency of each pipeline stage since the pipeline began (e2e: end to end).",
+    "edged_model_latency_seconds": "Per-frame latency of each pipeline stage since the pipeline began.",
     "edged_source_state": "1 for the state each model's video source reports (playing, reconnecting, ...).",
     "edged_source_reconnects": "Reconnections of the source.",
     "edged_source_outages": "Times the source went down.",
