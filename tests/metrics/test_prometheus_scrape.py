@@ -120,7 +120,10 @@ def test_prometheus_scrapes_edged_and_promql_returns_its_series(
         )
         assert p99 and 0 < float(p99[0]["value"][1]) < 1.0, p99
         state = _query(prom_port, "edged_model_state == 1")
-        assert {(s["metric"]["model"], s["metric"]["state"]) for s in state} == {("cam", "running"), ("door", "running")}
+        assert {(s["metric"]["model"], s["metric"]["state"]) for s in state} == {
+            ("cam", "running"),
+            ("door", "running"),
+        }
         placement = _query(prom_port, "edged_model_engines")
         assert {(s["metric"]["model"], s["metric"]["device"]) for s in placement} == {("cam", "cpu"), ("door", "cpu")}
         # The Orin fixture tree: rails, their total, temperatures, energy per inference.
