@@ -182,9 +182,9 @@ def test_sensors_of_a_model_removed_while_edged_was_down_are_cleared_at_the_next
         observer = Observer(broker.port, "homeassistant/#")  # retained configs arrive at once
         try:
             if names == ["cam", "gate"]:
-                assert _wait(lambda: f"{node}/gate_fps/config" in _configs(observer))
+                assert _wait(lambda seen=observer: f"{node}/gate_fps/config" in _configs(seen))
             else:
-                assert _wait(lambda: _configs(observer).get(f"{node}/gate_fps/config") == b"")
+                assert _wait(lambda seen=observer: _configs(seen).get(f"{node}/gate_fps/config") == b"")
                 assert _configs(observer)[f"{node}/cam_fps/config"] != b""
         finally:
             edged.send_signal(signal.SIGTERM)
