@@ -94,12 +94,22 @@ def render_rows(
     width: int,
     color: bool = False,
     keep_name: int = MIN_NAME,
+    shrink: bool = False,
 ) -> List[str]:
     """The header and one line per row. The first column takes the room the others leave;
     while that is less than ``keep_name`` characters of the longest name, columns are dropped
-    from the right (a name is what a person looks for; the detail columns come last)."""
+    from the right (a name is what a person looks for; the detail columns come last).
+    ``shrink``: columns narrower than their width where every cell is (a listing printed
+    once; a refreshing screen keeps its widths, so columns do not jump between frames)."""
     longest = max([len(columns[0].header)] + [len(columns[0].cell(row)) for row in rows])
     fixed = list(columns[1:])
+    if shrink:
+        fixed = [
+            Column(
+                c.header, min(c.width, max([len(c.header)] + [len(c.cell(r)) for r in rows])), c.cell, c.right, c.colour
+            )
+            for c in fixed
+        ]
     while fixed and min(longest, max(keep_name, MIN_NAME)) + sum(c.width + 1 for c in fixed) > width:
         fixed.pop()
     name_width = max(MIN_NAME, min(longest, width - sum(c.width + 1 for c in fixed)))
@@ -331,7 +341,7 @@ def devices_screen(rows: Sequence[Mapping[str, Any]], width: int, wide: bool = F
         for column in list(_DEVICE_COLUMNS) + (list(_WIDE_DEVICE_COLUMNS) if wide else [])
         if not column.key or any(row.get(column.key) is not None for row in ordered)
     ]
-    lines = render_rows(columns, ordered, width, color, keep_name=24)
+    lines = render_rows(columns, ordered, width, color, keep_name=24, shrink=True)
     states: Dict[str, int] = {}
     for row in ordered:
         states[str(row.get("state", "unknown"))] = states.get(str(row.get("state", "unknown")), 0) + 1
