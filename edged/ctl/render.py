@@ -263,7 +263,6 @@ def watch_screen(
     health = _health_line(telemetry)
     if health:
         lines.append(fit(health, width))
-    lines.append("")
     rows = _model_rows(telemetry)
     if not rows:
         return [*lines, "no models configured"]
