@@ -21,6 +21,7 @@ from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Seq
 
 from edged.config.model import Config, ModelConfig
 from edged.errors import ApplyError, EdgedError, PlacementError, PlanError
+from edged.fetch import Fetcher, download_settings
 from edged.model_changes import Changes, diff_models
 from edged.model_loading import load_pipeline, resolve_device
 from edged.model_state import (
@@ -106,6 +107,8 @@ class ModelSet:
         self._placer.plan(config.models)
         # Called with every pipeline this set loads, before it starts (e.g. a results publisher).
         self.pipeline_hooks: List[Callable[[ModelPipeline], None]] = []
+        # Model files named by URL: fetched (or found and verified) before a model loads.
+        self.fetcher = Fetcher()
 
     # -- what is in force ------------------------------------------------------------------
 
@@ -177,6 +180,12 @@ class ModelSet:
         """Plan (cached or built; ``rebuild``: built anew), runner and pipeline for one model
         (not started). ``placer``: the placement of a config being prepared (default: the one
         in force)."""
+        if model.sources:
+            # Already in the store when a push fetched them before its turn; at the first
+            # start, a reload or a restart this may download (docs/downloads.md).
+            if progress is not None:
+                progress.state = "fetching files"
+            self.fetcher.ensure(model.name, model.sources, download_settings(self._config.document))
         pipeline = load_pipeline(self.plans(), model, placer or self._placer, self._config, progress, rebuild)
         for hook in self.pipeline_hooks:
             hook(pipeline)
@@ -190,7 +199,10 @@ class ModelSet:
         self._builder = builder
 
     def _build_and_start(self) -> None:
-        for slot in list(self._slots.values()):
+        # Models whose files must still be downloaded go last, so a slow download delays
+        # no model that has its files already.
+        slots = sorted(self._slots.values(), key=lambda s: not all(os.path.exists(r.file) for r in s.config.sources))
+        for slot in slots:
             if self._stop.is_set():
                 return
             try:
@@ -240,6 +252,7 @@ class ModelSet:
     def stop(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
         """Drain every pipeline; True when all drained in time."""
         self._stop.set()
+        self.fetcher.stop.set()
         if self._builder is not None:
             # A build in progress cannot be interrupted; no model starts after the stop.
             self._builder.join(0.5)
@@ -385,6 +398,7 @@ class ModelSet:
             plan_cache_problem=self.plan_cache_problem,
             plan_builds=builds,
             plan_build_seconds=build_seconds,
+            downloads=self.fetcher.board.snapshot(),
         )
 
     def _model_state(self, slot: ModelSlot, placer: Placer, now: float, latency: bool) -> ModelState:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from edged.config.model import Config
+from edged.fetch.progress import DownloadProgress
 from edged.pipeline.stats import STAGES, CumulativeLatency, ModelStats
 
 __all__ = [
@@ -95,6 +96,7 @@ class RunningState:
     plan_cache_problem: Optional[str] = None  # why plans.cache_dir is not in use, if it is not
     plan_builds: Mapping[str, int] = field(default_factory=dict)  # builds since start: built, failed
     plan_build_seconds: float = 0.0  # the time those builds took
+    downloads: Tuple[DownloadProgress, ...] = ()  # model files being fetched by URL now
 
     @property
     def version(self) -> int:

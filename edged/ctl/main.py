@@ -97,6 +97,14 @@ def cmd_push(args: argparse.Namespace) -> int:
         print("edgectl push: give DEVICE FILE or --group G FILE", file=sys.stderr)
         return EXIT_USAGE
     payload = load_push_file(args.file, args.version)
+    if args.model or args.labels:
+        if not args.base_url:
+            print("edgectl push: --model and --labels need --base-url", file=sys.stderr)
+            return EXIT_USAGE
+        from edged.ctl.upload import attach_files
+
+        attach_files(payload, "model", args.model, args.base_url)
+        attach_files(payload, "labels", args.labels, args.base_url)
     request_id = uuid.uuid4().hex
     payload["id"] = request_id
     payload["target"] = args.device or args.group
@@ -120,6 +128,9 @@ def cmd_push(args: argparse.Namespace) -> int:
         session.publish(topic, body, qos=1, response_topic=reply_topic, correlation_data=request_id.encode())
         for result in _replies(session, request_id, args.timeout):
             device = str(result.get("device"))
+            if result.get("status") == "downloading":
+                print(_describe_download(result), flush=True)
+                continue
             if device not in results:
                 results[device] = result
                 print(_describe(result), flush=True)
@@ -164,8 +175,19 @@ def cmd_command(args: argparse.Namespace) -> int:
     return EXIT_NO_ANSWER
 
 
+def _describe_download(result: Dict[str, Any]) -> str:
+    d = result.get("download") or {}
+    total, eta = d.get("total_bytes"), d.get("eta_s")
+    share = f" {100 * d.get('bytes', 0) / total:.0f}%" if total else ""
+    return (
+        f"{result.get('device', '?')}: {d.get('state')} {d.get('model')} {d.get('field')}{share} "
+        f"({d.get('bytes')} bytes, {d.get('rate_bps', 0) / 1e6:.2f} MB/s, eta {'-' if eta is None else f'{eta:g}s'})"
+    )
+
+
 def _replies(session: Session, request_id: str, timeout_s: float) -> Iterator[Dict[str, Any]]:
-    """The JSON results answering ``request_id`` that arrive within ``timeout_s``."""
+    """The JSON results answering ``request_id`` that arrive within ``timeout_s``; an
+    interim ``downloading`` result shows the device is working and restarts the wait."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         msg = _next(session, deadline)
@@ -176,6 +198,8 @@ def _replies(session: Session, request_id: str, timeout_s: float) -> Iterator[Di
         except ValueError:
             continue
         if isinstance(result, dict) and result.get("id") == request_id:
+            if result.get("status") == "downloading":
+                deadline = time.monotonic() + timeout_s
             yield result
 
 
@@ -262,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--version", type=int, help="set the push version")
     push.add_argument("--sign", metavar="KEY", help="Ed25519 private key (PEM) to sign with")
     push.add_argument("--expect", type=int, default=0, metavar="N", help="group: wait for N devices")
+    push.add_argument("--base-url", help="where --model/--labels files are served (you upload them there)")
+    push.add_argument(
+        "--model", action="append", default=[], metavar="NAME=FILE", help="model NAME's file: hashed, fetched by URL"
+    )
+    push.add_argument(
+        "--labels", action="append", default=[], metavar="NAME=FILE", help="model NAME's labels: hashed, fetched by URL"
+    )
     push.set_defaults(func=cmd_push)
 
     command = sub.add_parser("cmd", help="run reload, rebuild-plans or snapshot on a device; print the result")

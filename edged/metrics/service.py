@@ -7,17 +7,17 @@ scrapes at once cannot interleave the energy windows. Nothing here touches the p
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import socket
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
+from edged.atomic_file import write_atomic
 from edged.config.model import Config
 from edged.errors import EdgedError
 from edged.metrics.families import families
@@ -26,7 +26,7 @@ from edged.mqtt.link import MqttLink
 from edged.telemetry.readers import open_readers
 from edged.telemetry.snapshot import Snapshotter
 
-__all__ = ["MetricsService", "write_atomically"]
+__all__ = ["MetricsService"]
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +61,6 @@ def _server_class(address: str, port: int) -> type:
     except socket.gaierror as exc:
         raise EdgedError(f"metrics.address: cannot resolve {address!r}: {exc.strerror}") from exc
     return type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a part:
-    a temporary file in the same directory, fsynced, then renamed over it. The temporary
-    name does not end in .prom, so node_exporter never reads it."""
-    directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 class MetricsService:
@@ -138,7 +119,9 @@ class MetricsService:
         path = self.settings.textfile
         assert path is not None
         try:
-            write_atomically(path, self.render())
+            # node_exporter runs as its own user: the file is world-readable, as metrics are.
+            # The temporary name (.edged.prom.<random>) does not end in .prom: never read.
+            write_atomic(Path(path), self.render(), mode=0o644)
         except OSError as exc:
             error = f"metrics.textfile {path}: cannot write: {exc.strerror or exc}"
             if error != self._last_error:  # once per distinct cause, not every period

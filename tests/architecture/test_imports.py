@@ -26,6 +26,7 @@ ABOVE_THE_LOWER_LAYERS = (
     "edged.plans",
     "edged.placement",
     "edged.accuracy",
+    "edged.fetch",
     "edged.ctl",
     "edged.bench",
 )
