@@ -8,19 +8,23 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 __all__ = ["write_atomic"]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, mode: Optional[int] = None) -> None:
     """Raises OSError; then the target is as it was and the temporary file is gone. The new
-    file has mode 0600 (tempfile's), since what edged persists may hold credentials."""
+    file has mode 0600 (tempfile's), since what edged persists may hold credentials, unless
+    ``mode`` says otherwise (a file another service reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

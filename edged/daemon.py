@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import IO, Any, Callable, Collection, List, Mapping, Optional, Set
+from typing import IO, TYPE_CHECKING, Any, Callable, Collection, List, Mapping, Optional, Set
 
 from edged.change_queue import ChangeQueue
 from edged.config.effect import restart_required
@@ -31,6 +31,9 @@ from edged.service_hooks import ServiceHooks
 from edged.status import status_lines
 from edged.telemetry.results import ResultsPublisher
 from edged.telemetry.service import TelemetryService
+
+if TYPE_CHECKING:
+    from edged.metrics.service import MetricsService
 
 __all__ = ["Daemon"]
 
@@ -57,6 +60,7 @@ class Daemon:
         self._status_rates = OutputRates(since_start=True)
         self._signals = 0
         self.telemetry: Optional[TelemetryService] = None
+        self.metrics: Optional[MetricsService] = None
         # The local file reload() re-reads; None when the config did not come from a file.
         self.config_path = config_path
         # Called with the new config after every successful apply (push, reload, rebuild).
@@ -96,6 +100,17 @@ class Daemon:
         control = start_control(self, self.telemetry.link)
         self.telemetry.start()
         return control
+
+    def start_metrics(self) -> None:
+        """The Prometheus endpoint and textfile, when the config turns one on. Imported only
+        then: without them nothing of prometheus_client is loaded and no port is opened."""
+        if not self.config.metrics.enabled:
+            return
+        from edged.metrics.service import MetricsService
+
+        link = self.telemetry.link if self.telemetry is not None else None
+        self.metrics = MetricsService(self.config, self.snapshot, link)
+        self.metrics.start()
 
     def _publish_results(self, pipeline: ModelPipeline) -> None:
         model = pipeline.model
@@ -269,6 +284,7 @@ class Daemon:
     def run(self, duration_s: Optional[float] = None) -> int:
         """Serve until a signal, ``duration_s``, or every (finite) source is exhausted."""
         control = self.start_telemetry()
+        self.start_metrics()
         self.models.start()
         # Ready once the config is loaded and telemetry and the control plane are up; plan
         # builds go on and show in STATUS=.
@@ -298,6 +314,8 @@ class Daemon:
         self.changes.stop()
         drained = self.models.stop()
         self._print_status()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.telemetry is not None:
             self.telemetry.stop()
         if not drained:

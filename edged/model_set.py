@@ -28,7 +28,7 @@ from edged.model_snapshot import model_state
 from edged.model_state import RunningState
 from edged.pipeline.model_pipeline import ModelPipeline, SourceEdit
 from edged.placement.service import Placer, local_target
-from edged.plans import PlanManager, PlanProgress, PlanStore
+from edged.plans import PlanBuilds, PlanManager, PlanProgress, PlanStore
 from edged.platform import Platform
 from edged.systemd import log_fields
 
@@ -47,6 +47,7 @@ class ModelSet:
         self._platform = platform
         self._slots: Dict[str, ModelSlot] = {m.name: ModelSlot(m) for m in config.models}
         self._plans: Optional[PlanManager] = None
+        self._plan_builds = PlanBuilds()  # outlives a PlanManager replaced by plans()
         # Why plans.cache_dir is not used (None when it is), and when to try it again.
         self.plan_cache_problem: Optional[str] = None
         self._plan_cache_retry = 0.0
@@ -110,12 +111,12 @@ class ModelSet:
                     store = PlanStore(_scratch_plan_dir(), plans.max_size_mb << 20, plans.max_plans)
                     self.plan_cache_problem = f"{exc}; plans go to {store.root} for this run"
                     log.error("plan cache unusable: %s", self.plan_cache_problem)
-                    self._plans = PlanManager(store, self._platform)
+                    self._plans = PlanManager(store, self._platform, self._plan_builds)
                 return self._plans
             if self.plan_cache_problem:
                 log.warning("plan cache %s usable again", plans.cache_dir)
                 self.plan_cache_problem = None
-            self._plans = PlanManager(store, self._platform)
+            self._plans = PlanManager(store, self._platform, self._plan_builds)
         return self._plans
 
     # -- loading and the first start -------------------------------------------------------
@@ -370,6 +371,7 @@ class ModelSet:
         slots, placer, config = self._slots, self._placer, self._config
         now = time.monotonic()
         models = {name: model_state(slot, placer, now, latency) for name, slot in list(slots.items())}
+        builds, build_seconds = self._plan_builds.counts()
         return RunningState(
             config,
             self._source,
@@ -378,6 +380,8 @@ class ModelSet:
             models,
             self.building,
             plan_cache_problem=self.plan_cache_problem,
+            plan_builds=builds,
+            plan_build_seconds=build_seconds,
             downloads=self.fetcher.board.snapshot(),
         )
 

@@ -15,6 +15,7 @@ from edged.model_state import (
     counters_of,
     describe_fallback,
     latency_summaries,
+    latency_totals,
     placement_view,
     source_states,
 )
@@ -53,6 +54,7 @@ def model_state(slot: ModelSlot, placer: Placer, now: float, latency: bool) -> M
         engines=tuple(pipeline.devices),
         counters=counters_of(pipeline.stats),
         latency_ms=latency_summaries(pipeline.stats, now) if latency else {},
+        latency_totals=latency_totals(pipeline.stats) if latency else {},
         source=(sources[0].detail or None) if sources else None,
         sources=sources,
         source_finished=pipeline.source_finished,

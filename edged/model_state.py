@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edged.config.model import Config
 from edged.fetch.progress import DownloadProgress
-from edged.pipeline.stats import STAGES, ModelStats
+from edged.pipeline.stats import STAGES, CumulativeLatency, ModelStats
 
 __all__ = [
     "Counters",
@@ -24,6 +24,7 @@ __all__ = [
     "counters_of",
     "describe_fallback",
     "latency_summaries",
+    "latency_totals",
     "placement_view",
     "source_states",
 ]
@@ -87,6 +88,9 @@ class ModelState:
     # Per stage (edged.pipeline.stats.STAGES) over the telemetry window: count, mean, p50,
     # p90, p99, max in ms. Empty when the snapshot was taken without latencies.
     latency_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # Per stage, every latency since the pipeline began in fixed cumulative buckets (the
+    # Prometheus histograms); empty when the snapshot was taken without latencies.
+    latency_totals: Mapping[str, CumulativeLatency] = field(default_factory=dict)
     source: Optional[Mapping[str, Any]] = None  # the first source's own state and counters, if it keeps any
     sources: Tuple[SourceState, ...] = ()  # every source in force, in config order
     source_finished: bool = False  # the source ended (exhausted, failed or stopped)
@@ -113,6 +117,8 @@ class RunningState:
     models: Mapping[str, ModelState]  # in config order
     building: bool = False  # the first plans are still being obtained
     plan_cache_problem: Optional[str] = None  # why plans.cache_dir is not in use, if it is not
+    plan_builds: Mapping[str, int] = field(default_factory=dict)  # builds since start: built, failed
+    plan_build_seconds: float = 0.0  # the time those builds took
     downloads: Tuple[DownloadProgress, ...] = ()  # model files being fetched by URL now
 
     @property
@@ -157,6 +163,11 @@ def latency_summaries(stats: ModelStats, now: float) -> Dict[str, Dict[str, floa
         if hist.count:
             out[stage] = {k: float(v) for k, v in hist.summary().items() if v is not None}
     return out
+
+
+def latency_totals(stats: ModelStats) -> Dict[str, CumulativeLatency]:
+    """Per stage: a copy of its cumulative counts since the pipeline began."""
+    return {stage: stats.latency[stage].totals() for stage in STAGES}
 
 
 def placement_view(status: Mapping[str, Any]) -> Optional[Dict[str, Any]]:

@@ -3,9 +3,10 @@
 Models, model defaults, ``telemetry.period_s``/``expiry_s`` and the whole ``control``
 section (read afresh for every message) take effect when a config is applied. The keys
 below are read once when the daemon starts: the MQTT connection and its subscriptions,
-the plan cache, and the power/health readers and statistics windows. An applied config
-that changes one of them says so (``restart_required`` in the push result and a warning
-in the log) instead of claiming an effect it does not have.
+the plan cache, the power/health readers and statistics windows, the metrics endpoint and
+Home Assistant discovery. An applied config that changes one of them says so
+(``restart_required`` in the push result and a warning in the log) instead of claiming an
+effect it does not have.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ AT_NEXT_START: Tuple[Tuple[str, ...], ...] = (
     ("plans",),
     ("telemetry", "root"),
     ("telemetry", "window_s"),
+    ("metrics",),
+    ("home_assistant",),
 )
 
 

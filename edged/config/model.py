@@ -12,6 +12,8 @@ from edged.formats.spec import DEFAULT_BACKEND, ModelFormat, format_from_section
 __all__ = [
     "Config",
     "DeviceConfig",
+    "HomeAssistantConfig",
+    "MetricsConfig",
     "MqttConfig",
     "ModelConfig",
     "PlansConfig",
@@ -63,6 +65,27 @@ class TelemetryConfig:
     window_s: float = 30.0
     expiry_s: Optional[int] = None
     root: str = "/"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics (docs/metrics.md): off unless ``http`` or ``textfile`` is set."""
+
+    http: bool = False
+    address: str = "127.0.0.1"
+    port: int = 9808
+    textfile: Optional[str] = None
+    textfile_period_s: float = 15.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.http or self.textfile is not None
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    discovery: bool = False
+    prefix: str = "homeassistant"
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,8 @@ class Config:
     telemetry: TelemetryConfig
     models: Tuple[ModelConfig, ...]
     mqtt: Optional[MqttConfig] = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def model(self, name: str) -> ModelConfig:
@@ -269,6 +294,8 @@ def build_config(doc: Mapping[str, Any]) -> Config:
             )
         )
     mqtt = doc.get("mqtt")
+    metrics = doc.get("metrics", {})
+    home_assistant = doc.get("home_assistant") or {}
     return Config(
         version=int(doc.get("version", 0)),
         device=DeviceConfig(id=device["id"], groups=tuple(device.get("groups", ()))),
@@ -285,5 +312,16 @@ def build_config(doc: Mapping[str, Any]) -> Config:
         ),
         models=tuple(models),
         mqtt=_mqtt(mqtt) if mqtt else None,
+        metrics=MetricsConfig(
+            http=bool(metrics.get("http", False)),
+            address=str(metrics.get("address", "127.0.0.1")),
+            port=int(metrics.get("port", 9808)),
+            textfile=metrics.get("textfile"),
+            textfile_period_s=float(metrics.get("textfile_period_s", 15.0)),
+        ),
+        home_assistant=HomeAssistantConfig(
+            discovery=bool(home_assistant.get("discovery", False)),
+            prefix=str(home_assistant.get("prefix", "homeassistant")),
+        ),
         document=copy.deepcopy(dict(doc)),
     )

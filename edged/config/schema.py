@@ -71,7 +71,18 @@ def _messages(error: Any) -> List[str]:
         return [f"{path}: {error.instance!r} is not of type {error.validator_value}"]
     if validator == "pattern":
         return [f"{path}: {error.instance!r} does not match {error.validator_value}"]
+    if validator == "dependencies":
+        return [f"{_join(path, key)}: needs the {', '.join(needs)} section" for key, needs in _unmet(error)]
     return [f"{path}: {error.message}"]
+
+
+def _unmet(error: Any) -> List[Any]:
+    """The keys present whose required companions are missing (draft-07 ``dependencies``)."""
+    return [
+        (key, [n for n in needs if n not in error.instance])
+        for key, needs in error.validator_value.items()
+        if key in error.instance and isinstance(needs, list) and any(n not in error.instance for n in needs)
+    ]
 
 
 def validate(doc: Any) -> List[str]:

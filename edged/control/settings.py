@@ -11,7 +11,8 @@ from edged.config.model import Config
 __all__ = ["ControlSettings", "control_settings", "LOCAL_ONLY", "REDACTED", "redact"]
 
 # Key paths a push may not change: identity, broker access, trust anchors, where edged
-# writes, the resource limits and the hardware tree it reads. A push that omits them
+# writes, the resource limits, the hardware tree it reads, and what it exposes (a metrics
+# port, Home Assistant discovery). A push that omits them
 # inherits the local values; one that changes them is refused.
 LOCAL_ONLY: Tuple[Tuple[str, ...], ...] = (
     ("device", "id"),
@@ -21,6 +22,8 @@ LOCAL_ONLY: Tuple[Tuple[str, ...], ...] = (
     ("plans",),
     ("limits",),
     ("telemetry", "root"),
+    ("metrics",),
+    ("home_assistant",),
 )
 
 _SECRET_NAMES = ("password", "secret", "token", "psk", "private_key")

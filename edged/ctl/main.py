@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+from edged.ctl.render import color_wanted, device_row, devices_screen
 from edged.ctl.session import BrokerOptions, Received, Session, SessionError, options_from_section
-from edged.ctl.table import render_table, status_row, telemetry_rows
+from edged.ctl.views import payload_doc, terminal_width, watch
 from edged.errors import EdgedError
 
 __all__ = ["main", "build_parser", "load_push_file", "broker_options"]
@@ -222,46 +223,22 @@ def cmd_devices(args: argparse.Namespace) -> int:
             msg = _next(session, deadline)
             if msg is not None and msg.payload:
                 device = msg.topic.split("/")[1]
-                rows[device] = status_row(device, msg.payload)
+                rows[device] = device_row(device, payload_doc(msg.payload), time.time())
     finally:
         session.close()
-    print(render_table([rows[d] for d in sorted(rows)], ["device"]))
+    print("\n".join(devices_screen(list(rows.values()), terminal_width(), args.wide, color_wanted(sys.stdout))))
     return EXIT_OK
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     session = Session(broker_options(args), client_id=f"edgectl-{uuid.uuid4().hex[:12]}")
     session.connect(args.timeout)
-    status = "-"
-    shown = 0
-    clear = sys.stdout.isatty()
     try:
-        session.subscribe(f"edged/{args.device}/status")
-        session.subscribe(f"edged/{args.device}/telemetry", qos=0)
-        while args.count == 0 or shown < args.count:
-            msg = _next(session, time.monotonic() + 1.0)
-            if msg is None:
-                continue
-            if msg.topic.endswith("/status"):
-                status = msg.payload.decode("utf-8", "replace")[:60]
-                continue
-            try:
-                telemetry = json.loads(msg.payload)
-            except ValueError:
-                continue
-            if not isinstance(telemetry, dict):
-                continue
-            text = render_table(telemetry_rows(telemetry))
-            if clear:
-                sys.stdout.write("\x1b[H\x1b[2J")
-            sys.stdout.write(f"{args.device}  status: {status}  {time.strftime('%H:%M:%S')}\n{text}\n\n")
-            sys.stdout.flush()
-            shown += 1
+        return watch(session, args.device, args.count, args.wide)
     except KeyboardInterrupt:
-        pass
+        return EXIT_OK
     finally:
         session.close()
-    return EXIT_OK
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -325,13 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--sign", metavar="KEY", help="Ed25519 private key (PEM) to sign with")
     command.set_defaults(func=cmd_command)
 
-    watch = sub.add_parser("watch", help="live telemetry of a device as a refreshing table")
-    watch.add_argument("device")
-    watch.add_argument("--count", type=int, default=0, help="stop after N telemetry messages (0: never)")
-    watch.set_defaults(func=cmd_watch)
+    watched = sub.add_parser("watch", help="live telemetry of a device: one row per model, refreshed")
+    watched.add_argument("device")
+    watched.add_argument("--count", type=int, default=0, help="stop after N telemetry messages (0: never)")
+    watched.add_argument("--wide", action="store_true", help="more columns: frames, batch fill, source, drop reasons")
+    watched.set_defaults(func=cmd_watch)
 
     devices = sub.add_parser("devices", help="devices and their retained status")
     devices.add_argument("--wait", type=float, default=1.0, metavar="S", help="seconds to collect (default 1)")
+    devices.add_argument("--wide", action="store_true", help="more columns: kernel, groups, why offline")
     devices.set_defaults(func=cmd_devices)
 
     keygen = sub.add_parser("keygen", help="write an Ed25519 private key and print its public key")

@@ -3,18 +3,23 @@
 Latencies go into log-spaced buckets (about 2% relative width from 1 us to 100 s), so
 a percentile costs a pass over ~900 counters whatever the frame rate, and memory never
 grows. A sliding window is kept as a ring of sub-window histograms.
+
+Beside the window, every stage also counts since its pipeline began, in a few fixed bounds
+(``CUMULATIVE_BOUNDS_MS``): cumulative counts that only grow are what a Prometheus histogram
+is, and what a fleet can add up across devices (a windowed percentile cannot be averaged).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 from typing import Counter as CounterType
 
-__all__ = ["LatencyHistogram", "WindowedHistogram", "ModelStats", "STAGES"]
+__all__ = ["CUMULATIVE_BOUNDS_MS", "CumulativeLatency", "LatencyHistogram", "WindowedHistogram", "ModelStats", "STAGES"]
 
 _MIN_MS = 0.001
 _GROWTH = 1.02
@@ -23,6 +28,13 @@ _BUCKETS = int(math.log(100_000.0 / _MIN_MS) / _LOG_GROWTH) + 2
 
 # Stage names, in pipeline order; "e2e" is capture -> result written to the sink.
 STAGES = ("queue_wait", "preprocess", "inference", "postprocess", "e2e")
+
+# Upper bounds (ms, inclusive) of the cumulative buckets: from a DLA/GPU inference of a
+# fraction of a millisecond to a camera pipeline backed up for seconds, about 1-2.5-5 per
+# decade. Fixed, so that the same bucket means the same on every device of a fleet.
+CUMULATIVE_BOUNDS_MS: Tuple[float, ...] = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+)  # fmt: skip
 
 
 def _bucket(value_ms: float) -> int:
@@ -84,14 +96,51 @@ class LatencyHistogram:
         }
 
 
+class CumulativeLatency:
+    """Latencies since counting began, in the fixed ``CUMULATIVE_BOUNDS_MS``: ``counts[i]``
+    holds those in (bound[i-1], bound[i]]; the last entry those above every bound. A frozen
+    copy comes from :meth:`copy`; the pipeline's own instance only ever grows."""
+
+    __slots__ = ("count", "counts", "total_ms")
+
+    def __init__(self) -> None:
+        self.counts: List[int] = [0] * (len(CUMULATIVE_BOUNDS_MS) + 1)
+        self.count = 0
+        self.total_ms = 0.0
+
+    def record(self, value_ms: float) -> None:
+        self.counts[bisect.bisect_left(CUMULATIVE_BOUNDS_MS, value_ms)] += 1
+        self.count += 1
+        self.total_ms += value_ms
+
+    def copy(self) -> CumulativeLatency:
+        other = CumulativeLatency()
+        other.counts = list(self.counts)
+        other.count = self.count
+        other.total_ms = self.total_ms
+        return other
+
+    def cumulative(self) -> List[Tuple[float, int]]:
+        """(upper bound in ms, count at or below it) for every bound, then (inf, count)."""
+        out: List[Tuple[float, int]] = []
+        seen = 0
+        for bound, n in zip(CUMULATIVE_BOUNDS_MS, self.counts):
+            seen += n
+            out.append((bound, seen))
+        out.append((math.inf, self.count))
+        return out
+
+
 class WindowedHistogram:
-    """The last ``window_s`` seconds of latencies, as ``slices`` rotating sub-histograms."""
+    """The last ``window_s`` seconds of latencies, as ``slices`` rotating sub-histograms,
+    and every latency since it was made, cumulatively (``totals``)."""
 
     def __init__(self, window_s: float = 30.0, slices: int = 6) -> None:
         self._slice_s = window_s / slices
         self._ring = [LatencyHistogram() for _ in range(slices)]
         self._stamp = [0] * slices
         self._lock = threading.Lock()
+        self._totals = CumulativeLatency()
 
     def _current(self, now: float) -> LatencyHistogram:
         tick = int(now / self._slice_s)
@@ -104,6 +153,12 @@ class WindowedHistogram:
     def record(self, value_ms: float, now: Optional[float] = None) -> None:
         with self._lock:
             self._current(time.monotonic() if now is None else now).record(value_ms)
+            self._totals.record(value_ms)
+
+    def totals(self) -> CumulativeLatency:
+        """A copy of the cumulative counts, consistent with itself (taken under the lock)."""
+        with self._lock:
+            return self._totals.copy()
 
     def snapshot(self, now: Optional[float] = None) -> LatencyHistogram:
         now = time.monotonic() if now is None else now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -17,7 +18,7 @@ from edged.plans.key import PlanKey, plan_key
 from edged.plans.store import PlanStore
 from edged.platform.model import Platform
 
-__all__ = ["PlanManager", "PlanProgress", "plan_identity"]
+__all__ = ["PlanBuilds", "PlanManager", "PlanProgress", "plan_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,30 @@ class PlanProgress:
         return self.state
 
 
+class PlanBuilds:
+    """Plan builds since the daemon started, by outcome ("built" or "failed"), and the
+    seconds they took; survives a PlanManager replaced when the cache directory recovers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Dict[str, int] = {"built": 0, "failed": 0}
+        self._seconds = 0.0
+
+    def add(self, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self._counts[outcome] = self._counts.get(outcome, 0) + 1
+            self._seconds += seconds
+
+    def counts(self) -> Tuple[Dict[str, int], float]:
+        with self._lock:
+            return dict(self._counts), self._seconds
+
+
 class PlanManager:
-    def __init__(self, store: PlanStore, platform: Platform) -> None:
+    def __init__(self, store: PlanStore, platform: Platform, builds: Optional[PlanBuilds] = None) -> None:
         self.store = store
         self.platform = platform
+        self.builds = builds if builds is not None else PlanBuilds()
 
     def key(self, model: ModelConfig, backend: Backend, options: BuildOptions) -> PlanKey:
         identity = plan_identity(self.platform, options.device)
@@ -121,6 +142,7 @@ class PlanManager:
                 try:
                     plan, not_cached = self._build(model, backend, options, key, progress.update)
                 except BackendError as exc:
+                    self.builds.add("failed", time.monotonic() - progress.started)
                     if options.device.startswith("dla"):
                         # A DLA build that failed will fail again (same compiler, model and options)
                         # and costs minutes on a Jetson; the model serves from the GPU meanwhile.
@@ -129,6 +151,7 @@ class PlanManager:
                         except PlanError as unrecorded:
                             log.warning("model %s: build failure not recorded: %s", model.name, unrecorded)
                     raise
+                self.builds.add("built", time.monotonic() - progress.started)
                 self.store.forget_failure(key)
                 progress.source = f"rebuilt: {rebuilt_because}" if rebuilt_because else "built"
                 if not_cached:

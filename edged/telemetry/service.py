@@ -10,6 +10,7 @@ from edged import __version__
 from edged.config.model import Config
 from edged.model_state import ModelState, RunningState
 from edged.mqtt.link import MqttLink
+from edged.telemetry.ha_discovery import HomeAssistantDiscovery
 from edged.telemetry.publisher import TelemetryPublisher
 from edged.telemetry.readers import open_readers
 from edged.telemetry.snapshot import Snapshotter
@@ -42,11 +43,26 @@ class TelemetryService:
             self.link, snapshotter, self.models, config.telemetry.period_s, config.telemetry.expiry_s, self._extra
         )
         self._last: Optional[RunningState] = None
+        self.discovery: Optional[HomeAssistantDiscovery] = None
+        if config.home_assistant.discovery:
+            zones = [zone.name for zone in self.health.spec.zones]
+            models = [m.name for m in config.models]
+            self.discovery = HomeAssistantDiscovery(
+                self.link,
+                config.home_assistant.prefix,
+                birth,
+                self.publisher.expiry_s,
+                zones,
+                bool(power_spec.rails),
+                models,
+            )
 
     def configure(self, config: Config) -> None:
         """Take an applied config's telemetry period and expiry (the rest of the section is
-        read at start; edged/config/effect.py)."""
+        read at start; edged/config/effect.py), and its models for Home Assistant."""
         self.publisher.configure(config.telemetry.period_s, config.telemetry.expiry_s)
+        if self.discovery is not None:
+            self.discovery.update([m.name for m in config.models], self.publisher.expiry_s)
 
     def models(self) -> Mapping[str, ModelState]:
         self._last = self._snapshot()

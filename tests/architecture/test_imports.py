@@ -24,6 +24,7 @@ ABOVE_THE_LOWER_LAYERS = (
     "edged.service_hooks",
     "edged.control",
     "edged.telemetry",
+    "edged.metrics",
     "edged.plans",
     "edged.placement",
     "edged.accuracy",
@@ -74,5 +75,12 @@ def test_lower_layers_import_nothing_above_them(graph: Dict[str, Set[str]]) -> N
 
 
 def test_readers_of_the_running_state_do_not_import_its_owner(graph: Dict[str, Set[str]]) -> None:
-    readers = ["edged.status", "edged.service_hooks", "edged.telemetry.service", "edged.control.plane"]
+    readers = [
+        "edged.status",
+        "edged.service_hooks",
+        "edged.telemetry.service",
+        "edged.control.plane",
+        "edged.metrics.service",
+        "edged.metrics.families",
+    ]
     assert {r: sorted(graph[r] & {"edged.model_set", "edged.daemon"}) for r in readers} == {r: [] for r in readers}

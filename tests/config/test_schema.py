@@ -164,3 +164,23 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     result = _edged("check-config", str(tmp_path / "absent.yaml"))
     assert result.returncode == 2
     assert "cannot read config file" in result.stderr
+
+
+def test_metrics_and_home_assistant_are_off_by_default_and_checked() -> None:
+    config = parse_config({"device": {"id": "d1"}, "models": []})
+    assert not config.metrics.enabled and config.metrics.address == "127.0.0.1"
+    assert not config.home_assistant.discovery
+    doc = {
+        "device": {"id": "d1"},
+        "models": [],
+        "metrics": {"http": True, "port": 0, "textfile": "/var/lib/node-exporter/edged.txt"},
+        "home_assistant": {"discovery": True, "prefix": "home/assistant/"},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert info.value.problems == [
+        "home_assistant: needs the mqtt section",
+        "home_assistant.prefix: 'home/assistant/' does not match ^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        "metrics.port: 0 is less than the minimum of 1",
+        "metrics.textfile: '/var/lib/node-exporter/edged.txt' does not match ^/.*[^/]\\.prom$",
+    ]

@@ -101,6 +101,11 @@ def test_the_hardware_root_and_limits_are_local_only(base_doc: Dict[str, Any]) -
     assert problems == ["telemetry.root: set only in the local config file; a push may not change it"]
     problems = _refused(base_doc, base_doc["models"], limits={"max_models": 256})
     assert problems == ["limits: set only in the local config file; a push may not change it"]
+    # A push may not open a metrics port, name a file to write, or announce the device to Home Assistant.
+    problems = _refused(base_doc, base_doc["models"], metrics={"http": True, "address": "0.0.0.0"})
+    assert problems == ["metrics: set only in the local config file; a push may not change it"]
+    problems = _refused(base_doc, base_doc["models"], home_assistant={"discovery": True})
+    assert problems == ["home_assistant: set only in the local config file; a push may not change it"]
 
 
 def _builder_package(folder: Path) -> Path:

@@ -24,29 +24,34 @@ def _edgectl(port: int, *args: str) -> "subprocess.Popen[str]":
 def test_devices_lists_retained_status_and_watch_renders_telemetry(broker: Mosquitto) -> None:
     device = Session(BrokerOptions(host="127.0.0.1", port=broker.port), client_id="fake-device")
     device.connect()
-    device.publish("edged/node-1/status", json.dumps({"status": "online", "version": "0.1.0"}).encode(), retain=True)
+    device.publish("edged/node-1/status", json.dumps({"state": "online", "version": "0.1.0"}).encode(), retain=True)
     device.publish("edged/node-2/status", b"offline", retain=True)
 
     out = _edgectl(broker.port, "devices", "--wait", "0.5").communicate(timeout=20)[0]
     lines = out.splitlines()
-    assert lines[0].split()[:2] == ["device", "status"]
-    assert lines[1].split()[:3] == ["node-1", "online", "0.1.0"]
-    assert lines[2].split()[:2] == ["node-2", "offline"]
+    assert lines[0].split() == ["DEVICE", "STATE", "EDGED"]
+    assert lines[1].split() == ["node-1", "online", "0.1.0"]
+    assert lines[2].split() == ["node-2", "offline", "-"]
+    assert lines[3] == "2 devices: 1 offline, 1 online"
 
     watch = _edgectl(broker.port, "watch", "node-1", "--count", "2")
     time.sleep(1.0)
     for fps in (29.5, 30.5):
-        body = {"ts": time.time(), "models": {"cam": {"fps": fps, "latency_ms": {"p99": 12.25}}}}
+        body = {
+            "models": {"cam": {"state": "running", "device": "gpu", "fps": fps, "latency_ms": {"e2e": {"p99": 12.25}}}}
+        }
         device.publish("edged/node-1/telemetry", json.dumps(body).encode(), qos=0)
         time.sleep(0.2)
     out, err = watch.communicate(timeout=20)
     device.close()
     assert watch.returncode == 0, err
     frames = out.strip().split("\n\n")
-    assert len(frames) == 2
-    assert frames[0].splitlines()[0].startswith("node-1  status: ")
+    assert len(frames) == 2  # piped: one screen per telemetry message
+    first = frames[1].splitlines()[0]
+    assert first.startswith("node-1 · online · edged 0.1.0") and first.endswith("last seen 0 s ago")
     header, row = frames[1].splitlines()[1:3]
-    assert header.split() == ["model", "fps", "latency_ms.p99"] and row.split() == ["cam", "30.5", "12.2"]
+    assert header.split()[:4] == ["MODEL", "STATE", "DEVICE", "FPS"]
+    assert row.split() == ["cam", "running", "gpu", "30.5", "-", "12.2", "0", "-", "-"]
 
 
 def test_push_without_an_answer_exits_3(broker: Mosquitto, tmp_path: Path) -> None:

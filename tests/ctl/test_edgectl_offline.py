@@ -1,4 +1,4 @@
-"""edgectl's parts that need no broker: push files, broker options, tables, keygen."""
+"""edgectl's parts that need no broker: push files, broker options, keygen."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from edged.control.canonical import load_private_key, load_public_key, sign_payload, verify_signature
 from edged.ctl.main import broker_options, build_parser, load_push_file, main
-from edged.ctl.table import render_table, status_row, telemetry_rows
 from edged.errors import EdgedError
 
 
@@ -56,17 +55,6 @@ def test_broker_options_read_the_daemons_own_mqtt_section(tmp_path: Path) -> Non
     secret.chmod(0o644)
     with pytest.raises(EdgedError, match=r"mqtt.password_file: .* is accessible by group or others"):
         broker_options(args)
-
-
-def test_tables() -> None:
-    rows = telemetry_rows({"ts": 1, "models": {"a": {"fps": 29.97, "latency_ms": {"p50": 3.0}}}})
-    assert rows == [{"model": "a", "fps": 29.97, "latency_ms.p50": 3.0}]
-    text = render_table(rows)
-    assert text.splitlines()[0].split() == ["model", "fps", "latency_ms.p50"]
-    assert text.splitlines()[1].split() == ["a", "30.0", "3.0"]
-    assert telemetry_rows({"power_mw": 5100}) == [{"power_mw": 5100}]
-    assert status_row("n1", b"offline") == {"device": "n1", "status": "offline"}
-    assert status_row("n1", b'{"status": "online", "version": "0.1"}')["version"] == "0.1"
 
 
 def test_keygen_writes_a_private_key_whose_public_half_is_printed(
