@@ -132,7 +132,7 @@ class Session:
         except SessionError as exc:
             # As edged's protocol "auto" (edged/mqtt/link.py): RabbitMQ 3.10 closes an MQTT 5
             # CONNECT without a CONNACK; 3.1.1 brokers may refuse it with code 1.
-            if o.protocol != "auto" or not self.v5 or not self._closed_early and not self._refused_protocol:
+            if o.protocol != "auto" or not self.v5 or not (self._closed_early or self._refused_protocol):
                 raise
             self.v5 = False
             self._client = self._new_client()

@@ -347,7 +347,9 @@ class MqttLink:
         self.counters.last_error = None
         self._disconnect_reason = None
         fallback = " after the broker refused MQTT 5" if self._fell_back else ""
-        log.info("mqtt %s:%d: connected (MQTT %s%s)", self.config.host, self.config.port, self.counters.protocol, fallback)
+        log.info(
+            "mqtt %s:%d: connected (MQTT %s%s)", self.config.host, self.config.port, self.counters.protocol, fallback
+        )
         client.publish(self.topics.status, self._status("online", **self.birth), qos=1, retain=True)
         if self.guard.armed:
             client.unsubscribe(self.topics.status)

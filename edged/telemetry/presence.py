@@ -1,6 +1,6 @@
 """Answers fleet presence queries: the fleet view that needs no retained messages.
 
-``edgectl devices`` publishes a query on ``edged/fleet/presence``; every connected device
+``edgectl devices`` publishes a query on ``edged/fleet/presence/query``; every connected device
 answers with what it is running. Retained ``status`` messages alone cannot list a fleet
 on every broker: RabbitMQ 3.10 delivers them only to exact-topic subscriptions, never to
 ``edged/+/status``, and keeps them per cluster node (rabbitmq-server issues 8096, 8824).
@@ -27,7 +27,7 @@ __all__ = ["QUERY_TOPIC", "PresenceResponder", "presence_topic"]
 
 log = logging.getLogger(__name__)
 
-QUERY_TOPIC = f"{ROOT}/fleet/presence"
+QUERY_TOPIC = f"{ROOT}/fleet/presence/query"
 # Answers per second a device gives, so a flood of queries costs the broker little.
 _MAX_ANSWERS_PER_S = 5.0
 
@@ -121,4 +121,3 @@ class PresenceResponder:
         if isinstance(query.get("id"), str):
             doc["id"] = query["id"]
         return doc
-

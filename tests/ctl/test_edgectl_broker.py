@@ -24,13 +24,14 @@ def _edgectl(port: int, *args: str) -> "subprocess.Popen[str]":
 def test_devices_lists_retained_status_and_watch_renders_telemetry(broker: Mosquitto) -> None:
     device = Session(BrokerOptions(host="127.0.0.1", port=broker.port), client_id="fake-device")
     device.connect()
-    device.publish("edged/node-1/status", json.dumps({"status": "online", "version": "0.1.0"}).encode(), retain=True)
+    device.publish("edged/node-1/status", json.dumps({"state": "online", "version": "0.1.0"}).encode(), retain=True)
     device.publish("edged/node-2/status", b"offline", retain=True)
 
+    # Retained status only: node-1 claims to be online but answers no presence query.
     out = _edgectl(broker.port, "devices", "--wait", "0.5").communicate(timeout=20)[0]
     lines = out.splitlines()
-    assert lines[0].split()[:2] == ["device", "status"]
-    assert lines[1].split()[:3] == ["node-1", "online", "0.1.0"]
+    assert lines[0].split()[:3] == ["device", "state", "software"]
+    assert lines[1].split()[:3] == ["node-1", "unanswered", "0.1.0"]
     assert lines[2].split()[:2] == ["node-2", "offline"]
 
     watch = _edgectl(broker.port, "watch", "node-1", "--count", "2")
