@@ -60,7 +60,7 @@ def start_mosquitto(workdir: Path) -> "tuple[subprocess.Popen[bytes], int]":
         "max_queued_messages 100000\nmax_inflight_messages 100\n"
         f"log_dest file {workdir}/mosquitto.log\nlog_type error\nlog_type warning\n"
     )
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], preexec_fn=_raise_nofile)
+    proc = subprocess.Popen([os.environ.get("MOSQUITTO", "mosquitto"), "-c", str(conf)], preexec_fn=_raise_nofile)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -109,7 +109,7 @@ def consume(port: int, out: str) -> int:
 
 
 def edgectl(port: int, *args: str, timeout: float = 120) -> "tuple[subprocess.CompletedProcess[str], float]":
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "edged.ctl", "--host", "127.0.0.1", "--port", str(port), *args],

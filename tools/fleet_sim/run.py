@@ -76,6 +76,7 @@ def worker(args: argparse.Namespace) -> int:
     ]
     for device in devices:
         device.start()
+        stop.wait(args.stagger_s)  # a thousand CONNECTs at once only measure the storm
     deadline = time.monotonic() + 60
     while not stop.is_set() and time.monotonic() < deadline and not all(d.connected for d in devices):
         stop.wait(0.1)
@@ -150,6 +151,7 @@ class Fleet:
 
 
 _PASSED = ("host", "port", "protocol", "username", "password_file", "groups", "fail", "period_s", "qos", "apply_s")
+_PASSED += ("stagger_s",)
 
 
 def _passed_on(args: argparse.Namespace) -> List[str]:
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qos", type=int, default=0, choices=[0, 1], help="telemetry QoS")
     parser.add_argument("--apply-s", type=float, default=0.05, help="time a simulated apply takes")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until SIGTERM)")
+    parser.add_argument("--stagger-s", type=float, default=0.01, help="pause between device starts in a process")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
