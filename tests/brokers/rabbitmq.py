@@ -9,6 +9,7 @@ own epmd port, so nothing is shared with another cluster on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -55,6 +56,13 @@ class RabbitCluster:
         self.nodes: List[Dict[str, str]] = []
         self.mqtt_ports: List[int] = []
         self.procs: List["subprocess.Popen[bytes]"] = []
+        # Our own epmd, in the foreground, so that we end (and reap) it ourselves.
+        epmd = shutil.which("epmd") or "/usr/bin/epmd"
+        self.epmd = subprocess.Popen(
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _env(self, n: int) -> Dict[str, str]:
         node = self.workdir / f"node{n}"
@@ -129,18 +137,13 @@ class RabbitCluster:
 
     def stop(self) -> None:
         for n in range(len(self.procs), 0, -1):
-            try:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
                 self._ctl(n, "stop", timeout_s=60)
-            except (subprocess.SubprocessError, OSError):
-                pass
         for proc in self.procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
-        # The epmd that the first node started on our port; ended by its own command.
-        if self.nodes:
-            epmd = shutil.which("epmd") or "/usr/bin/epmd"
-            env = dict(self.nodes[0])
-            subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"], env=env, capture_output=True, timeout=10)
+        self.epmd.terminate()
+        self.epmd.wait(10)
