@@ -70,10 +70,10 @@ class Ejabberd:
         ]
 
     def start(self, timeout_s: float = 240) -> "Ejabberd":
-        log = open(self.dir / "foreground.log", "wb")
-        self.proc = subprocess.Popen(
-            [*self._ctl(), "foreground"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.dir / "foreground.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [*self._ctl(), "foreground"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
