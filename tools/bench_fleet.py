@@ -220,6 +220,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "broker_rss_kb_per_device": round(broker_rss / args.devices, 1),
             "broker_cpu_percent_per_1000_devices": round(100.0 * broker_cpu / window_s * 1000 / args.devices, 1),
             "sim_rss_kb_per_device": sim["rss_kb_per_device"],
+            "sim_cpu_ms_per_device_per_s": sim["cpu_ms_per_device_per_s"],
             "sim_rss_kb_per_process_baseline": sim["rss_kb_per_process_baseline"],
             "applied": sum(int(d["applied"]) for d in sim["devices"].values()),
             "dropped_offline": sum(int(d["dropped_offline"]) for d in sim["devices"].values()),

@@ -24,6 +24,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 from edged.config.model import MqttConfig
 from edged.mqtt.compat import (
     connect_options,
+    disconnect_reason,
     import_paho,
     message_properties,
     new_client,
@@ -193,9 +194,7 @@ class MqttLink:
         self._connack = (reason_value(rc), str(rc) if not isinstance(rc, int) else self._mqtt.connack_string(rc))
 
     def _on_disconnect(self, client: Any, userdata: Any, *args: Any) -> None:
-        # paho 1.6: (rc) for 3.1.1, (rc, properties) for 5; 2.x: (flags, reason, properties).
-        codes = [a for a in args if isinstance(a, int) or hasattr(a, "value")]
-        self._disconnect_reason = reason_value(codes[-1]) if codes else None
+        self._disconnect_reason = disconnect_reason(args)
 
     def _on_subscribe(self, client: Any, userdata: Any, *args: Any) -> None:
         self._suback.set()

@@ -61,6 +61,7 @@ def worker(args: argparse.Namespace) -> int:
     fail = {int(i) for i in args.fail.split(",") if i}
     groups = [g for g in args.groups.split(",") if g]
     base_rss = rss_kb()
+    begun = time.monotonic()
     devices = [
         SimDevice(
             i,
@@ -92,6 +93,8 @@ def worker(args: argparse.Namespace) -> int:
         "devices": {d.id: dict(d.report(), connected=connected[d.id]) for d in devices},
         "rss_kb": {"before_devices": base_rss, "connected": started_rss, "at_stop": peak_rss},
         "threads": threading.active_count(),
+        "cpu_s": time.process_time(),
+        "wall_s": time.monotonic() - begun,
     }
     Path(args.report).write_text(json.dumps(report))
     return 0
@@ -134,10 +137,13 @@ class Fleet:
             proc.wait(timeout_s)
         devices: Dict[str, Any] = {}
         rss = []
+        cpu_s = wall_s = 0.0
         for path in self.reports:
             report = json.loads(path.read_text())
             devices.update(report["devices"])
             rss.append(report["rss_kb"])
+            cpu_s += report["cpu_s"]
+            wall_s = max(wall_s, report["wall_s"])
         self.tmp.cleanup()
         total = sum(r["connected"] for r in rss)
         base = sum(r["before_devices"] for r in rss)
@@ -147,6 +153,7 @@ class Fleet:
             "rss_kb_total": total,
             "rss_kb_per_device": round((total - base) / max(1, len(devices)), 1),
             "rss_kb_per_process_baseline": round(base / max(1, len(rss)), 1),
+            "cpu_ms_per_device_per_s": round(1000.0 * cpu_s / max(1e-9, wall_s) / max(1, len(devices)), 2),
         }
 
 
