@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         broker.wait(10)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def bench_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=8)
@@ -244,7 +244,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--period-s", type=float, default=1.0)
     parser.add_argument("--apply-s", type=float, default=0.05)
     parser.add_argument("--consume", nargs=2, metavar=("PORT", "OUT"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = bench_parser().parse_args(argv)
     if args.consume:
         return consume(int(args.consume[0]), args.consume[1])
     report = run(args)
