@@ -11,14 +11,17 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import IO, Callable, Collection, List, Optional
+from typing import IO, Any, Callable, Collection, List, Mapping, Optional, Set
 
 from edged.change_queue import ChangeQueue
 from edged.config.effect import restart_required
 from edged.config.model import Config
 from edged.control.binding import ControlBinding, start_control
+from edged.control.settings import control_settings
+from edged.control.store import ConfigStore
 from edged.control.transaction import apply_config
-from edged.errors import EdgedError
+from edged.errors import ConfigError, EdgedError
+from edged.fetch import DownloadProgress, collect, download_settings, referenced_hashes
 from edged.model_changes import Changes
 from edged.model_loading import platform_for
 from edged.model_set import ModelSet
@@ -32,6 +35,9 @@ from edged.telemetry.service import TelemetryService
 __all__ = ["Daemon"]
 
 log = logging.getLogger(__name__)
+
+# How often the main loop queues a garbage collection of the model store.
+STORE_GC_PERIOD_S = 3600.0
 
 
 class Daemon:
@@ -59,6 +65,9 @@ class Daemon:
         self.changes = ChangeQueue()
         self._reload_requested = threading.Event()
         self.systemd = ServiceHooks(lambda: self.models.snapshot(latency=False))
+        # Hashes a push has fetched and not yet put in force: never garbage.
+        self._pinned: Set[str] = set()
+        self._last_gc = 0.0
 
     # -- the running state -------------------------------------------------------------------
 
@@ -119,7 +128,10 @@ class Daemon:
         digest: Optional[str],
     ) -> Changes:
         old = self.config
-        changes = apply_config(self.models, new, rebuild, before_switch, source, digest)
+        try:
+            changes = apply_config(self.models, new, rebuild, before_switch, source, digest)
+        finally:
+            self._pinned = set()
         changes.restart_required = restart_required(old, new)
         if changes.restart_required:
             log.warning(
@@ -132,7 +144,50 @@ class Daemon:
                 listener(self.config)
             except Exception:
                 log.exception("config listener failed")
+        self.collect_store()
         return changes
+
+    # -- model files fetched by URL (docs/downloads.md) ---------------------------------------
+
+    def fetch(self, new: Config, on_progress: Optional[Callable[[DownloadProgress], None]] = None) -> None:
+        """Download, or find and verify, every file ``new`` names by URL, on the caller's
+        thread: the control plane calls it before the push takes its turn on the change
+        queue, so reloads, restarts and the models in force never wait on the network.
+        Bounded by control.downloads.deadline_s; raises FetchError naming the cause."""
+        settings = download_settings(new.document)
+        deadline = time.monotonic() + settings.deadline_s
+        self._pinned = {r.sha256 for m in new.models for r in m.sources}
+        try:
+            for model in new.models:
+                self.models.fetcher.ensure(model.name, model.sources, settings, deadline, on_progress)
+        except BaseException:
+            self._pinned = set()
+            raise
+
+    def _documents(self) -> List[Optional[Mapping[str, Any]]]:
+        """The config in force, the persisted push and the local file: what the store keeps."""
+        record = ConfigStore(control_settings(self.config).state_dir).load()
+        local: Optional[Mapping[str, Any]] = None
+        if self.config_path:
+            from edged.config.loader import load_config
+
+            try:
+                local = load_config(self.config_path).document
+            except ConfigError as exc:
+                log.warning("store: cannot read %s for what it refers to: %s", self.config_path, exc)
+        return [self.config.document, record["document"] if record else None, local]
+
+    def collect_store(self, grace_s: Optional[float] = None) -> List[str]:
+        """Remove store files no config refers to, unused for ``grace_s`` (default:
+        control.downloads.gc_grace_s); returns what was removed."""
+        settings = download_settings(self.config.document)
+        referenced = referenced_hashes(self._documents()) | self._pinned
+        grace = settings.gc_grace_s if grace_s is None else grace_s
+        try:
+            return collect(settings.store_dir, referenced, grace, active=self.models.fetcher.active)
+        except OSError as exc:
+            log.error("store: garbage collection in %s failed: %s", settings.store_dir, exc)
+            return []
 
     def reload(self) -> Changes:
         """Re-read the local config file (layered with the persisted push, as at boot) and
@@ -181,6 +236,9 @@ class Daemon:
         the restart runs in turn with config changes, never on the main loop."""
         for name, reason in self.models.stuck(now).items():
             self.changes.submit(f"restart {name}", functools.partial(self.models.restart, name, reason), coalesce=True)
+        if now - self._last_gc >= STORE_GC_PERIOD_S:
+            self._last_gc = now
+            self.changes.submit("store gc", self.collect_store, coalesce=True)
 
     # -- main loop ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Seq
 
 from edged.config.model import Config, ModelConfig
 from edged.errors import ApplyError, EdgedError, PlacementError, PlanError
+from edged.fetch import Fetcher, download_settings
 from edged.model_changes import Changes, diff_models
 from edged.model_loading import load_pipeline, resolve_device
 from edged.model_state import (
@@ -104,6 +105,8 @@ class ModelSet:
         self._placer.plan(config.models)
         # Called with every pipeline this set loads, before it starts (e.g. a results publisher).
         self.pipeline_hooks: List[Callable[[ModelPipeline], None]] = []
+        # Model files named by URL: fetched (or found and verified) before a model loads.
+        self.fetcher = Fetcher()
 
     # -- what is in force ------------------------------------------------------------------
 
@@ -175,6 +178,12 @@ class ModelSet:
         """Plan (cached or built; ``rebuild``: built anew), runner and pipeline for one model
         (not started). ``placer``: the placement of a config being prepared (default: the one
         in force)."""
+        if model.sources:
+            # Already in the store when a push fetched them before its turn; at the first
+            # start, a reload or a restart this may download (docs/downloads.md).
+            if progress is not None:
+                progress.state = "fetching files"
+            self.fetcher.ensure(model.name, model.sources, download_settings(self._config.document))
         pipeline = load_pipeline(self.plans(), model, placer or self._placer, self._config, progress, rebuild)
         for hook in self.pipeline_hooks:
             hook(pipeline)
@@ -188,7 +197,10 @@ class ModelSet:
         self._builder = builder
 
     def _build_and_start(self) -> None:
-        for slot in list(self._slots.values()):
+        # Models whose files must still be downloaded go last, so a slow download delays
+        # no model that has its files already.
+        slots = sorted(self._slots.values(), key=lambda s: not all(os.path.exists(r.file) for r in s.config.sources))
+        for slot in slots:
             if self._stop.is_set():
                 return
             try:
@@ -238,6 +250,7 @@ class ModelSet:
     def stop(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
         """Drain every pipeline; True when all drained in time."""
         self._stop.set()
+        self.fetcher.stop.set()
         if self._builder is not None:
             # A build in progress cannot be interrupted; no model starts after the stop.
             self._builder.join(0.5)
@@ -373,7 +386,14 @@ class ModelSet:
         now = time.monotonic()
         models = {name: self._model_state(slot, placer, now, latency) for name, slot in list(slots.items())}
         return RunningState(
-            config, self._source, self._digest, now, models, self.building, plan_cache_problem=self.plan_cache_problem
+            config,
+            self._source,
+            self._digest,
+            now,
+            models,
+            self.building,
+            plan_cache_problem=self.plan_cache_problem,
+            downloads=self.fetcher.board.snapshot(),
         )
 
     def _model_state(self, slot: ModelSlot, placer: Placer, now: float, latency: bool) -> ModelState:

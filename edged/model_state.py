@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from edged.config.model import Config
+from edged.fetch.progress import DownloadProgress
 from edged.pipeline.stats import STAGES, ModelStats
 
 __all__ = [
@@ -89,6 +90,7 @@ class RunningState:
     models: Mapping[str, ModelState]  # in config order
     building: bool = False  # the first plans are still being obtained
     plan_cache_problem: Optional[str] = None  # why plans.cache_dir is not in use, if it is not
+    downloads: Tuple[DownloadProgress, ...] = ()  # model files being fetched by URL now
 
     @property
     def version(self) -> int:

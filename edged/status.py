@@ -31,6 +31,7 @@ def status_lines(state: RunningState, rates: Optional[OutputRates] = None) -> Li
             lines.append(f"  {name}: {model.fallback}")
     if state.plan_cache_problem:
         lines.append(f"plan cache: {state.plan_cache_problem}")
+    lines += [progress.line() for progress in state.downloads]
     return lines
 
 
@@ -49,6 +50,9 @@ def status_summary(state: RunningState) -> str:
             parts.append(f"{name}: restarted {model.restarts}x after a stall")
     if state.plan_cache_problem:
         parts.append("plan cache unusable, plans not kept")
+    for progress in state.downloads:
+        share = f" {100 * progress.bytes_done / progress.total_bytes:.0f}%" if progress.total_bytes else ""
+        parts.append(f"{progress.model}: {progress.state} {progress.field}{share}")
     return "; ".join(parts)
 
 

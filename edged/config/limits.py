@@ -8,7 +8,8 @@ The memory estimate is deliberately simple and errs high. Per model:
                                                  batch at the output, and the buffers the
                                                  source and the pool hold)
     bytes        = frames held * (frame bytes + tensor bytes)
-                   + 2 * model file size        (the file read, the runtime's copy)
+                   + 2 * model file size        (the file read, the runtime's copy; the
+                                                 declared size of one still to download)
                    + 64 MiB                     (runtime session, arenas, thread stacks)
                    + 256 MiB for an images source (its decoded-image cache)
 
@@ -22,7 +23,6 @@ the telemetry root; on Jetsons the GPU shares it).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from pathlib import Path
@@ -139,8 +139,11 @@ def model_memory_bytes(model: ModelConfig) -> int:
     tensor_h, tensor_w = model.preprocess.size or (frame_h, frame_w)
     held = model.queue_size + 2 * model.batch + 4
     total = held * (frame_h * frame_w * 3 + tensor_h * tensor_w * 3 * 4) + _MODEL_OVERHEAD_BYTES
-    with contextlib.suppress(OSError):  # a missing file is reported where the file is needed
+    try:
         total += 2 * os.path.getsize(model.path)
+    except OSError:  # a missing file is reported where the file is needed
+        # A file still to download (edged/config/sources.py) counts with its declared size.
+        total += 2 * next((r.size for r in model.sources if r.field == "path" and r.size), 0)
     if model.source.type == "images":
         total += IMAGE_CACHE_BYTES
     return total

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from edged.config.limits import count_problems, memory_problems, numeric_problems, read_mem_total
 from edged.config.model import Config, build_config
 from edged.config.schema import fill_defaults, unique_names, validate
+from edged.config.sources import source_problems
 from edged.errors import ConfigError
 from edged.formats.rules import format_problems
 
@@ -38,6 +39,7 @@ def check_document(doc: Any) -> List[str]:
         device = doc.get("device")
         defaults = device.get("defaults") if isinstance(device, dict) else None
         problems += format_problems(doc["models"], defaults if isinstance(defaults, dict) else {})
+        problems += source_problems(doc)
     return problems
 
 
@@ -142,7 +144,8 @@ def file_warnings(config: Config) -> List[str]:
             f"models[{index}].format.python_path": model.format.python_path,
             f"models[{index}].accuracy.images": model.accuracy.get("images"),
         }
+        fetched = {remote.path for remote in model.sources}  # downloaded when the model loads
         for key, value in checks.items():
-            if value and not Path(value).exists():
+            if value and value not in fetched and not Path(value).exists():
                 warnings.append(f"{key}: no such file or folder {value!r}")
     return warnings

@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from edged.config.sources import RemoteFile, localise, store_dir
 from edged.formats.spec import DEFAULT_BACKEND, ModelFormat, format_from_section
 from edged.platform.identity import Identity, derive_device_id
 
@@ -119,6 +120,9 @@ class ModelConfig:
     latency_budget_ms: Optional[float] = None
     target_fps: Optional[float] = None
     stall_timeout_s: float = 60.0  # a stuck worker's pipeline is replaced after this long
+    # Files fetched by URL (edged/config/sources.py); their store paths are in the fields
+    # above, so a new hash is already a changed model and a new URL alone is not.
+    sources: Tuple[RemoteFile, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,9 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     defaults = dict(_MODEL_DEFAULTS)
     defaults.update(device.get("defaults", {}))
     models: List[ModelConfig] = []
-    for entry in doc["models"]:
+    store = store_dir(doc)
+    for raw in doc["models"]:
+        entry, sources = localise(raw, store)
         merged: Dict[str, Any] = dict(defaults)
         merged.update(entry)
         model_format = format_from_section(merged.get("format"))
@@ -219,6 +225,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 latency_budget_ms=_optional_float(merged.get("latency_budget_ms")),
                 target_fps=_optional_float(merged.get("target_fps")),
                 stall_timeout_s=float(merged["stall_timeout_s"]),
+                sources=sources,
             )
         )
     mqtt = doc.get("mqtt")

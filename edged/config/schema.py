@@ -58,6 +58,12 @@ def _messages(error: Any) -> List[str]:
         allowed = set(error.schema.get("properties", {}))
         unknown = sorted(k for k in error.instance if k not in allowed)
         return [f"{_join(path, k)}: unknown key" for k in unknown]
+    if validator == "oneOf" and isinstance(error.instance, dict):
+        # A path or a file to download: an object can only have meant the download, so
+        # say what is wrong with it rather than that it matches neither.
+        inner = [e for e in error.context if e.validator != "type" or e.relative_path]
+        if inner:
+            return [m for e in inner for m in _messages(e)]
     if validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return [f"{_join(path, k)}: required key is missing" for k in missing]

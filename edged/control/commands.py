@@ -17,17 +17,15 @@ is refused on any other topic, any other device, and a second time. The last acc
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from edged.atomic_file import write_atomic
 from edged.control.canonical import SignatureError, verify_signature
 from edged.control.payload import PushRejected, decode_json
 from edged.control.settings import ControlSettings
@@ -88,18 +86,7 @@ class CommandClock:
     def accept(self, ts: float) -> None:
         """Record ``ts`` before the command runs; raises OSError when it cannot be kept."""
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".command-clock.", dir=str(self.path.parent))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump({"last_ts": ts}, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            write_atomic(self.path, json.dumps({"last_ts": ts}).encode())
             self._last = ts
 
 

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+from edged.config.sources import store_dir
 from edged.control.paths import confinement_problem
 from edged.control.settings import ControlSettings
 from edged.formats.builder import module_file, split_spec
@@ -100,10 +101,11 @@ def _device_problem(path: str, patterns: Sequence[str]) -> Optional[str]:
     return f"is not allowed by control.devices {list(patterns)}{shown}"
 
 
-def _field_problem(f: Field, value: str, settings: ControlSettings) -> Optional[str]:
+def _field_problem(f: Field, value: str, settings: ControlSettings, store: str) -> Optional[str]:
     if f.kind == "device":
         return _device_problem(value, settings.devices)
-    dirs = settings.model_dirs if f.kind == "model" else settings.data_dirs
+    # The download store holds model files too (edged/config/sources.py).
+    dirs = (*settings.model_dirs, store) if f.kind == "model" else settings.data_dirs
     problem = confinement_problem(value, dirs, _SETTING[f.kind])
     if problem is None and f.must_exist and not os.path.exists(value):
         return _MISSING_FILE
@@ -200,6 +202,7 @@ def path_problems(proposed: Mapping[str, Any], current: Mapping[str, Any], setti
     if nul:
         return nul
     in_force = _in_force(current)
+    store = store_dir(proposed)
     reads = [*_reads(proposed, "in this push"), *_reads(current, "in the config in force")]
     problems: List[str] = []
     for index, model in enumerate(_models(proposed)):
@@ -209,7 +212,7 @@ def path_problems(proposed: Mapping[str, Any], current: Mapping[str, Any], setti
                 continue
             key = f"models[{index}].{f.name}"
             if value not in in_force[f.path]:
-                problem = _field_problem(f, value, settings)
+                problem = _field_problem(f, value, settings, store)
                 if problem == _MISSING_FILE:
                     problems.append(f"{key}: {problem} {value!r}")
                 elif problem:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable, Collection, List, Optional, Protocol
 
 from edged.config.model import Config
+from edged.fetch.progress import DownloadProgress
 from edged.model_changes import Changes
 from edged.model_state import RunningState
 
@@ -33,5 +34,9 @@ class ControlHost(Protocol):
         source: Optional[str] = None,
         digest: Optional[str] = None,
     ) -> Changes: ...
+
+    def fetch(self, new: Config, on_progress: Optional[Callable[[DownloadProgress], None]] = None) -> None:
+        """Every file ``new`` names by URL downloaded or found, and verified; raises
+        EdgedError naming the model, field, URL and cause."""
 
     def reload(self) -> Changes: ...

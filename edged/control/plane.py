@@ -27,6 +27,7 @@ from edged.control.payload import DuplicatePush, PushRejected, parse_push
 from edged.control.settings import control_settings, redact
 from edged.control.store import ConfigStore
 from edged.errors import ApplyError, EdgedError
+from edged.fetch.progress import DownloadProgress
 from edged.model_changes import Changes
 
 __all__ = ["ControlPlane", "Message", "Publish"]
@@ -34,6 +35,8 @@ __all__ = ["ControlPlane", "Message", "Publish"]
 log = logging.getLogger(__name__)
 
 _QUEUE_SIZE = 64
+# Interim `downloading` results go out at most this often per push.
+_PROGRESS_PERIOD_S = 1.0
 
 # publish(topic, payload, retain, correlation_data)
 Publish = Callable[[str, bytes, bool, Optional[bytes]], None]
@@ -202,6 +205,14 @@ class ControlPlane:
         except SignatureError as exc:
             return {"status": "rejected", "errors": [str(exc)]}
         new = push.config
+        try:
+            # Before the push's turn on the change queue (docs/downloads.md): the queue and
+            # the models in force never wait on a server; this worker waits at most
+            # control.downloads.deadline_s.
+            self.host.fetch(new, self._progress_reporter(message, push.request_id, push.version))
+        except EdgedError as exc:
+            log.error("control: push version %d rejected: %s", push.version, exc)
+            return {"status": "rejected", "id": push.request_id, "version": push.version, "errors": [str(exc)]}
         store = ConfigStore(settings.state_dir)
 
         def persist(changes: Changes) -> None:
@@ -224,6 +235,27 @@ class ControlPlane:
         if changes.restart_required:
             result["restart_required"] = changes.restart_required
         return result
+
+    def _progress_reporter(
+        self, message: Message, request_id: Optional[str], version: int
+    ) -> Callable[[DownloadProgress], None]:
+        """Publishes interim ``downloading`` results for a push, at most once a period per
+        file and whenever a file changes state (downloading, retrying, verifying)."""
+        last: Dict[str, Tuple[float, str]] = {}
+        start = time.monotonic()
+
+        def report(progress: DownloadProgress) -> None:
+            now = time.monotonic()
+            key = f"{progress.model}/{progress.field}"
+            when, state = last.get(key, (-_PROGRESS_PERIOD_S, ""))
+            if now - when < _PROGRESS_PERIOD_S and state == progress.state:
+                return
+            last[key] = (now, progress.state)
+            interim: Dict[str, Any] = {"status": "downloading", "id": request_id, "version": version}
+            interim.update(errors=[], download=progress.as_dict())
+            self._reply(message, interim, f"{self.prefix()}/config/result", start)
+
+        return report
 
     def _command(self, verb: str, message: Message) -> Dict[str, Any]:
         config = self.host.config

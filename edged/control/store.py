@@ -1,20 +1,18 @@
 """The accepted pushed config, persisted atomically under the state directory.
 
-Written to a temporary file in the same directory, fsynced, renamed over the old one and
-the directory fsynced, so after a power cut the file holds either the old or the new
-config, never a mix. Mode 0600: the document may hold broker credentials.
+Written with edged/atomic_file.py: after a power cut the file holds either the old or the
+new config, never a mix. Mode 0600: the document may hold broker credentials.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
+
+from edged.atomic_file import write_atomic
 
 __all__ = ["ConfigStore", "STORE_NAME"]
 
@@ -30,23 +28,7 @@ class ConfigStore:
     def save(self, document: Dict[str, Any], version: int, digest: str) -> None:
         record = {"version": version, "digest": digest, "saved_at": time.time(), "document": document}
         data = json.dumps(record, indent=1, sort_keys=True).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pushed-config.", dir=str(self.path.parent))
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(str(self.path.parent), os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, data)
 
     def load(self) -> Optional[Dict[str, Any]]:
         """The persisted record, or None when there is none or it is unreadable (logged:

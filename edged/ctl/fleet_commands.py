@@ -65,6 +65,16 @@ def describe_result(result: Dict[str, Any]) -> str:
     return line
 
 
+def describe_download(result: Dict[str, Any]) -> str:
+    d = result.get("download") or {}
+    total, eta = d.get("total_bytes"), d.get("eta_s")
+    share = f" {100 * d.get('bytes', 0) / total:.0f}%" if total else ""
+    return (
+        f"{result.get('device', '?')}: {d.get('state')} {d.get('model')} {d.get('field')}{share} "
+        f"({d.get('bytes')} bytes, {d.get('rate_bps', 0) / 1e6:.2f} MB/s, eta {'-' if eta is None else f'{eta:g}s'})"
+    )
+
+
 def _payload(base: Dict[str, Any], request_id: str, target: str, sign: Optional[str]) -> bytes:
     payload = dict(base, id=request_id, target=target)
     if sign:
@@ -77,7 +87,10 @@ def _payload(base: Dict[str, Any], request_id: str, target: str, sign: Optional[
 
 def _printer(quiet: bool) -> Any:
     def show(result: Dict[str, Any]) -> None:
-        if not quiet or result.get("status") not in GOOD:
+        if result.get("status") == "downloading":
+            if not quiet:
+                print(describe_download(result), flush=True)
+        elif not quiet or result.get("status") not in GOOD:
             print(describe_result(result), flush=True)
 
     return show
@@ -90,6 +103,11 @@ def _send(session: Session, topic: str, body: bytes, reply_topic: str, request_i
 
 def push(args: argparse.Namespace, options: BrokerOptions) -> int:
     base = load_push_file(args.file, args.version)
+    if args.model or args.labels:
+        from edged.ctl.upload import attach_files
+
+        attach_files(base, "model", args.model, args.base_url)
+        attach_files(base, "labels", args.labels, args.base_url)
     if args.canary and not args.group:
         print("edgectl push: --canary rolls out to a --group", file=sys.stderr)
         return EXIT_USAGE

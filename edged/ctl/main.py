@@ -65,6 +65,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     if len(args.targets) > 2 or bool(args.device) == bool(args.group):
         print("edgectl push: give DEVICE FILE or --group G FILE", file=sys.stderr)
         return EXIT_USAGE
+    if (args.model or args.labels) and not args.base_url:
+        print("edgectl push: --model and --labels need --base-url", file=sys.stderr)
+        return EXIT_USAGE
     return fleet_commands.push(args, broker_options(args))
 
 
@@ -97,7 +100,8 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 
 def _replies(session: Session, request_id: str, timeout_s: float) -> Iterator[Dict[str, Any]]:
-    """The JSON results answering ``request_id`` that arrive within ``timeout_s``."""
+    """The JSON results answering ``request_id`` that arrive within ``timeout_s``; an
+    interim ``downloading`` result shows the device is working and restarts the wait."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         msg = _next(session, deadline)
@@ -108,6 +112,8 @@ def _replies(session: Session, request_id: str, timeout_s: float) -> Iterator[Di
         except ValueError:
             continue
         if isinstance(result, dict) and result.get("id") == request_id:
+            if result.get("status") == "downloading":
+                deadline = time.monotonic() + timeout_s
             yield result
 
 
@@ -210,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--canary", type=int, default=0, metavar="N", help="group: waves of N, 2N, 4N... devices; stop when one fails"
     )
     push.add_argument("--quiet", action="store_true", help="print only the results that are not 'applied'")
+    push.add_argument("--base-url", help="where --model/--labels files are served (you upload them there)")
+    push.add_argument(
+        "--model", action="append", default=[], metavar="NAME=FILE", help="model NAME's file: hashed, fetched by URL"
+    )
+    push.add_argument(
+        "--labels", action="append", default=[], metavar="NAME=FILE", help="model NAME's labels: hashed, fetched by URL"
+    )
     push.set_defaults(func=cmd_push)
 
     command = sub.add_parser("cmd", help="run reload, rebuild-plans or snapshot on a device; print the result")

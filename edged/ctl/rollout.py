@@ -134,7 +134,8 @@ def collect(
     until: Optional[Callable[[], bool]] = None,
 ) -> None:
     """Read results answering ``request_id`` into ``tally`` until ``until()`` holds or
-    ``timeout_s`` passed since ``published_at`` (time.monotonic())."""
+    ``timeout_s`` passed since ``published_at`` (time.monotonic()) or since the latest
+    interim ``downloading`` report, which ``on_result`` also gets."""
     deadline = published_at + timeout_s
     done = until or (lambda: bool(tally.expected) and len(tally.results) >= tally.expected)
     while not done():
@@ -152,7 +153,11 @@ def collect(
         except ValueError:
             continue
         if isinstance(result, dict) and result.get("id") == request_id:
-            if tally.add(result, time.monotonic() - published_at):
+            if result.get("status") == "downloading":
+                # An interim report (docs/downloads.md): the device is working; wait anew.
+                deadline = time.monotonic() + timeout_s
+                on_result(result)
+            elif tally.add(result, time.monotonic() - published_at):
                 on_result(result)
             if progress is not None:
                 progress.update()

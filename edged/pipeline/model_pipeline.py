@@ -32,6 +32,7 @@ from edged.errors import ConfigError, EdgedError
 from edged.pipeline.frame import Frame
 from edged.pipeline.postprocess import create_postprocessor
 from edged.pipeline.preprocess import Preprocessor
+from edged.pipeline.repeated_errors import RepeatedErrors
 from edged.pipeline.sinks import create_sink
 from edged.pipeline.sources import create_source
 from edged.pipeline.stats import ModelStats
@@ -41,6 +42,7 @@ __all__ = ["ModelPipeline"]
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
+_ABANDON_JOIN_S = 0.5  # a few polls: how long abandon() waits for each thread that still listens
 Batch = Tuple[List[Frame], Dict[str, np.ndarray], float]
 
 
@@ -74,6 +76,9 @@ class ModelPipeline:
         self._out: queue.Queue[Batch] = queue.Queue(4)
         self._stop_source = threading.Event()
         self._abort = threading.Event()
+        self._abandoned = False  # see abandon(): its frames are counted once, as 'stalled'
+        self._errors = RepeatedErrors(log, model.name)
+
         self._source_done = threading.Event()
         self._infer_done = threading.Event()
         self._infer_running = len(self.runners)
@@ -176,6 +181,11 @@ class ModelPipeline:
         self._abort.set()
         self.state = "failed"
         self.error = reason
+        # The threads that still listen end within a poll; counting waits for them so that
+        # no frame is counted twice. A stuck thread that returns later counts nothing more.
+        for thread in self._threads:
+            thread.join(_ABANDON_JOIN_S)
+        self._abandoned = True
         counters = self.stats.counters()
         unaccounted = int(counters["frames_in"]) - int(counters["frames_out"]) - sum(counters["dropped"].values())
         if unaccounted > 0:
@@ -321,8 +331,9 @@ class ModelPipeline:
                 try:
                     outputs = runner.infer({self._input.name: self._batch_input(frames, buffer)})
                 except Exception as exc:
-                    log.error("model %s: inference failed: %s", self.model.name, exc)
-                    self.stats.count_drop("inference_error", n)
+                    self._errors.error("inference", exc)
+                    if not self._abandoned:
+                        self.stats.count_drop("inference_error", n)
                     continue
                 finally:
                     self._recycle(frames)
@@ -347,7 +358,8 @@ class ModelPipeline:
                 return
             except queue.Full:
                 continue
-        self.stats.count_drop("shutdown", len(item[0]))
+        if not self._abandoned:
+            self.stats.count_drop("shutdown", len(item[0]))
 
     def _output_loop(self) -> None:
         latency = self.stats.latency
@@ -365,7 +377,7 @@ class ModelPipeline:
                 try:
                     result = self.postprocess(outputs, index, frame)
                 except Exception as exc:
-                    log.error("model %s: postprocess failed: %s", name, exc)
+                    self._errors.error("postprocess", exc)
                     self.stats.count_drop("postprocess_error")
                     continue
                 post_done = time.monotonic()
@@ -374,9 +386,12 @@ class ModelPipeline:
                 try:
                     self.sink.write(record)
                 except (OSError, ValueError) as exc:
-                    log.error("model %s: sink write failed: %s", name, exc)
-                    self.stats.count_drop("sink_error")
+                    self._errors.error("sink write", exc)
+                    if not self._abandoned:
+                        self.stats.count_drop("sink_error")
                     continue
+                if self._abandoned:  # a write stuck until after abandon(): already counted
+                    return
                 if self.results_hook is not None:
                     self.results_hook(record)
                 end = time.monotonic()

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["add_plan_parser"]
 
+PARTIAL_PRUNE_AGE_S = 3600.0
+
 
 def _models(args: argparse.Namespace) -> ModelSet:
     """The configured models, placed as ``edged run`` would place them; nothing started."""
@@ -107,8 +109,28 @@ def _options(model: Any, cache_dir: str, device: str, precision: str) -> Any:
     return build_options(model, cache_dir, device, precision)
 
 
+def _store_garbage(config_path: str) -> List[str]:
+    """Files of the model download store that neither the local file nor the persisted
+    push refers to (docs/downloads.md); partial downloads an hour old (a running daemon's
+    download writes more often than that)."""
+    from edged.control.boot import load_effective
+    from edged.control.settings import control_settings
+    from edged.control.store import ConfigStore
+    from edged.fetch import collect, download_settings, referenced_hashes
+
+    effective = load_effective(config_path).config
+    record = ConfigStore(control_settings(effective).state_dir).load()
+    documents = [effective.document, record["document"] if record else None]
+    from edged.config import load_config
+
+    documents.append(load_config(config_path).document)
+    store = download_settings(effective.document).store_dir
+    return collect(store, referenced_hashes(documents), grace_s=0, partial_grace_s=PARTIAL_PRUNE_AGE_S)
+
+
 def _prune(args: argparse.Namespace) -> int:
     removed: List[str] = _models(args).plans().store.prune()
+    removed += _store_garbage(args.config)
     for name in removed:
         print(f"removed {name}")
     print(f"{len(removed)} removed")
@@ -161,7 +183,9 @@ def add_plan_parser(sub: Any, default_config: str) -> None:
         help="also re-run the accuracy check of each model's plans (exit 1 if any fails)",
     )
     verify.set_defaults(func=_verify)
-    verbs.add_parser("prune", help="delete quarantined and leftover files; evict to limits").set_defaults(func=_prune)
+    verbs.add_parser(
+        "prune", help="delete quarantined and leftover files; evict to limits; unreferenced downloaded models"
+    ).set_defaults(func=_prune)
     show = verbs.add_parser("show", help="a plan's manifest (key document, build log, placement)")
     show.add_argument("key", help="plan name or a prefix of its digest")
     show.add_argument("--accuracy", action="store_true", help="the plan's last accuracy check, in words")

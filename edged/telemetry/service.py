@@ -68,8 +68,14 @@ class TelemetryService:
 
     def _extra(self) -> Dict[str, Any]:
         """Called after ``models`` for the same document: what the snapshot says beyond models."""
-        problem = self._last.plan_cache_problem if self._last is not None else None
-        return {"plans": {"cache_problem": problem}} if problem else {}
+        extra: Dict[str, Any] = {}
+        if self._last is None:
+            return extra
+        if self._last.plan_cache_problem:
+            extra["plans"] = {"cache_problem": self._last.plan_cache_problem}
+        if self._last.downloads:
+            extra["downloads"] = [progress.as_dict() for progress in self._last.downloads]
+        return extra
 
     def start(self) -> None:
         self.link.start()

@@ -25,6 +25,7 @@ ABOVE_THE_LOWER_LAYERS = (
     "edged.plans",
     "edged.placement",
     "edged.accuracy",
+    "edged.fetch",
     "edged.ctl",
     "edged.bench",
 )

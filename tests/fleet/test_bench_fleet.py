@@ -3,9 +3,8 @@ that measured docs/fleet.md keeps working."""
 
 from __future__ import annotations
 
-import pytest
-
 import bench_fleet
+import pytest
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ from typing import Callable, Collection, List, Optional
 
 from edged.config.effect import restart_required
 from edged.config.model import Config
-from edged.errors import ApplyError
+from edged.errors import ApplyError, EdgedError
+from edged.fetch.progress import DownloadProgress
 from edged.model_changes import Changes, diff_models
 from edged.model_state import Counters, ModelState, RunningState
 
@@ -74,6 +75,13 @@ class StandInHost:
         for listener in list(self.config_listeners):
             listener(new)
         return changes
+
+    def fetch(self, new: Config, on_progress: Optional[Callable[[DownloadProgress], None]] = None) -> None:
+        """The stand-in downloads nothing: a push naming files by URL is refused, as a
+        device that cannot reach the server would refuse it."""
+        named = [m.name for m in new.models if m.sources]
+        if named:
+            raise EdgedError(f"stand-in: simulated devices download no files (models {named})")
 
     def reload(self) -> Changes:
         return diff_models(self._config, self._config)
