@@ -62,7 +62,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for warning in file_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{args.file}: ok ({len(config.models)} models, device {config.device.id})")
+    derived = f" from {config.device.id_source}" if config.device.id_source != "config" else ""
+    print(f"{args.file}: ok ({len(config.models)} models, device {config.device.id}{derived})")
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from edged.config.remote_files import RemoteFile, localise, store_dir
 from edged.formats.spec import DEFAULT_BACKEND, ModelFormat, format_from_section
+from edged.platform.identity import Identity, derive_device_id
 
 __all__ = [
     "Config",
@@ -29,6 +30,7 @@ __all__ = [
 class DeviceConfig:
     id: str
     groups: Tuple[str, ...] = ()
+    id_source: str = "config"  # or where edged.platform.identity found it
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class TelemetryConfig:
     window_s: float = 30.0
     expiry_s: Optional[int] = None
     root: str = "/"
+    qos: int = 0
 
 
 @dataclass(frozen=True)
@@ -296,9 +299,12 @@ def build_config(doc: Mapping[str, Any]) -> Config:
     mqtt = doc.get("mqtt")
     metrics = doc.get("metrics", {})
     home_assistant = doc.get("home_assistant") or {}
+    identity = Identity(device["id"], "config") if device.get("id") else None
+    if identity is None:
+        identity = derive_device_id(doc["telemetry"]["root"], device.get("id_from", "auto"))
     return Config(
         version=int(doc.get("version", 0)),
-        device=DeviceConfig(id=device["id"], groups=tuple(device.get("groups", ()))),
+        device=DeviceConfig(id=identity.id, groups=tuple(device.get("groups", ())), id_source=identity.source),
         plans=PlansConfig(
             cache_dir=doc["plans"]["cache_dir"],
             max_size_mb=int(doc["plans"]["max_size_mb"]),
@@ -309,6 +315,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
             window_s=float(doc["telemetry"]["window_s"]),
             expiry_s=doc["telemetry"].get("expiry_s"),
             root=doc["telemetry"]["root"],
+            qos=int(doc["telemetry"]["qos"]),
         ),
         models=tuple(models),
         mqtt=_mqtt(mqtt) if mqtt else None,

@@ -108,15 +108,34 @@ def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str,
     return schema
 
 
-def _fill(node: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
+@lru_cache(maxsize=None)
+def _shared_schema() -> Dict[str, Any]:
+    """One schema for fill_defaults, which only reads it (defaults are copied out): a push
+    fills a document on every device, and parsing the schema each time cost more than
+    the filling itself (tools/bench_fleet.py)."""
+    return load_schema()
+
+
+_CONDITIONS: Dict[int, Any] = {}
+
+
+def _condition(cond: Mapping[str, Any]) -> Any:
+    """The validator of an ``if`` clause of the shared schema, built once."""
     import jsonschema
 
+    validator = _CONDITIONS.get(id(cond))
+    if validator is None:
+        validator = _CONDITIONS[id(cond)] = jsonschema.Draft7Validator(cond)
+    return validator
+
+
+def _fill(node: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
     schema = _resolve(schema, root)
     if isinstance(node, dict):
         branches: List[Mapping[str, Any]] = [schema]
         for clause in schema.get("allOf", ()):
             cond = clause.get("if")
-            if cond is not None and jsonschema.Draft7Validator(cond).is_valid(node):
+            if cond is not None and _condition(cond).is_valid(node):
                 branches.append(_resolve(clause.get("then", {}), root))
         for branch in branches:
             for key, sub in branch.get("properties", {}).items():
@@ -134,7 +153,7 @@ def _fill(node: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None
 
 def fill_defaults(doc: Dict[str, Any]) -> Dict[str, Any]:
     """A copy of a valid ``doc`` with every schema default filled in."""
-    schema = load_schema()
+    schema = _shared_schema()
     filled = copy.deepcopy(doc)
     _fill(filled, schema, schema)
     models = filled.get("models")

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from edged.config.loader import parse_config
 from edged.control.admission import Admission, Context
 from edged.control.canonical import SignatureError, load_public_key
 from edged.control.commands import CommandClock, CommandRejected, parse_command
@@ -27,7 +26,7 @@ from edged.control.host import ControlHost
 from edged.control.payload import DuplicatePush, PushRejected, parse_push
 from edged.control.settings import control_settings, redact
 from edged.control.store import ConfigStore
-from edged.errors import ApplyError, ConfigError, EdgedError
+from edged.errors import ApplyError, EdgedError
 from edged.fetch.progress import DownloadProgress
 from edged.model_changes import Changes
 from edged.model_state import SourceState
@@ -206,10 +205,7 @@ class ControlPlane:
             return {"status": "rejected", "id": exc.request_id, "version": exc.version, "errors": exc.problems}
         except SignatureError as exc:
             return {"status": "rejected", "errors": [str(exc)]}
-        try:
-            new = parse_config(push.document, message.topic)
-        except ConfigError as exc:
-            return {"status": "rejected", "id": push.request_id, "version": push.version, "errors": exc.problems}
+        new = push.config
         try:
             # Before the push's turn on the change queue (docs/downloads.md): the queue and
             # the models in force never wait on a server; this worker waits at most

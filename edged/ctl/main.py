@@ -15,9 +15,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-from edged.ctl.render import color_wanted, device_row, devices_screen
+from edged.ctl import fleet_commands
+from edged.ctl.fleet_commands import load_push_file
 from edged.ctl.session import BrokerOptions, Received, Session, SessionError, options_from_section
-from edged.ctl.views import payload_doc, terminal_width, watch
+from edged.ctl.views import watch
 from edged.errors import EdgedError
 
 __all__ = ["main", "build_parser", "load_push_file", "broker_options"]
@@ -58,93 +59,16 @@ def broker_options(args: argparse.Namespace) -> BrokerOptions:
     )
 
 
-def load_push_file(path: str, version: Optional[int]) -> Dict[str, Any]:
-    """A push envelope ({version, patch|config}) or a bare config document, from JSON or
-    YAML; a bare document becomes a full-config push."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise EdgedError(f"{path}: cannot read: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise EdgedError(f"{path}: expected a mapping")
-    if "patch" not in doc and "config" not in doc:
-        doc = {"version": doc.get("version"), "config": doc}
-    if version is not None:
-        doc["version"] = version
-    if not isinstance(doc.get("version"), int):
-        raise EdgedError(f"{path}: the push needs an integer version (in the file or --version)")
-    return doc
-
-
-def _describe(result: Dict[str, Any]) -> str:
-    device, status = result.get("device", "?"), result.get("status", "?")
-    line = f"{device}: {status} version {result.get('version')}"
-    changes = result.get("changes")
-    if isinstance(changes, dict):
-        parts = [f"{k} {', '.join(v)}" for k, v in changes.items() if v and k != "unchanged"]
-        line += f" ({'; '.join(parts) or 'no model changes'})"
-    for error in result.get("errors") or []:
-        line += f"\n  {error}"
-    return line
-
-
 def cmd_push(args: argparse.Namespace) -> int:
     args.device = args.targets[0] if len(args.targets) == 2 else None
     args.file = args.targets[-1]
     if len(args.targets) > 2 or bool(args.device) == bool(args.group):
         print("edgectl push: give DEVICE FILE or --group G FILE", file=sys.stderr)
         return EXIT_USAGE
-    payload = load_push_file(args.file, args.version)
-    if args.model or args.labels:
-        if not args.base_url:
-            print("edgectl push: --model and --labels need --base-url", file=sys.stderr)
-            return EXIT_USAGE
-        from edged.ctl.upload import attach_files
-
-        attach_files(payload, "model", args.model, args.base_url)
-        attach_files(payload, "labels", args.labels, args.base_url)
-    request_id = uuid.uuid4().hex
-    payload["id"] = request_id
-    payload["target"] = args.device or args.group
-    if args.sign:
-        from edged.control.canonical import load_private_key, sign_payload
-
-        payload.pop("signature", None)
-        payload["signature"] = sign_payload(payload, load_private_key(Path(args.sign).read_bytes()))
-    topic = f"edged/{args.device}/config/set" if args.device else f"edged/group/{args.group}/config/set"
-    session = Session(broker_options(args), client_id=f"edgectl-{request_id[:12]}")
-    session.connect(args.timeout)
-    reply_topic = f"edgectl/{request_id}/result"
-    results: Dict[str, Dict[str, Any]] = {}
-    try:
-        session.subscribe(reply_topic)
-        # MQTT 3.1.1 brokers drop the response topic: the result also arrives on the
-        # device's config/result, matched by the request id.
-        session.subscribe(f"edged/{args.device or '+'}/config/result")
-        time.sleep(0.1)  # let the SUBACKs land before the device can answer
-        body = json.dumps(payload).encode()
-        session.publish(topic, body, qos=1, response_topic=reply_topic, correlation_data=request_id.encode())
-        for result in _replies(session, request_id, args.timeout):
-            device = str(result.get("device"))
-            if result.get("status") == "downloading":
-                print(_describe_download(result), flush=True)
-                continue
-            if device not in results:
-                results[device] = result
-                print(_describe(result), flush=True)
-            if args.device or (args.expect and len(results) >= args.expect):
-                break
-    finally:
-        session.close()
-    if not results:
-        print(f"edgectl: no answer on {topic} within {args.timeout:g}s", file=sys.stderr)
-        return EXIT_NO_ANSWER
-    if args.expect and len(results) < args.expect:
-        print(f"edgectl: {len(results)} of {args.expect} devices answered", file=sys.stderr)
-        return EXIT_NO_ANSWER
-    return EXIT_OK if all(r.get("status") in GOOD for r in results.values()) else EXIT_FAILED
+    if (args.model or args.labels) and not args.base_url:
+        print("edgectl push: --model and --labels need --base-url", file=sys.stderr)
+        return EXIT_USAGE
+    return fleet_commands.push(args, broker_options(args))
 
 
 def cmd_command(args: argparse.Namespace) -> int:
@@ -175,16 +99,6 @@ def cmd_command(args: argparse.Namespace) -> int:
     return EXIT_NO_ANSWER
 
 
-def _describe_download(result: Dict[str, Any]) -> str:
-    d = result.get("download") or {}
-    total, eta = d.get("total_bytes"), d.get("eta_s")
-    share = f" {100 * d.get('bytes', 0) / total:.0f}%" if total else ""
-    return (
-        f"{result.get('device', '?')}: {d.get('state')} {d.get('model')} {d.get('field')}{share} "
-        f"({d.get('bytes')} bytes, {d.get('rate_bps', 0) / 1e6:.2f} MB/s, eta {'-' if eta is None else f'{eta:g}s'})"
-    )
-
-
 def _replies(session: Session, request_id: str, timeout_s: float) -> Iterator[Dict[str, Any]]:
     """The JSON results answering ``request_id`` that arrive within ``timeout_s``; an
     interim ``downloading`` result shows the device is working and restarts the wait."""
@@ -213,21 +127,7 @@ def _next(session: Session, deadline: float) -> Optional[Received]:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    session = Session(broker_options(args), client_id=f"edgectl-{uuid.uuid4().hex[:12]}")
-    session.connect(args.timeout)
-    rows: Dict[str, Dict[str, Any]] = {}
-    try:
-        session.subscribe("edged/+/status")
-        deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline:
-            msg = _next(session, deadline)
-            if msg is not None and msg.payload:
-                device = msg.topic.split("/")[1]
-                rows[device] = device_row(device, payload_doc(msg.payload), time.time())
-    finally:
-        session.close()
-    print("\n".join(devices_screen(list(rows.values()), terminal_width(), args.wide, color_wanted(sys.stdout))))
-    return EXIT_OK
+    return fleet_commands.devices(args, broker_options(args))
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -266,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--config", metavar="FILE", help="reuse the mqtt section of an edged config file")
     broker.add_argument("--host", help="broker host (default localhost)")
     broker.add_argument("--port", type=int, help="broker port (default 1883)")
-    broker.add_argument("--mqtt-version", choices=["5", "3.1.1"], help="protocol (default 5)")
+    broker.add_argument(
+        "--mqtt-version", choices=["auto", "5", "3.1.1"], help="protocol (default auto: 5, else 3.1.1 as edged does)"
+    )
     broker.add_argument("--username")
     broker.add_argument("--password", help="or set EDGECTL_PASSWORD")
     broker.add_argument("--tls", action="store_true", help="connect with TLS")
@@ -286,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--version", type=int, help="set the push version")
     push.add_argument("--sign", metavar="KEY", help="Ed25519 private key (PEM) to sign with")
     push.add_argument("--expect", type=int, default=0, metavar="N", help="group: wait for N devices")
+    push.add_argument(
+        "--canary", type=int, default=0, metavar="N", help="group: waves of N, 2N, 4N... devices; stop when one fails"
+    )
+    push.add_argument("--quiet", action="store_true", help="print only the results that are not 'applied'")
     push.add_argument("--base-url", help="where --model/--labels files are served (you upload them there)")
     push.add_argument(
         "--model", action="append", default=[], metavar="NAME=FILE", help="model NAME's file: hashed, fetched by URL"
@@ -308,8 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     watched.add_argument("--wide", action="store_true", help="more columns: frames, batch fill, source, drop reasons")
     watched.set_defaults(func=cmd_watch)
 
-    devices = sub.add_parser("devices", help="devices and their retained status")
-    devices.add_argument("--wait", type=float, default=1.0, metavar="S", help="seconds to collect (default 1)")
+    devices = sub.add_parser("devices", help="devices, from a presence query and their retained status")
+    devices.add_argument("--wait", type=float, default=2.0, metavar="S", help="longest wait for answers (default 2)")
+    devices.add_argument("--expect", type=int, default=0, metavar="N", help="stop as soon as N devices answered")
+    devices.add_argument("--group", help="only members of this group")
+    devices.add_argument("--state", help="only devices in this state (online, degraded, offline, unanswered)")
+    devices.add_argument("--version", type=int, help="only devices running this config version")
+    devices.add_argument("--software", metavar="VERSION", help="only devices running this edged version")
     devices.add_argument("--wide", action="store_true", help="more columns: kernel, groups, why offline")
     devices.set_defaults(func=cmd_devices)
 

@@ -31,7 +31,7 @@ class SessionError(EdgedError):
 class BrokerOptions:
     host: str = "localhost"
     port: int = 1883
-    protocol: str = "5"  # "5" or "3.1.1"
+    protocol: str = "auto"  # "auto" (5, else 3.1.1), "5" or "3.1.1"
     username: Optional[str] = None
     password: Optional[str] = None
     tls: bool = False
@@ -63,11 +63,23 @@ class Session:
         except EdgedError as exc:
             raise SessionError(str(exc)) from exc
         self.options = options
-        self.v5 = options.protocol == "5"
+        self.v5 = options.protocol != "3.1.1"
         self._mqtt = mqtt
-        self._client = new_client(mqtt, client_id, self.v5)
+        self._client_id = client_id
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self._handler = on_message or self.messages.put
+        self._subscriptions: Dict[str, int] = {}
+        self._connected = threading.Event()
+        self._refused: Optional[str] = None
+        self._closed_early = False
+        self.note: Optional[str] = None  # what edgectl should tell the operator about the session
+        self._client = self._new_client()
+
+    def _new_client(self) -> Any:
+        options = self.options
+        client = new_client(self._mqtt, self._client_id, self.v5)
         if options.username:
-            self._client.username_pw_set(options.username, options.password)
+            client.username_pw_set(options.username, options.password)
         if options.tls or options.cafile:
             # Our own context: paho 1.6's tls_set builds one with a deprecated protocol constant.
             try:
@@ -78,15 +90,12 @@ class Session:
                 raise SessionError(f"TLS files (cafile/certfile/keyfile): {exc}") from exc
             if options.insecure:
                 context.check_hostname = False
-            self._client.tls_set_context(context)
-        self._client.reconnect_delay_set(0.2, 5)
-        self.messages: queue.Queue[Received] = queue.Queue()
-        self._handler = on_message or self.messages.put
-        self._subscriptions: Dict[str, int] = {}
-        self._connected = threading.Event()
-        self._refused: Optional[str] = None
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
+            client.tls_set_context(context)
+        client.reconnect_delay_set(0.2, 5)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, *rest: Any) -> None:
         code = getattr(rc, "value", rc)
@@ -98,6 +107,11 @@ class Session:
         else:
             self._refused = str(rc)
         self._connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, *args: Any) -> None:
+        if not self._connected.is_set():
+            self._closed_early = True
+            self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         props = message_properties(msg)
@@ -114,13 +128,40 @@ class Session:
     def connect(self, timeout_s: float = 10.0) -> None:
         o = self.options
         try:
+            self._attempt(timeout_s)
+        except SessionError as exc:
+            # As edged's protocol "auto" (edged/mqtt/link.py): RabbitMQ 3.10 closes an MQTT 5
+            # CONNECT without a CONNACK; 3.1.1 brokers may refuse it with code 1.
+            if o.protocol != "auto" or not self.v5 or not (self._closed_early or self._refused_protocol):
+                raise
+            self.v5 = False
+            self._client = self._new_client()
+            self._attempt(timeout_s)
+            self.note = f"{o.host}:{o.port}: {exc.args[0].split(': ', 1)[1]}; connected with MQTT 3.1.1"
+
+    @property
+    def _refused_protocol(self) -> bool:
+        return bool(self._refused) and "protocol" in str(self._refused).lower()
+
+    def _attempt(self, timeout_s: float) -> None:
+        o = self.options
+        self._connected.clear()
+        self._closed_early = False
+        self._refused = None
+        try:
             self._client.connect(o.host, o.port, o.keepalive_s, **connect_options(self.v5, persistent=False))
         except (OSError, ValueError) as exc:
             raise SessionError(f"cannot connect to {o.host}:{o.port}: {exc}") from exc
         self._client.loop_start()
+        version = "5" if self.v5 else "3.1.1"
         if not self._connected.wait(timeout_s):
             self.close()
-            raise SessionError(f"{o.host}:{o.port}: no CONNACK within {timeout_s:g}s")
+            raise SessionError(f"{o.host}:{o.port}: no CONNACK within {timeout_s:g}s (MQTT {version})")
+        if self._closed_early:
+            self.close()
+            raise SessionError(
+                f"{o.host}:{o.port}: the broker closed the connection on an MQTT {version} CONNECT without a CONNACK"
+            )
         if self._refused:
             self.close()
             raise SessionError(f"{o.host}:{o.port}: connection refused: {self._refused}")
@@ -179,11 +220,11 @@ def options_from_section(section: Mapping[str, Any]) -> BrokerOptions:
             password = read_password(str(section["password_file"]))
         except ConfigError as exc:
             raise SessionError(str(exc)) from exc
-    protocol = str(section.get("protocol", "5"))
+    protocol = str(section.get("protocol", "auto"))
     return BrokerOptions(
         host=str(section.get("host", "localhost")),
         port=int(section.get("port", 1883)),
-        protocol="3.1.1" if protocol == "3.1.1" else "5",
+        protocol=protocol if protocol in ("3.1.1", "5") else "auto",
         username=first("username"),
         password=password,
         tls=bool(tls),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from edged.errors import EdgedError
 
@@ -12,6 +12,7 @@ __all__ = [
     "connect_options",
     "SESSION_EXPIRY_S",
     "reason_value",
+    "disconnect_reason",
     "publish_properties",
     "message_properties",
 ]
@@ -61,6 +62,13 @@ def reason_value(code: Any) -> int:
     """CONNACK/DISCONNECT result as an int, whether paho gave an int or a reason-code object."""
     value = getattr(code, "value", code)
     return int(value) if value is not None else 0
+
+
+def disconnect_reason(args: Tuple[Any, ...]) -> Optional[int]:
+    """The reason code among on_disconnect's arguments after (client, userdata): paho 1.6
+    passes (rc) for 3.1.1 and (rc, properties) for 5; 2.x (flags, reason, properties)."""
+    codes = [a for a in args if isinstance(a, int) or hasattr(a, "value")]
+    return reason_value(codes[-1]) if codes else None
 
 
 def publish_properties(

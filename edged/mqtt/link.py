@@ -24,6 +24,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 from edged.config.model import MqttConfig
 from edged.mqtt.compat import (
     connect_options,
+    disconnect_reason,
     import_paho,
     message_properties,
     new_client,
@@ -31,6 +32,7 @@ from edged.mqtt.compat import (
     reason_value,
 )
 from edged.mqtt.security import apply_security
+from edged.mqtt.takeover import SESSION_TAKEN_OVER, TakeoverGuard
 from edged.mqtt.topics import Topics
 
 __all__ = ["Message", "LinkCounters", "MqttLink", "encode"]
@@ -43,6 +45,10 @@ _CONNACK_TIMEOUT_S = 10.0
 # CONNACK codes meaning "this broker does not speak MQTT 5" (3.1.1's 1, MQTT 5's 132).
 _UNSUPPORTED_PROTOCOL = {1, 132}
 _AUTH_FAILURES = {4, 5, 134, 135}
+# How long a connection that checks for another holder of its client id waits for the
+# retained status after the broker acknowledged the subscription (edged/mqtt/takeover.py).
+_STATUS_GRACE_S = 0.25
+_STATUS_WAIT_S = 2.0
 
 
 @dataclass
@@ -68,6 +74,8 @@ class LinkCounters:
     last_error: Optional[str] = None
     protocol: str = ""
     handler_errors: int = 0
+    fallbacks: int = 0  # MQTT 5 -> 3.1.1 switches of protocol "auto"
+    client_id_conflicts: int = 0  # another connection held this client id (edged/mqtt/takeover.py)
 
 
 def encode(payload: Payload) -> bytes:
@@ -102,8 +110,13 @@ class MqttLink:
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._connack: Optional[Tuple[int, str]] = None
+        self._disconnect_reason: Optional[int] = None
+        self._suback = threading.Event()
         self._use_v5 = config.protocol in ("auto", "5")
+        self._fell_back = False
         self._mqtt = import_paho()
+        self.guard = TakeoverGuard()
+        self.birth.setdefault("instance", self.guard.instance)
 
     # -- public API ----------------------------------------------------------------------
 
@@ -173,12 +186,23 @@ class MqttLink:
         client.will_set(self.topics.status, self._status("offline", reason="connection lost"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, *rest: Any) -> None:
         self._connack = (reason_value(rc), str(rc) if not isinstance(rc, int) else self._mqtt.connack_string(rc))
 
+    def _on_disconnect(self, client: Any, userdata: Any, *args: Any) -> None:
+        self._disconnect_reason = disconnect_reason(args)
+
+    def _on_subscribe(self, client: Any, userdata: Any, *args: Any) -> None:
+        self._suback.set()
+
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if message.topic == self.topics.status:
+            self.guard.on_status(bytes(message.payload), bool(message.retain))
+            return
         props = message_properties(message)
         msg = Message(message.topic, bytes(message.payload), bool(message.retain), **props)
         # A full inbox holds the network thread back instead of dropping: TCP pushes back
@@ -218,22 +242,41 @@ class MqttLink:
         except ssl.SSLError as exc:
             raise ConnectionError(f"TLS handshake failed: {exc.reason or exc}") from exc
         deadline = time.monotonic() + _CONNACK_TIMEOUT_S
+        closed = False
         while self._connack is None and time.monotonic() < deadline and not self._stop.is_set():
             if client.loop(0.1) != 0:
+                closed = True
                 break
         if self._connack is None:
             client.disconnect()
-            raise ConnectionError("no CONNACK from the broker")
+            if closed and self.config.protocol == "auto":
+                # RabbitMQ 3.10 closes the connection on an MQTT 5 CONNECT without any
+                # CONNACK (it cannot parse the frame; MQTT 5 arrived in 3.13). A 3.1.1
+                # CONNECT that is closed alike goes back to 5: the first close was not
+                # about the protocol.
+                raise self._switch_protocol("the broker closed the connection without a CONNACK")
+            if closed:
+                raise ConnectionError(f"the broker closed the connection without a CONNACK (MQTT {self._protocol()})")
+            raise ConnectionError(f"no CONNACK from the broker within {_CONNACK_TIMEOUT_S:g}s")
         code, text = self._connack
         if code == 0:
             return client
         client.disconnect()
         if code in _UNSUPPORTED_PROTOCOL and self._use_v5 and self.config.protocol == "auto":
-            self._use_v5 = False
-            raise ConnectionError("broker does not speak MQTT 5; falling back to 3.1.1")
+            raise self._switch_protocol(f"the broker refused MQTT 5: {text}")
         if code in _AUTH_FAILURES:
             raise ConnectionError(f"broker refused the credentials: {text} (check mqtt.username / mqtt.password_file)")
         raise ConnectionError(f"broker refused the connection: {text}")
+
+    def _protocol(self) -> str:
+        return "5" if self._use_v5 else "3.1.1"
+
+    def _switch_protocol(self, why: str) -> ConnectionError:
+        was = self._protocol()
+        self._use_v5 = not self._use_v5
+        self._fell_back = not self._use_v5
+        self.counters.fallbacks += int(self._fell_back)
+        return ConnectionError(f"{why} on an MQTT {was} CONNECT; trying MQTT {self._protocol()} (protocol auto)")
 
     def _network_loop(self) -> None:
         attempt = 0
@@ -248,16 +291,67 @@ class MqttLink:
             if client is None:
                 break
             attempt = 0
+            if self.guard.armed and not self._may_hold(client):
+                self._hold_off()
+                continue
             self._serve(client)
             if not self._stop.is_set():
+                self.guard.armed = True
+                if self._disconnect_reason == SESSION_TAKEN_OVER:
+                    self.guard.taken_over += 1
+                    self._report_conflict("the broker handed this session to a new connection (MQTT 5 reason 0x8E)")
                 self._backoff(1)
+
+    def _may_hold(self, client: Any) -> bool:
+        """After a lost connection: False when another instance is online under this
+        client id (edged/mqtt/takeover.py); this connection then closes before its birth."""
+        self.guard.begin_check()
+        self._suback.clear()
+        client.subscribe(self.topics.status, 1)
+        deadline = time.monotonic() + _STATUS_WAIT_S
+        grace: Optional[float] = None
+        while not self.guard.wait_status(0) and time.monotonic() < min(deadline, grace or deadline):
+            if client.loop(0.05) != 0:
+                return True  # lost again: the outer loop reconnects and checks again
+            if grace is None and self._suback.is_set():
+                grace = time.monotonic() + _STATUS_GRACE_S
+        if not self.guard.foreign_online:
+            return True
+        client.unsubscribe(self.topics.status)
+        client.disconnect()
+        client.loop(0.1)
+        self.guard.yielded += 1
+        self._report_conflict("its retained status is online from another instance")
+        return False
+
+    def _report_conflict(self, evidence: str) -> None:
+        self.counters.client_id_conflicts = self.guard.conflicts()
+        reason = f"{self.guard.describe(self.client_id)}; {evidence}"
+        self.counters.last_error = reason
+        self.birth["client_id_conflicts"] = self.counters.client_id_conflicts
+        # The first report is an error; the rest stay in the log at warning level, so a
+        # conflict that lasts stays visible without flooding it.
+        level = logging.ERROR if self.counters.client_id_conflicts == 1 else logging.WARNING
+        log.log(level, "mqtt %s:%d: %s", self.config.host, self.config.port, reason)
+
+    def _hold_off(self) -> None:
+        """Wait ``backoff_max_s`` (jittered) before looking again: the other holder keeps
+        its session instead of both knocking each other off every second."""
+        hold = self.config.backoff_max_s
+        self._stop.wait(hold / 2 + random.uniform(0, hold / 2))
 
     def _serve(self, client: Any) -> None:
         self.counters.connects += 1
-        self.counters.protocol = "5" if self._use_v5 else "3.1.1"
+        self.counters.protocol = self._protocol()
         self.counters.last_error = None
-        log.info("mqtt %s:%d: connected (MQTT %s)", self.config.host, self.config.port, self.counters.protocol)
+        self._disconnect_reason = None
+        fallback = " after the broker refused MQTT 5" if self._fell_back else ""
+        log.info(
+            "mqtt %s:%d: connected (MQTT %s%s)", self.config.host, self.config.port, self.counters.protocol, fallback
+        )
         client.publish(self.topics.status, self._status("online", **self.birth), qos=1, retain=True)
+        if self.guard.armed:
+            client.unsubscribe(self.topics.status)
         for topic_filter, qos, _ in self._handlers:
             client.subscribe(topic_filter, qos)
         self.connected.set()

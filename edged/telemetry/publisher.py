@@ -19,7 +19,7 @@ _WAKE_S = 1.0
 
 
 class TelemetryPublisher:
-    """Every ``period_s``: snapshot, then a QoS 0 publish with message expiry. Publishing
+    """Every ``period_s``: snapshot, then a publish (QoS 0 unless configured) with message expiry. Publishing
     only queues (MqttLink never blocks), so a dead broker costs the pipelines nothing."""
 
     def __init__(
@@ -30,6 +30,7 @@ class TelemetryPublisher:
         period_s: float,
         expiry_s: Optional[int] = None,
         extra: Optional[Callable[[], Dict[str, Any]]] = None,
+        qos: int = 0,
     ) -> None:
         self.link = link
         self.snapshotter = snapshotter
@@ -37,6 +38,8 @@ class TelemetryPublisher:
         self.period_s = period_s
         self.expiry_s = expiry_s if expiry_s is not None else max(1, int(3 * period_s))
         self._extra = extra
+        self.qos = qos
+        self.last_published_at: Optional[float] = None  # time.time() of the latest document
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.last: Optional[Dict[str, Any]] = None
@@ -55,13 +58,15 @@ class TelemetryPublisher:
         extra = self._extra() if self._extra else {}
         extra["mqtt"] = {"dropped_offline": self.link.counters.dropped_offline, "connects": self.link.counters.connects}
         doc = self.snapshotter.snapshot(models, extra)
-        self.link.publish(self.link.topics.telemetry, doc, qos=0, expiry_s=self.expiry_s)
+        self.link.publish(self.link.topics.telemetry, doc, qos=self.qos, expiry_s=self.expiry_s)
         self.last = doc
+        self.last_published_at = time.time()
         return doc
 
-    def configure(self, period_s: float, expiry_s: Optional[int] = None) -> None:
-        """A new period and message expiry, in effect from the next wait on."""
+    def configure(self, period_s: float, expiry_s: Optional[int] = None, qos: int = 0) -> None:
+        """A new period, message expiry and QoS, in effect from the next wait on."""
         self.period_s = period_s
+        self.qos = qos
         self.expiry_s = expiry_s if expiry_s is not None else max(1, int(3 * period_s))
 
     def _loop(self) -> None:

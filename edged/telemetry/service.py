@@ -1,4 +1,5 @@
-"""The daemon's MQTT presence: the link with birth/LWT status, and periodic telemetry."""
+"""The daemon's MQTT presence: the link with birth/LWT status, answers to fleet presence
+queries, and periodic telemetry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from edged.config.model import Config
 from edged.model_state import ModelState, RunningState
 from edged.mqtt.link import MqttLink
 from edged.telemetry.ha_discovery import HomeAssistantDiscovery
+from edged.telemetry.presence import PresenceResponder
 from edged.telemetry.publisher import TelemetryPublisher
 from edged.telemetry.readers import open_readers
 from edged.telemetry.snapshot import Snapshotter
@@ -36,11 +38,18 @@ class TelemetryService:
             "platform": {"machine": platform.machine(), "system": f"{platform.system()} {platform.release()}"},
             "backends": sorted({m.backend for m in config.models}),
             "power": power_spec.source or f"unavailable: {power_spec.reason}",
+            "groups": list(config.device.groups),
         }
         self.link = MqttLink(config.mqtt, config.device.id, birth=birth)
         snapshotter = Snapshotter(config.device.id, self.power, self.health, config.telemetry.window_s)
         self.publisher = TelemetryPublisher(
-            self.link, snapshotter, self.models, config.telemetry.period_s, config.telemetry.expiry_s, self._extra
+            self.link,
+            snapshotter,
+            self.models,
+            config.telemetry.period_s,
+            config.telemetry.expiry_s,
+            self._extra,
+            config.telemetry.qos,
         )
         self._last: Optional[RunningState] = None
         self.discovery: Optional[HomeAssistantDiscovery] = None
@@ -57,10 +66,16 @@ class TelemetryService:
                 models,
             )
 
+        self.presence = PresenceResponder(self.link, snapshot, self._telemetry_at, __version__)
+        self.presence.attach()
+
+    def _telemetry_at(self) -> Optional[float]:
+        return self.publisher.last_published_at
+
     def configure(self, config: Config) -> None:
-        """Take an applied config's telemetry period and expiry (the rest of the section is
-        read at start; edged/config/effect.py), and its models for Home Assistant."""
-        self.publisher.configure(config.telemetry.period_s, config.telemetry.expiry_s)
+        """Take an applied config's telemetry period, expiry and QoS (the rest of the section
+        is read at start; edged/config/effect.py), and its models for Home Assistant."""
+        self.publisher.configure(config.telemetry.period_s, config.telemetry.expiry_s, config.telemetry.qos)
         if self.discovery is not None:
             self.discovery.update([m.name for m in config.models], self.publisher.expiry_s)
 

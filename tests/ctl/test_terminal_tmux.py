@@ -88,7 +88,8 @@ def test_watch_with_8_models_fits_100_columns_and_devices_fits_80(
         screen = _wait_screen(tmux, "1 devices:")
         assert all(len(line) <= 80 for line in screen), "\n".join(screen)
         row = next(line for line in screen if line.startswith("metrics-1"))
-        assert row.split()[1] == "online" and "ago" in row and "onnxruntime" in row
+        # The fleet view (presence answers): state, last telemetry, edged and config versions, models.
+        assert row.split()[1] == "online" and "ago" in row and row.endswith("8 running")
     finally:
         edged.send_signal(signal.SIGTERM)
         _, err = edged.communicate(timeout=20)

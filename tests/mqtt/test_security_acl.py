@@ -67,6 +67,22 @@ def test_each_role_reaches_the_documented_topics(tmp_path: Path) -> None:
         device.publish("edgectl/abc/result", b"reply")
         assert _got(viewer) == [("edged/node-1/telemetry", b"t1")]  # and no config/set: viewers read no pushes
         assert sorted(_got(operator)) == [("edgectl/abc/result", b"reply"), ("edged/node-1/cmd/snapshot/result", b"r")]
+
+        # Fleet presence (docs/fleet.md): operators ask every device; devices answer as themselves.
+        device.subscribe("edged/fleet/presence/query")
+        device.subscribe("edged/node-1/status")
+        operator.subscribe("edged/+/presence")
+        operator.subscribe("edgectl/+/presence")
+        time.sleep(0.3)
+        operator.publish("edged/fleet/presence/query", b"who")
+        viewer.publish("edged/fleet/presence/query", b"viewer-asks")
+        assert _got(device) == [("edged/fleet/presence/query", b"who")]
+        device.publish("edged/node-1/presence", b"here")
+        device.publish("edged/node-2/presence", b"impersonated")
+        device.publish("edgectl/q1/presence", b"reply")
+        device.publish("edged/node-1/status", b"online")
+        assert sorted(_got(operator)) == [("edgectl/q1/presence", b"reply"), ("edged/node-1/presence", b"here")]
+        assert _got(device) == [("edged/node-1/status", b"online")]
     finally:
         for session in (device, other, operator, viewer):
             session.close()
