@@ -14,6 +14,12 @@ than ``engine throughput / sources with frames`` per second is served at its ful
 loses nothing to a saturated engine, however fast the others push; only sources above their
 share drop, and only their own frames. A 5 fps camera next to a 200 fps one into an engine
 that does 50 fps keeps all its 5 frames a second; the fast one gets the remaining 45.
+
+Wake-ups are kept to the ones that move work: a consumer waiting for frames is woken only
+once enough are queued to end its wait (one for a first frame, the rest of its batch
+after that), and a file's reader waiting for room only once its lane is down to half its
+bound, so it refills the lane in one stretch. Waking a thread costs a futex call and a
+pass of the GIL; waking one per frame cost more CPU than the frame's own handling.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ _POLL_S = 0.05
 
 
 class _Lane:
-    __slots__ = ("bound", "closed", "frames", "live")
+    __slots__ = ("blocked", "bound", "closed", "frames", "live")
 
     def __init__(self, bound: int, live: bool) -> None:
         self.bound = bound
         self.live = live
         self.closed = False
+        self.blocked = 0  # producers waiting for room
         self.frames: Deque[Frame] = deque()
 
 
@@ -44,49 +51,57 @@ class FairQueue:
     """Bounded per-source lanes; :meth:`take` assembles batches round-robin. Thread-safe."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # consumers wait here for frames
+        self._room = threading.Condition(self._lock)  # file producers wait here for room
         self._lanes: Dict[str, _Lane] = {}  # in the order sources were added
         self._cursor = 0  # index into the lane order where the next batch starts
+        self._queued = 0  # frames in all lanes
+        self._needs: List[int] = []  # frames each waiting consumer waits for
+        self._blocked = 0  # producers waiting for room, in all lanes
+        self._closed = 0  # closed lanes not yet removed
 
     # -- lanes -------------------------------------------------------------------------------
 
     def set_lane(self, lane_id: str, bound: int, live: bool) -> None:
         """Add a lane, or change the bound and drop policy of one (a source changed in place)."""
-        with self._cond:
+        with self._lock:
             lane = self._lanes.get(lane_id)
             if lane is None:
                 self._lanes[lane_id] = _Lane(bound, live)
             else:
+                self._closed -= lane.closed
                 lane.bound, lane.live, lane.closed = bound, live, False
-            self._cond.notify_all()
+            self._room.notify_all()
 
     def close_lane(self, lane_id: str) -> None:
         """Accept no more frames on the lane; it goes once its queued frames are taken."""
-        with self._cond:
+        with self._lock:
             lane = self._lanes.get(lane_id)
-            if lane is not None:
+            if lane is not None and not lane.closed:
                 lane.closed = True
+                self._closed += 1
                 if not lane.frames:
                     self._remove(lane_id)
-            self._cond.notify_all()
+            self._room.notify_all()
 
     def _remove(self, lane_id: str) -> None:
         order = list(self._lanes)
         index = order.index(lane_id)
-        del self._lanes[lane_id]
+        self._closed -= self._lanes.pop(lane_id).closed
         if index < self._cursor:
             self._cursor -= 1
         if self._cursor >= len(self._lanes):
             self._cursor = 0
 
     def depth(self, lane_id: str) -> int:
-        with self._cond:
+        with self._lock:
             lane = self._lanes.get(lane_id)
             return len(lane.frames) if lane is not None else 0
 
     def empty(self) -> bool:
-        with self._cond:
-            return not any(lane.frames for lane in self._lanes.values())
+        with self._lock:
+            return not self._queued
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -94,7 +109,7 @@ class FairQueue:
         """Queue ``frame``; returns the frames that did not stay: a live lane's oldest when it
         was full, or ``frame`` itself when ``abort`` was set while waiting for room or the
         lane is closed."""
-        with self._cond:
+        with self._lock:
             lane = self._lanes.get(lane_id)
             if lane is None or lane.closed:
                 return [frame]
@@ -102,13 +117,20 @@ class FairQueue:
             if lane.live:
                 while len(lane.frames) >= lane.bound:
                     dropped.append(lane.frames.popleft())
+                    self._queued -= 1
             else:
                 while len(lane.frames) >= lane.bound:
                     if abort.is_set() or lane.closed:
                         return [frame]
-                    self._cond.wait(_POLL_S)
+                    lane.blocked += 1
+                    self._blocked += 1
+                    self._room.wait(_POLL_S)
+                    lane.blocked -= 1
+                    self._blocked -= 1
             lane.frames.append(frame)
-            self._cond.notify_all()
+            self._queued += 1
+            if self._needs and self._queued >= min(self._needs):
+                self._ready.notify_all()
             return dropped
 
     # -- the consumer ------------------------------------------------------------------------
@@ -117,37 +139,56 @@ class FairQueue:
         """Up to ``max_frames`` frames, round-robin over the lanes. Waits up to
         ``first_wait_s`` for a first frame (none: an empty list), then up to ``max_wait_s``
         more for a full batch."""
-        with self._cond:
+        with self._lock:
             frames = self._round_robin(max_frames)
             if not frames:
-                self._cond.wait(first_wait_s)
+                self._wait(1, first_wait_s)
                 frames = self._round_robin(max_frames)
                 if not frames:
                     return frames
-            deadline = time.monotonic() + max_wait_s
-            while len(frames) < max_frames:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-                frames += self._round_robin(max_frames - len(frames))
-            self._cond.notify_all()  # room for producers waiting on a full lane
+            if len(frames) < max_frames and max_wait_s > 0:
+                deadline = time.monotonic() + max_wait_s
+                while len(frames) < max_frames:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wait(max_frames - len(frames), remaining)
+                    frames += self._round_robin(max_frames - len(frames))
+            if self._blocked:
+                self._wake_producers()
             return frames
+
+    def _wait(self, need: int, timeout: float) -> None:
+        self._needs.append(need)
+        try:
+            self._ready.wait(timeout)
+        finally:
+            self._needs.remove(need)
+
+    def _wake_producers(self) -> None:
+        for lane in self._lanes.values():
+            if lane.blocked and len(lane.frames) <= lane.bound // 2:
+                self._room.notify_all()
+                return
 
     def _round_robin(self, wanted: int) -> List[Frame]:
         taken: List[Frame] = []
-        lanes = list(self._lanes.values())
-        while len(taken) < wanted and any(lane.frames for lane in lanes):
-            for step in range(len(lanes)):
-                index = (self._cursor + step) % len(lanes)
-                if lanes[index].frames:
-                    taken.append(lanes[index].frames.popleft())
-                    if len(taken) == wanted:
-                        # The next batch starts after the last lane served; after whole
-                        # rounds that emptied every lane, where this one started.
-                        self._cursor = (index + 1) % len(lanes)
-                        break
-        for lane_id, lane in list(self._lanes.items()):
-            if lane.closed and not lane.frames:
-                self._remove(lane_id)
+        available = min(wanted, self._queued)
+        if available:
+            lanes = list(self._lanes.values())
+            index = self._cursor
+            while len(taken) < available:
+                frames = lanes[index].frames
+                if frames:
+                    taken.append(frames.popleft())
+                index = (index + 1) % len(lanes)
+            self._queued -= available
+            if available == wanted:
+                # The next batch starts after the last lane served; after whole rounds
+                # that emptied every lane, where this one started.
+                self._cursor = index
+        if self._closed:
+            for lane_id, lane in list(self._lanes.items()):
+                if lane.closed and not lane.frames:
+                    self._remove(lane_id)
         return taken

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -38,6 +37,7 @@ from edged.config.model import ModelConfig
 from edged.errors import ConfigError
 from edged.pipeline.fair_queue import FairQueue
 from edged.pipeline.frame import Frame
+from edged.pipeline.hand_off import HandOff
 from edged.pipeline.postprocess import create_postprocessor
 from edged.pipeline.preprocess import Preprocessor
 from edged.pipeline.repeated_errors import RepeatedErrors
@@ -79,7 +79,7 @@ class ModelPipeline:
         self.preprocess = Preprocessor(model.preprocess, self._input)
         self._batch_capacity = self._check_batch(model.batch)
         self._lanes = FairQueue()
-        self._out: queue.Queue[Batch] = queue.Queue(4)
+        self._out: HandOff[Batch] = HandOff(4)
         self._abort = threading.Event()
         self._abandoned = False  # see abandon(): its frames are counted once, as 'stalled'
         self._errors = RepeatedErrors(log, model.name)
@@ -351,57 +351,59 @@ class ModelPipeline:
                     self._infer_done.set()
 
     def _hand_over(self, item: Batch) -> None:
-        while not self._abort.is_set():
-            try:
-                self._out.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
-        self._drop("shutdown", item[0])
+        if not self._out.put(item, self._abort):
+            self._drop("shutdown", item[0])
 
     def _output_loop(self) -> None:
-        latency = self.stats.latency
-        name = self.model.name
         while not self._abort.is_set():
-            try:
-                frames, outputs, _ = self._out.get(timeout=_POLL_S)
-            except queue.Empty:
+            batches = self._out.take_all(_POLL_S)
+            if not batches:
                 if self._infer_done.is_set() and self._out.empty():
                     break
                 self._beat()
                 continue
-            for index, frame in enumerate(frames):
-                start = time.monotonic()
-                try:
-                    result = self.postprocess(outputs, index, frame)
-                except Exception as exc:
-                    self._errors.error("postprocess", exc)
-                    if not self._abandoned:
-                        self.stats.count_drop("postprocess_error", source=frame.source)
-                    continue
-                post_done = time.monotonic()
-                record = {
-                    "model": name,
-                    "source": frame.source,
-                    "seq": frame.seq,
-                    "origin": frame.origin,
-                    "capture_ts": frame.wall_ts,
-                    "ts": time.time(),
-                }
-                record.update(result)
-                try:
-                    self.sink.write(record)
-                except (OSError, ValueError) as exc:
-                    self._errors.error("sink write", exc)
-                    if not self._abandoned:
-                        self.stats.count_drop("sink_error", source=frame.source)
-                    continue
-                if self._abandoned:  # a write stuck until after abandon(): already counted
+            for frames, outputs, _ in batches:
+                # After an abort, what is left is counted as dropped ('shutdown') by stop().
+                if self._abort.is_set() or not self._write_batch(frames, outputs):
                     return
-                if self.results_hook is not None:
-                    self.results_hook(record)
-                end = time.monotonic()
-                latency["postprocess"].record((post_done - start) * 1000.0, end)
-                latency["e2e"].record((end - frame.capture_ts) * 1000.0, end)
-                self.stats.count_out(source=frame.source)
-            self._beat()
+                self._beat()
+
+    def _write_batch(self, frames: List[Frame], outputs: Dict[str, np.ndarray]) -> bool:
+        """Postprocess and write one batch; False when abandon() came while writing."""
+        latency = self.stats.latency
+        name = self.model.name
+        for index, frame in enumerate(frames):
+            start = time.monotonic()
+            try:
+                result = self.postprocess(outputs, index, frame)
+            except Exception as exc:
+                self._errors.error("postprocess", exc)
+                if not self._abandoned:
+                    self.stats.count_drop("postprocess_error", source=frame.source)
+                continue
+            post_done = time.monotonic()
+            record = {
+                "model": name,
+                "source": frame.source,
+                "seq": frame.seq,
+                "origin": frame.origin,
+                "capture_ts": frame.wall_ts,
+                "ts": time.time(),
+            }
+            record.update(result)
+            try:
+                self.sink.write(record)
+            except (OSError, ValueError) as exc:
+                self._errors.error("sink write", exc)
+                if not self._abandoned:
+                    self.stats.count_drop("sink_error", source=frame.source)
+                continue
+            if self._abandoned:  # a write stuck until after abandon(): already counted
+                return False
+            if self.results_hook is not None:
+                self.results_hook(record)
+            end = time.monotonic()
+            latency["postprocess"].record((post_done - start) * 1000.0, end)
+            latency["e2e"].record((end - frame.capture_ts) * 1000.0, end)
+            self.stats.count_out(source=frame.source)
+        return True

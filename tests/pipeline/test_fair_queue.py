@@ -69,6 +69,37 @@ def test_a_full_file_lane_waits_for_room_and_gives_the_frame_back_on_abort() -> 
     assert time.monotonic() - started >= 0.15
 
 
+def test_a_file_lane_waiting_for_room_refills_in_order_as_the_consumer_takes() -> None:
+    lanes = FairQueue()
+    lanes.set_lane("file", 4, live=False)
+    reader = threading.Thread(target=_fill, args=(lanes, "file", 12))
+    reader.start()
+    taken: List[Frame] = []
+    deadline = time.monotonic() + 10
+    while len(taken) < 12 and time.monotonic() < deadline:
+        taken += lanes.take(1, 0, first_wait_s=0.5)
+    reader.join(5)
+    assert not reader.is_alive()
+    assert _ids(taken) == [f"file{seq}" for seq in range(12)]
+
+
+def test_a_waiting_consumer_wakes_for_its_first_frame_and_for_a_full_batch() -> None:
+    lanes = FairQueue()
+    lanes.set_lane("cam", 8, live=True)
+
+    def feed(count: int) -> None:
+        for seq in range(count):
+            time.sleep(0.02)
+            lanes.put("cam", _frame("cam", seq), threading.Event())
+
+    threading.Thread(target=feed, args=(1,)).start()
+    started = time.monotonic()
+    assert _ids(lanes.take(4, 0, first_wait_s=5.0)) == ["cam0"]
+    threading.Thread(target=feed, args=(4,)).start()
+    assert _ids(lanes.take(4, 5.0, first_wait_s=5.0)) == ["cam0", "cam1", "cam2", "cam3"]
+    assert time.monotonic() - started < 4.0  # neither waited out its timeout
+
+
 def test_a_closed_lane_is_served_to_the_end_then_goes() -> None:
     lanes = FairQueue()
     lanes.set_lane("a", 4, live=True)

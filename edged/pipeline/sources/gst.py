@@ -118,24 +118,23 @@ class GstSource(Source):
             pipeline.set_state(gst.State.NULL)
             raise SourceError(f"source ({self.kind}): {error}")
         self._pipeline, self._sink = pipeline, sink
-        # A live source reaches PLAYING before its server answers (rtspsrc reports a refused
-        # connection later, on the bus): it counts as back only with its first frame
-        # (_back), or an unreachable camera would count a new outage per attempt.
         self._last_frame = time.monotonic()
         if self._down_since is None:
             self._failures = 0
             self._set(state="running", last_error=None)
+        # Otherwise the source is back only with its first frame: a live source reaches
+        # PLAYING at once (NO_PREROLL) and rtspsrc reports a refused connection on the bus
+        # a moment later, so a restart that "started" may still be the same outage.
 
     def _back(self) -> None:
-        """The first frame after an outage: the outage ends and the backoff starts over."""
         assert self._down_since is not None
         with self._lock:
             self._status["outage_s"] += time.monotonic() - self._down_since
             self._status["reconnects"] += 1
+            self._status.update(state="running", last_error=None)
         self._down_since = None
         log.info("source %s: back after %d attempts", self.kind, self._failures)
         self._failures = 0
-        self._set(state="running", last_error=None)
 
     def _bus_error(self, pipeline: Any) -> Optional[str]:
         bus = pipeline.get_bus()
