@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -23,12 +21,12 @@ from typing import Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_telemetry import ORIN, filled_stats  # noqa: E402
+
 from edged.config import parse_config  # noqa: E402
 from edged.metrics.service import MetricsService  # noqa: E402
 from edged.model_state import ModelState, RunningState, counters_of, latency_summaries, latency_totals  # noqa: E402
-from edged.pipeline.stats import STAGES, ModelStats  # noqa: E402
-
-ORIN = REPO / "tests" / "fixtures" / "jetson" / "agx-orin-64gb-jp6.2"
+from tests.mqtt.broker import free_port  # noqa: E402
 
 _SCRAPER = """
 import sys, urllib.request
@@ -41,26 +39,6 @@ print(size)
 """
 
 
-def filled_stats(fps: int, window_s: float) -> ModelStats:
-    stats = ModelStats(window_s=window_s)
-    now = time.monotonic()
-    frames = int(fps * window_s)
-    for i in range(frames):
-        t = now - window_s + i / fps
-        for stage in STAGES:
-            stats.latency[stage].record(random.lognormvariate(1.0, 0.5), t)
-    stats.count_in(frames)
-    stats.count_out(frames)
-    stats.count_drop("queue_full", 3)
-    return stats
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=8)
@@ -68,7 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--scrapes", type=int, default=200)
     parser.add_argument("--interval-s", type=float, default=5.0, help="scrape interval the share is given for")
     args = parser.parse_args(argv)
-    port = _free_port()
+    port = free_port()
     config = parse_config(
         {
             "device": {"id": "bench"},
@@ -77,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "telemetry": {"root": str(ORIN)},
         }
     )
-    stats = {f"model{i}": filled_stats(args.fps, 30.0) for i in range(args.models)}
+    stats = {f"model{i}": filled_stats(args.fps, 30.0, dropped=3) for i in range(args.models)}
 
     def snapshot() -> RunningState:
         # As the model set snapshots them: counters, windowed latencies, cumulative buckets.

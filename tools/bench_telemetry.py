@@ -31,10 +31,11 @@ from edged.telemetry.publisher import TelemetryPublisher  # noqa: E402
 from edged.telemetry.snapshot import Snapshotter  # noqa: E402
 from tests.mqtt.broker import Mosquitto  # noqa: E402
 
-ORIN = REPO / "tests" / "fixtures" / "power" / "agx-orin-64gb-jp6"
+ORIN = REPO / "tests" / "fixtures" / "jetson" / "agx-orin-64gb-jp6.2"
 
 
-def filled_stats(fps: int, window_s: float) -> ModelStats:
+def filled_stats(fps: int, window_s: float, dropped: int = 0) -> ModelStats:
+    """A model's stats as after ``window_s`` at ``fps``: every stage's latencies recorded."""
     stats = ModelStats(window_s=window_s)
     now = time.monotonic()
     frames = int(fps * window_s)
@@ -42,8 +43,10 @@ def filled_stats(fps: int, window_s: float) -> ModelStats:
         t = now - window_s + i / fps
         for stage in STAGES:
             stats.latency[stage].record(random.lognormvariate(1.0, 0.5), t)
-    stats.count_in(frames)
+    stats.count_in(frames + dropped)
     stats.count_out(frames)
+    if dropped:
+        stats.count_drop("queue_full", dropped)
     return stats
 
 
