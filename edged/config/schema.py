@@ -73,7 +73,35 @@ def _messages(error: Any) -> List[str]:
         return [f"{path}: {error.instance!r} does not match {error.validator_value}"]
     if validator == "dependencies":
         return [f"{_join(path, key)}: needs the {', '.join(needs)} section" for key, needs in _unmet(error)]
-    return [f"{path}: {error.message}"]
+    bound = _bound_message(validator, error.instance, error.validator_value)
+    return [f"{path}: {bound or error.message}"]
+
+
+def _bound_message(validator: str, instance: Any, limit: Any) -> str:
+    """edged's own words for size and range limits: jsonschema reworded them in 4.21, and a
+    device runs Debian's jsonschema (4.10 on bookworm) while a venv may hold a newer one, so
+    the operator would otherwise read different messages for the same mistake."""
+    if validator in ("minItems", "minLength") and limit == 1 and len(instance) == 0:
+        return f"{instance!r} should be non-empty"
+    if validator == "minItems":
+        return f"{instance!r} has {len(instance)} items, fewer than the minimum of {limit}"
+    if validator == "maxItems":
+        return f"{len(instance)} items are more than the maximum of {limit}"
+    if validator == "minLength":
+        return f"{instance!r} is shorter than {limit} characters"
+    if validator == "maxLength":
+        return f"{instance!r} is longer than {limit} characters"
+    if validator == "minimum":
+        return f"{instance!r} is less than the minimum of {limit}"
+    if validator == "maximum":
+        return f"{instance!r} is greater than the maximum of {limit}"
+    if validator == "exclusiveMinimum":
+        return f"{instance!r} is not greater than {limit}"
+    if validator == "exclusiveMaximum":
+        return f"{instance!r} is not less than {limit}"
+    if validator == "const":
+        return f"{instance!r} should be {limit!r}"
+    return ""
 
 
 def _unmet(error: Any) -> List[Any]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -184,3 +185,49 @@ def test_metrics_and_home_assistant_are_off_by_default_and_checked() -> None:
         "metrics.port: 0 is less than the minimum of 1",
         "metrics.textfile: '/var/lib/node-exporter/edged.txt' does not match ^/.*[^/]\\.prom$",
     ]
+
+
+_BOUND_MISTAKES = {
+    "device": {"id": ""},
+    "models": [
+        {"name": "m", "path": "/m.onnx", "batch": 0, "sink": {"type": "stdout"}, "sources": []},
+        {"name": "n" * 300, "path": "/n.onnx", "batch": 100000, "sink": {"type": "stdout"}},
+    ],
+}
+
+
+def test_limit_messages_do_not_depend_on_the_jsonschema_release() -> None:
+    """A device validates with Debian's python3-jsonschema, a development venv may hold a newer
+    one that words size and range errors differently: the operator must read the same text."""
+    debian = "/usr/bin/python3"
+    probe = subprocess.run(
+        [debian, "-c", "import importlib.metadata as m; print(m.version('jsonschema'))"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{debian} has no jsonschema: {probe.stderr.strip()[-200:]}")
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from edged.config import parse_config
+        from edged.errors import ConfigError
+        try:
+            parse_config(json.loads(sys.argv[1]))
+        except ConfigError as e:
+            print(json.dumps(e.problems))
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    program = f"import sys; sys.path.insert(0, {str(root)!r}); exec({script!r})"
+    there = subprocess.run(
+        [debian, "-I", "-c", program, json.dumps(_BOUND_MISTAKES)],
+        capture_output=True,
+        text=True,
+    )
+    assert there.returncode == 0, there.stderr
+    with pytest.raises(ConfigError) as here:
+        parse_config(_BOUND_MISTAKES)
+    assert json.loads(there.stdout) == here.value.problems, f"Debian's jsonschema {probe.stdout.strip()}"
+    assert "models[0].sources: [] should be non-empty" in here.value.problems
+    assert "models[0].batch: 0 is less than the minimum of 1" in here.value.problems
