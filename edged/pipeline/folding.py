@@ -110,5 +110,6 @@ def decide_folding(model: ModelConfig, backend: str, backend_version: str, preci
         net_hw=net_hw,
         frame_hw=frame_hw,
         resize=pre.resize,
+        uint8_first=backend == "onnxruntime",
     )
     return FoldDecision(prefix, f"uint8 frames; cast, {pre.color}, {pre.layout}, mean/std and {resize_note}")

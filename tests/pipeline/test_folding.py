@@ -50,11 +50,16 @@ def load(path: str, prefix: Optional[InputPrefix]) -> Runner:
     return ort.load_plan(ort.build_plan(path, options).plan, options)
 
 
-def run_both(model: ModelConfig, frames: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, Runner]:
-    """(host path output, folded plan output, folded runner) for the same frames."""
+def run_both(
+    model: ModelConfig, frames: List[np.ndarray], uint8_first: bool = True
+) -> Tuple[np.ndarray, np.ndarray, Runner]:
+    """(host path output, folded plan output, folded runner) for the same frames; with
+    ``uint8_first`` False, the prefix in the order TensorRT plans get (cast first)."""
     decision = decide_folding(model, "onnxruntime", "1.0")
     assert decision.prefix is not None, decision.reason
-    host, folded = load(model.path, None), load(model.path, decision.prefix)
+    assert decision.prefix.uint8_first, "ONNX Runtime plans reorder the uint8 frame before the cast"
+    prefix = dataclasses.replace(decision.prefix, uint8_first=uint8_first)
+    host, folded = load(model.path, None), load(model.path, prefix)
     host_pre = Preprocessor(model.preprocess, host.inputs[0])
     fold_pre = Preprocessor(model.preprocess, folded.inputs[0])
     assert fold_pre.folded and not host_pre.folded
@@ -70,13 +75,16 @@ STD = [0.229, 0.224, 0.225]
 @pytest.mark.parametrize("hw", [(224, 224), (17, 31), (48, 64)])
 @pytest.mark.parametrize("color", ["rgb", "bgr"])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-def test_folded_plan_equals_the_host_path(tmp_path: Path, hw: Tuple[int, int], color: str, layout: str) -> None:
+@pytest.mark.parametrize("uint8_first", [True, False], ids=["uint8-first", "cast-first"])
+def test_folded_plan_equals_the_host_path(
+    tmp_path: Path, hw: Tuple[int, int], color: str, layout: str, uint8_first: bool
+) -> None:
     h, w = hw
     shape = ["N", 3, h, w] if layout == "nchw" else ["N", h, w, 3]
     model = model_config(identity_model(tmp_path / "id.onnx", shape), color=color, layout=layout, mean=MEAN, std=STD)
     rng = np.random.default_rng(h * w)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)]
-    want, got, folded = run_both(model, frames)
+    want, got, folded = run_both(model, frames, uint8_first)
     assert folded.inputs[0].shape == (None, h, w, 3) and folded.inputs[0].dtype == "uint8"
     assert got.dtype == np.float32 and got.shape == want.shape
     # The same float32 constants and operations: equal within one unit in the last place.
@@ -200,3 +208,23 @@ def test_tensorrt_int8_before_11_keeps_host_preprocessing(demo_assets: Path) -> 
     assert "calibrates" in decide_folding(demo, "tensorrt", "10.3.0", "int8").reason
     assert decide_folding(demo, "tensorrt", "11.1.0", "int8").prefix is not None
     assert decide_folding(demo, "onnxruntime", "1.0", "int8").prefix is not None
+
+
+def test_the_prefix_order_follows_the_engine_and_is_in_the_key(tmp_path: Path) -> None:
+    import onnx
+
+    path = identity_model(tmp_path / "id.onnx", ["N", 3, 8, 8])
+    model = model_config(path, mean=MEAN, std=STD)
+    on_cpu = decide_folding(model, "onnxruntime", "1.0").prefix
+    on_gpu = decide_folding(model, "tensorrt", "10.3.0").prefix
+    assert on_cpu is not None and on_gpu is not None
+    assert on_cpu.uint8_first and not on_gpu.uint8_first
+    assert on_cpu.key_document() != on_gpu.key_document()
+
+    def ops(prefix: InputPrefix) -> List[str]:
+        written = onnx.load(prefix.apply(path, str(tmp_path)))
+        return [n.op_type for n in written.graph.node if n.name.startswith("edged_pre/")]
+
+    # ONNX Runtime moves uint8 bytes, then normalises in one pass; TensorRT's uint8 input feeds a cast.
+    assert ops(on_cpu) == ["Transpose", "Gather", "Cast", "BatchNormalization"]
+    assert ops(on_gpu) == ["Cast", "Transpose", "Gather", "Mul", "Add"]
