@@ -16,15 +16,17 @@ another prefix, or without one, is never looked up.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edged.backends.onnx_inputs import read_model_inputs
 from edged.errors import BackendError, BackendUnavailable
 
-__all__ = ["FRAME_INPUT", "NODE_PREFIX", "PREFIX_VERSION", "InputPrefix", "affine", "model_input"]
+__all__ = ["FRAME_INPUT", "NODE_PREFIX", "PREFIX_VERSION", "InputPrefix", "affine", "model_input", "prefix_available"]
 
 FRAME_INPUT = "edged_frames"
 NODE_PREFIX = "edged_pre/"
@@ -55,20 +57,21 @@ def _import_onnx() -> Any:
 
 def model_input(path: str) -> Tuple[str, Tuple[Optional[int], ...], str, int]:
     """Name, shape (None for symbolic dims), dtype name and opset of the model's only input.
-    Raises BackendError when the model has not exactly one non-initializer input."""
-    onnx = _import_onnx()
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise BackendError(f"{path}: cannot read the ONNX model: {exc}") from exc
-    inits = {init.name for init in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in inits]
-    if len(inputs) != 1:
-        raise BackendError(f"{path}: the model has {len(inputs)} inputs; the prefix feeds one image input")
-    tensor = inputs[0].type.tensor_type
-    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return inputs[0].name, shape, _DTYPES.get(tensor.elem_type, str(tensor.elem_type)), opset
+    Raises BackendError when the model has not exactly one non-initializer input. Reads the
+    protobuf directly (edged.backends.onnx_inputs): no onnx package on a warm start."""
+    model = read_model_inputs(path)
+    if len(model.inputs) != 1:
+        raise BackendError(f"{path}: the model has {len(model.inputs)} inputs; the prefix feeds one image input")
+    only = model.inputs[0]
+    dtype = _DTYPES.get(only.elem_type or 0, str(only.elem_type))
+    return only.name, only.shape or (), dtype, model.opset
+
+
+def prefix_available() -> Optional[str]:
+    """None when this host can write prefixes, else why not (without importing onnx)."""
+    if importlib.util.find_spec("onnx") is None:
+        return "preprocessing in the plan needs the onnx package (python3-onnx, or pip install onnx)"
+    return None
 
 
 @dataclass(frozen=True)

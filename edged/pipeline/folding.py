@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from edged.backends.base import TensorSpec
-from edged.backends.input_prefix import InputPrefix, model_input
+from edged.backends.input_prefix import InputPrefix, model_input, prefix_available
 from edged.config.model import ModelConfig, PluginConfig
 from edged.errors import BackendError, BackendUnavailable, ConfigError
 from edged.pipeline.preprocess import input_geometry
@@ -87,6 +87,9 @@ def decide_folding(model: ModelConfig, backend: str, backend_version: str, preci
         return FoldDecision(None, f"TensorRT {backend_version} has no cast layer for uint8 frames (8.6 and newer)")
     if pre.dtype == "uint8":
         return FoldDecision(None, "preprocess.dtype is uint8: the model takes frames as they are")
+    missing = prefix_available()
+    if missing is not None:
+        return FoldDecision(None, missing)
     try:
         name, shape, dtype, _ = model_input(model.path)
     except (BackendError, BackendUnavailable) as exc:

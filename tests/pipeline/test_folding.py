@@ -228,3 +228,36 @@ def test_the_prefix_order_follows_the_engine_and_is_in_the_key(tmp_path: Path) -
     # ONNX Runtime moves uint8 bytes, then normalises in one pass; TensorRT's uint8 input feeds a cast.
     assert ops(on_cpu) == ["Transpose", "Gather", "Cast", "BatchNormalization"]
     assert ops(on_gpu) == ["Cast", "Transpose", "Gather", "Mul", "Add"]
+
+
+def test_without_the_onnx_package_the_host_preprocesses_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    model = model_config(identity_model(tmp_path / "id.onnx", ["N", 3, 8, 8]), mean=MEAN, std=STD)
+    decision = decide_folding(model, "tensorrt", "10.3.0")
+    assert decision.prefix is None and "needs the onnx package" in decision.describe()
+
+
+def test_deciding_reads_the_model_without_importing_onnx(tmp_path: Path) -> None:
+    """A warm start (plan cached) decides again; the onnx package costs ~11 MB of resident memory."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = identity_model(tmp_path / "id.onnx", ["N", 3, 8, 8])
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from edged.config import parse_config
+        from edged.pipeline.folding import decide_folding
+        doc = {{"device": {{"id": "t"}}, "models": [{{"name": "m", "path": {path!r}}}]}}
+        assert decide_folding(parse_config(doc).models[0], "onnxruntime", "1.0").prefix is not None
+        print(sorted(m for m in sys.modules if m == "onnx" or m.startswith("onnx.")))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,177 @@
+"""The inputs of an ONNX model, read straight from its protobuf encoding.
+
+Deciding whether a model's preprocessing can go into its plan (edged.pipeline.folding) needs
+only the graph's inputs, initializer names and opset. The onnx package would parse the whole
+model into Python objects and costs the daemon ~11 MB of resident memory for the rest of its
+life, on every start, though a cached plan needs nothing else from it. This reader walks the
+protobuf wire format (protobuf's encoding guide) over a memory map and skips everything but
+those fields, weights included, by their length prefix.
+
+Field numbers are onnx.proto's (ModelProto, GraphProto, ValueInfoProto, TypeProto,
+TensorShapeProto, TensorProto, OperatorSetIdProto); tests/backends/test_onnx_inputs.py
+checks the results against the onnx package on real models.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from edged.errors import BackendError
+
+__all__ = ["GraphInput", "ModelInputs", "read_model_inputs"]
+
+# onnx.proto field numbers.
+_MODEL_OPSET_IMPORT, _MODEL_GRAPH = 8, 7
+_GRAPH_INITIALIZER, _GRAPH_INPUT = 5, 11
+_VALUE_NAME, _VALUE_TYPE = 1, 2
+_TYPE_TENSOR = 1
+_TENSOR_ELEM_TYPE, _TENSOR_SHAPE = 1, 2
+_SHAPE_DIM = 1
+_DIM_VALUE, _DIM_PARAM = 1, 2
+_TENSOR_PROTO_NAME = 8
+_OPSET_DOMAIN, _OPSET_VERSION = 1, 2
+
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    name: str
+    elem_type: Optional[int]  # onnx TensorProto.DataType; None: not a tensor
+    shape: Optional[Tuple[Optional[int], ...]]  # None: no shape given; None per dim: symbolic
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    inputs: List[GraphInput]  # the graph's inputs that are not initializers, in order
+    opset: int  # of the default domain ("" / ai.onnx); 0 when absent
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise _Malformed("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: memoryview, start: int, end: int) -> Iterator[Tuple[int, int, int, int]]:
+    """(field number, wire type, value or payload start, payload end) of each field in
+    ``buf[start:end]``; for varints the value comes in the third place."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if wire == _VARINT:
+            value, pos = _varint(buf, pos, end)
+            yield number, wire, value, pos
+        elif wire == _LENGTH:
+            size, pos = _varint(buf, pos, end)
+            if pos + size > end:
+                raise _Malformed(f"field {number} runs past its message")
+            yield number, wire, pos, pos + size
+            pos += size
+        elif wire in (_FIXED64, _FIXED32):
+            pos += 8 if wire == _FIXED64 else 4
+            if pos > end:
+                raise _Malformed(f"field {number} runs past its message")
+        else:
+            raise _Malformed(f"wire type {wire} (field {number}) is not used by onnx.proto")
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _text(buf: memoryview, start: int, end: int) -> str:
+    return bytes(buf[start:end]).decode("utf-8", errors="replace")
+
+
+def _dim(buf: memoryview, start: int, end: int) -> Optional[int]:
+    for number, wire, a, _ in _fields(buf, start, end):
+        if number == _DIM_VALUE and wire == _VARINT:
+            return _signed(a)
+    return None
+
+
+def _tensor_type(buf: memoryview, start: int, end: int) -> Tuple[Optional[int], Optional[Tuple[Optional[int], ...]]]:
+    elem: Optional[int] = None
+    shape: Optional[List[Optional[int]]] = None
+    for number, wire, a, b in _fields(buf, start, end):
+        if number == _TENSOR_ELEM_TYPE and wire == _VARINT:
+            elem = a
+        elif number == _TENSOR_SHAPE and wire == _LENGTH:
+            shape = shape or []
+            shape.extend(_dim(buf, c, d) for n, w, c, d in _fields(buf, a, b) if n == _SHAPE_DIM and w == _LENGTH)
+    return elem, None if shape is None else tuple(shape)
+
+
+def _value_info(buf: memoryview, start: int, end: int) -> GraphInput:
+    name, elem, shape = "", None, None
+    for number, wire, a, b in _fields(buf, start, end):
+        if number == _VALUE_NAME and wire == _LENGTH:
+            name = _text(buf, a, b)
+        elif number == _VALUE_TYPE and wire == _LENGTH:
+            for n, w, c, d in _fields(buf, a, b):
+                if n == _TYPE_TENSOR and w == _LENGTH:
+                    elem, shape = _tensor_type(buf, c, d)
+    return GraphInput(name, elem, shape)
+
+
+def _tensor_name(buf: memoryview, start: int, end: int) -> str:
+    for number, wire, a, b in _fields(buf, start, end):
+        if number == _TENSOR_PROTO_NAME and wire == _LENGTH:
+            return _text(buf, a, b)
+    return ""
+
+
+def _parse(buf: memoryview) -> ModelInputs:
+    inputs: List[GraphInput] = []
+    initializers = set()
+    opsets: Dict[str, int] = {}
+    for number, wire, a, b in _fields(buf, 0, len(buf)):
+        if number == _MODEL_OPSET_IMPORT and wire == _LENGTH:
+            domain, version = "", 0
+            for n, w, c, d in _fields(buf, a, b):
+                if n == _OPSET_DOMAIN and w == _LENGTH:
+                    domain = _text(buf, c, d)
+                elif n == _OPSET_VERSION and w == _VARINT:
+                    version = _signed(c)
+            opsets[domain] = version
+        elif number == _MODEL_GRAPH and wire == _LENGTH:
+            for n, w, c, d in _fields(buf, a, b):
+                if n == _GRAPH_INPUT and w == _LENGTH:
+                    inputs.append(_value_info(buf, c, d))
+                elif n == _GRAPH_INITIALIZER and w == _LENGTH:
+                    initializers.add(_tensor_name(buf, c, d))
+    opset = opsets.get("", opsets.get("ai.onnx", 0))
+    return ModelInputs([i for i in inputs if i.name not in initializers], opset)
+
+
+def read_model_inputs(path: str) -> ModelInputs:
+    """The non-initializer inputs and default-domain opset of the ONNX model at ``path``."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.seek(0, 2) == 0:
+                raise BackendError(f"{path}: cannot read the ONNX model: the file is empty")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                try:
+                    return _parse(view)
+                finally:
+                    view.release()
+    except _Malformed as exc:
+        raise BackendError(f"{path}: cannot read the ONNX model: {exc}") from None
+    except OSError as exc:
+        raise BackendError(f"{path}: cannot read the ONNX model: {exc}") from exc
