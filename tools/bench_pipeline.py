@@ -281,7 +281,9 @@ _BASELINE = textwrap.dedent(
 
 
 def _peak_rss_mb(cmd: List[str]) -> float:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
+    # With the allocator setting edged.service runs with (systemd/edged.service), for both.
+    env = dict(os.environ, MALLOC_ARENA_MAX="2")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO), env=env)
     peak = 0.0
     while proc.poll() is None:
         try:

@@ -27,6 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MODES = ("shared", "separate")
+# The allocator setting edged.service runs with (systemd/edged.service): without it glibc
+# gives each of the many pipeline threads its own heap, and memory figures would be those
+# of a process the unit never starts.
+UNIT_ENV = dict(os.environ, MALLOC_ARENA_MAX="2")
 
 
 def _rss_mb() -> float:
@@ -187,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for mode in ("build", *MODES):
             command = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])]
             command += ["--child", mode, "--cache-dir", cache]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            done = subprocess.run(command, capture_output=True, text=True, check=False, env=UNIT_ENV)
             if done.returncode != 0:
                 print(done.stderr, file=sys.stderr)
                 return 1

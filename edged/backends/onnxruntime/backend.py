@@ -8,10 +8,11 @@ per platform like a TensorRT engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 import numpy as np
 
@@ -56,6 +57,26 @@ def _specs(values: Any) -> List[TensorSpec]:
         shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in value.shape)
         specs.append(TensorSpec(value.name, shape, _ORT_TYPES.get(value.type, value.type)))
     return specs
+
+
+@contextlib.contextmanager
+def _plan_path(plan: bytes) -> Iterator[Union[str, bytes]]:
+    """The plan as a path ONNX Runtime can open, held in memory only while it loads.
+    An InferenceSession made from bytes keeps them for its whole life (to rebuild itself
+    if providers change, which edged never asks): a second copy of every model's weights,
+    13 MB per MobileNetV2-sized session (tools/bench_sources.py). An anonymous memory
+    file needs no disk space, so a full disk cannot stop a cached plan from loading."""
+    create = getattr(os, "memfd_create", None)
+    if create is None:  # not Linux: the bytes it is
+        yield plan
+        return
+    fd = create("edged-plan", 0)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            handle.write(plan)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 class OnnxRuntimeRunner(Runner):
@@ -144,7 +165,8 @@ class OnnxRuntimeBackend(Backend):
         # The plan is already optimised; running the optimisers again only costs start time.
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            session = self._ort.InferenceSession(plan, so, providers=self._providers(options.device))
+            with _plan_path(plan) as path:
+                session = self._ort.InferenceSession(path, so, providers=self._providers(options.device))
         except (BackendUnavailable, BackendError):
             raise
         except Exception as exc:

@@ -30,9 +30,11 @@ class SyntheticSource(Source):
         self.live = self.fps > 0
         rng = np.random.default_rng(int(config.get("seed", 0)))
         h, w = self.frame_hw
-        self._frames = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for _ in range(_RING)]
-        for frame in self._frames:
-            frame.setflags(write=False)
+        # _RING different frames in the memory of one: each is the tall buffer from its own
+        # row on (a contiguous view). Eight separate 640x360 frames cost 5.5 MB per source.
+        tall = rng.integers(0, 256, size=(h + _RING - 1, w, 3), dtype=np.uint8)
+        tall.setflags(write=False)
+        self._frames = [tall[i : i + h] for i in range(_RING)]
         self._pacer = Pacer(self.fps)
 
     def read(self, stop: threading.Event) -> Optional[Frame]:
