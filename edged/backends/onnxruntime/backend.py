@@ -112,7 +112,7 @@ class OnnxRuntimeBackend(Backend):
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         # ONNX Runtime's pool threads busy-wait between runs by default: a whole core for as
-        # long as the next frame takes to come (tests/backends/test_onnxruntime_threads.py),
+        # long as the next frame takes to come (tests/backends/test_onnxruntime_sessions.py),
         # taken from edged's source, batching and output threads, other models and decoders.
         # On 2 cores, edged at batch 1 did 137-226 frames/s with spinning and 204-211 without
         # (3 alternating runs); the engine alone in a tight loop loses ~13% at batch 1 without

@@ -1,8 +1,10 @@
-"""edged's ONNX Runtime sessions leave the CPU alone between runs (real ONNX Runtime)."""
+"""edged's ONNX Runtime sessions leave the CPU alone between runs and keep no copy of the plan
+(real ONNX Runtime)."""
 
 from __future__ import annotations
 
 import resource
+import sys
 import time
 
 import numpy as np
@@ -35,3 +37,17 @@ def test_pool_threads_do_not_spin_between_runs(demo_model: str) -> None:
     runner.close()
     # A spinning pool thread makes this about 1.0 (one core); sleeping threads about 0.
     assert idle_cpu / idle_wall < 0.2, f"{idle_cpu / idle_wall:.2f} cores busy while idle"
+
+
+def test_a_loaded_plan_keeps_no_reference_to_its_bytes(demo_model: str) -> None:
+    """An InferenceSession made from bytes holds them for its life: a second copy of the weights."""
+    backend = OnnxRuntimeBackend()
+    options = BuildOptions(threads=1)
+    plan = backend.build_plan(demo_model, options).plan
+    before = sys.getrefcount(plan)
+    runner = backend.load_plan(plan, options)
+    assert sys.getrefcount(plan) == before
+    spec = runner.inputs[0]
+    out = runner.infer({spec.name: np.zeros([1, *[d or 1 for d in spec.shape[1:]]], dtype=np.float32)})
+    assert all(np.isfinite(v).all() for v in out.values())
+    runner.close()
