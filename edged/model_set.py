@@ -21,6 +21,7 @@ from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Tup
 from edged.config.model import Config, ModelConfig
 from edged.errors import ApplyError, EdgedError, PlacementError, PlanError
 from edged.fetch import Fetcher, download_settings
+from edged.heap import release_free_heap
 from edged.model_changes import Changes, diff_models
 from edged.model_loading import load_pipeline, resolve_device
 from edged.model_slots import ChangeSet, ModelSlot, drain
@@ -138,6 +139,8 @@ class ModelSet:
                 progress.state = "fetching files"
             self.fetcher.ensure(model.name, model.remote_files, download_settings(self._config.document))
         pipeline = load_pipeline(self.plans(), model, placer or self._placer, self._config, progress, rebuild)
+        # Parsing, optimising or building left the heap full of freed pages (edged/heap.py).
+        release_free_heap()
         for hook in self.pipeline_hooks:
             hook(pipeline)
         return pipeline

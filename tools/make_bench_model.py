@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Write a MobileNetV2-shaped ONNX model with seeded random weights, for benchmarks.
+"""Write a MobileNetV2- or ResNet-50-shaped ONNX model with seeded random weights, for benchmarks.
 
-Same topology and cost as MobileNetV2 1.0 at 224x224 (inverted residual blocks with
-depthwise 3x3 convolutions, ReLU6, about 300 MFLOPs per image), so the backend does the
-work a real MobileNet-class classifier does. It is not trained: its outputs mean nothing.
+MobileNetV2 (the default): same topology and cost as MobileNetV2 1.0 at 224x224 (inverted
+residual blocks with depthwise 3x3 convolutions, ReLU6, about 300 MFLOPs per image, 14 MB of
+weights): its activations outweigh its weights at any batch above one.
+ResNet-50 (``--arch resnet50``): bottleneck blocks of 3, 4, 6 and 3, batch norm folded into
+the convolutions (clipped at 6 like the MobileNet's, ReLU after each sum), about 4 GFLOPs
+per image and 100 MB of weights: its weights dominate.
+Neither is trained: their outputs mean nothing.
 """
 
 from __future__ import annotations
@@ -63,11 +67,7 @@ class _Graph:
         return out
 
 
-def build_model(input_hw: Tuple[int, int] = (224, 224), classes: int = 1000, seed: int = 11) -> Any:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    g = _Graph(seed)
+def _mobilenetv2(g: _Graph) -> Tuple[str, int]:
     x = g.conv("input", 3, 32, 3, 2)
     cin = 32
     for expansion, cout, repeats, first_stride in _BLOCKS:
@@ -79,23 +79,55 @@ def build_model(input_hw: Tuple[int, int] = (224, 224), classes: int = 1000, see
             y = g.conv(y, hidden, cout, 1, 1, relu6=False)
             x = g.add(x, y) if stride == 1 and cin == cout else y
             cin = cout
-    x = g.conv(x, cin, 1280, 1, 1)
+    return g.conv(x, cin, 1280, 1, 1), 1280
+
+
+def _resnet50(g: _Graph) -> Tuple[str, int]:
+    from onnx import helper
+
+    x = g.conv("input", 3, 64, 7, 2)
+    pooled = g.name("maxpool")
+    g.nodes.append(
+        helper.make_node("MaxPool", [x], [pooled], name=pooled, kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    )
+    x, cin = pooled, 64
+    for width, repeats, first_stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for i in range(repeats):
+            stride = first_stride if i == 0 else 1
+            y = g.conv(x, cin, width, 1, 1)
+            y = g.conv(y, width, width, 3, stride)
+            y = g.conv(y, width, width * 4, 1, 1, relu6=False)
+            shortcut = g.conv(x, cin, width * 4, 1, stride, relu6=False) if i == 0 else x
+            summed, x = g.add(shortcut, y), g.name("relu")
+            g.nodes.append(helper.make_node("Relu", [summed], [x], name=x))
+            cin = width * 4
+    return x, cin
+
+
+def build_model(
+    input_hw: Tuple[int, int] = (224, 224), classes: int = 1000, seed: int = 11, arch: str = "mobilenetv2"
+) -> Any:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = _Graph(seed)
+    x, features = _resnet50(g) if arch == "resnet50" else _mobilenetv2(g)
     g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"], name="pool"))
     g.nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten", axis=1))
-    fc_w = (g.rng.standard_normal((classes, 1280)) / np.sqrt(1280)).astype(np.float32)
+    fc_w = (g.rng.standard_normal((classes, features)) / np.sqrt(features)).astype(np.float32)
     g.inits += [numpy_helper.from_array(fc_w, "fc.w"), numpy_helper.from_array(np.zeros(classes, np.float32), "fc.b")]
     g.nodes.append(helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc", transB=1))
     h, w = input_hw
     graph = helper.make_graph(
         g.nodes,
-        "mobilenetv2-shaped",
+        f"{arch}-shaped",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, h, w])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         initializer=g.inits,
     )
     model = helper.make_model(graph, producer_name="edged-bench", opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
-    model.doc_string = "MobileNetV2-shaped network with seeded random weights; for benchmarks only."
+    model.doc_string = f"{arch}-shaped network with seeded random weights; for benchmarks only."
     onnx.checker.check_model(model)
     return model
 
@@ -103,13 +135,14 @@ def build_model(input_hw: Tuple[int, int] = (224, 224), classes: int = 1000, see
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="var/bench/mobilenetv2-shaped.onnx", help="output file (default: %(default)s)")
+    parser.add_argument("--arch", choices=("mobilenetv2", "resnet50"), default="mobilenetv2")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists():
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(build_model().SerializeToString())
+    tmp.write_bytes(build_model(arch=args.arch).SerializeToString())
     tmp.replace(out)
     print(f"wrote {out}", file=sys.stderr)
     return 0
