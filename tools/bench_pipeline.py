@@ -45,11 +45,15 @@ from edged.pipeline.model_pipeline import ModelPipeline  # noqa: E402
 from edged.pipeline.stats import LatencyHistogram  # noqa: E402
 from tools.peer_one_loop import run as run_peer  # noqa: E402
 
+# Model settings the command line adds to every edged configuration (--spin-wait).
+EDGED_SETTINGS: Dict[str, Any] = {}
+
 
 def model_doc(
     path: str, batch: int, fps: float, threads: int, hw: List[int], sink: str, fold: bool = True
 ) -> Dict[str, Any]:
     return {
+        **EDGED_SETTINGS,
         "name": "bench",
         "path": path,
         "threads": threads,
@@ -179,7 +183,9 @@ def run_raw(
     ort_defaults: bool = True,
 ) -> Dict[str, Any]:
     backend = get_backend("onnxruntime")
-    options = BuildOptions(batch=batch, threads=threads, input_prefix=prefix)
+    options = BuildOptions(
+        batch=batch, threads=threads, input_prefix=prefix, spin_wait=bool(EDGED_SETTINGS.get("spin_wait"))
+    )
     plan = backend.build_plan(path, options).plan
     if ort_defaults:
         # The engine as a user's own loop would run it: ONNX Runtime's default session options
@@ -349,11 +355,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement seconds per round")
     parser.add_argument("--memory-seconds", type=float, default=6.0, help="run time of each memory probe")
+    parser.add_argument("--spin-wait", action="store_true", help="edged's models with spin_wait: true")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    if args.spin_wait:
+        EDGED_SETTINGS["spin_wait"] = True
     if not Path(args.model).exists():
         subprocess.run([sys.executable, str(REPO / "tools/make_bench_model.py"), "--out", args.model], check=True)
     report: Dict[str, Any] = {"model": args.model, "cpus": os.cpu_count(), "threads": args.threads, "throughput": []}
+    report["edged_settings"] = dict(EDGED_SETTINGS)
     with tempfile.TemporaryDirectory() as tmp:
         sink = str(Path(tmp) / "results.jsonl")
         for batch in args.batches:

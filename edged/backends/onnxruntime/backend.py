@@ -111,13 +111,13 @@ class OnnxRuntimeBackend(Backend):
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        # ONNX Runtime's pool threads busy-wait between runs by default: a whole core for as
-        # long as the next frame takes to come (tests/backends/test_onnxruntime_sessions.py),
-        # taken from edged's source, batching and output threads, other models and decoders.
-        # On 2 cores, edged at batch 1 did 137-226 frames/s with spinning and 204-211 without
-        # (3 alternating runs); the engine alone in a tight loop loses ~13% at batch 1 without
-        # it, which tools/bench_pipeline.py reports as its own row.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ONNX Runtime's pool threads busy-wait between runs by default: a whole core each
+        # for as long as the next frame takes to come (tests/backends/test_onnxruntime_sessions.py),
+        # taken from edged's own threads, other models and decoders, and power on a device.
+        # Off unless the model asks (spin_wait): on 2 cores edged at batch 1 did 137-226
+        # frames/s with spinning and 204-211 without; on 16 cores the engine alone did 498/s
+        # with it and 296/s without (docs/preprocessing.md has the whole table).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin_wait else "0")
         return so
 
     def _providers(self, device: str) -> List[str]:
