@@ -93,7 +93,7 @@ def build_options(
         gpu_fallback=bool(trt.get("gpu_fallback", True)) and model.gpu_fallback,
         batch=model.batch,
         threads=model.threads,
-        spin_wait=model.spin_wait,
+        spin_wait_us=model.spin_wait_us,
         model_format=model.format,
         workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
         extra=extra,

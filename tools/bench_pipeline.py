@@ -45,7 +45,7 @@ from edged.pipeline.model_pipeline import ModelPipeline  # noqa: E402
 from edged.pipeline.stats import LatencyHistogram  # noqa: E402
 from tools.peer_one_loop import run as run_peer  # noqa: E402
 
-# Model settings the command line adds to every edged configuration (--spin-wait).
+# Model settings the command line adds to every edged configuration (--spin-wait-us).
 EDGED_SETTINGS: Dict[str, Any] = {}
 
 
@@ -184,7 +184,7 @@ def run_raw(
 ) -> Dict[str, Any]:
     backend = get_backend("onnxruntime")
     options = BuildOptions(
-        batch=batch, threads=threads, input_prefix=prefix, spin_wait=bool(EDGED_SETTINGS.get("spin_wait"))
+        batch=batch, threads=threads, input_prefix=prefix, spin_wait_us=int(EDGED_SETTINGS.get("spin_wait_us", 200))
     )
     plan = backend.build_plan(path, options).plan
     if ort_defaults:
@@ -355,11 +355,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement seconds per round")
     parser.add_argument("--memory-seconds", type=float, default=6.0, help="run time of each memory probe")
-    parser.add_argument("--spin-wait", action="store_true", help="edged's models with spin_wait: true")
+    parser.add_argument("--spin-wait-us", type=int, help="edged's models with this spin_wait_us (default: edged's)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    if args.spin_wait:
-        EDGED_SETTINGS["spin_wait"] = True
+    if args.spin_wait_us is not None:
+        EDGED_SETTINGS["spin_wait_us"] = args.spin_wait_us
     if not Path(args.model).exists():
         subprocess.run([sys.executable, str(REPO / "tools/make_bench_model.py"), "--out", args.model], check=True)
     report: Dict[str, Any] = {"model": args.model, "cpus": os.cpu_count(), "threads": args.threads, "throughput": []}

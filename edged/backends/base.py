@@ -40,7 +40,7 @@ class BuildOptions:
     gpu_fallback: bool = True
     batch: int = 1
     threads: int = 0
-    spin_wait: bool = False  # how a plan runs, not what it is: not in the key
+    spin_wait_us: int = 200  # how a plan runs, not what it is: not in the key
     workspace_bytes: int = 1 << 30
     extra: Mapping[str, Any] = field(default_factory=dict)
     # How to read the model; its other files are keyed by content (edged.formats.hashing).

@@ -158,8 +158,8 @@ class ModelConfig:
     gpu_fallback: bool = True
     max_dla_subgraphs: int = 4
     latency_budget_ms: Optional[float] = None
-    # onnxruntime: pool threads busy-wait between runs (edged.backends.onnxruntime.backend).
-    spin_wait: bool = False
+    # onnxruntime: how long pool threads busy-wait for work (edged.backends.onnxruntime.backend).
+    spin_wait_us: int = 200
     target_fps: Optional[float] = None
     stall_timeout_s: float = 60.0  # a stuck worker's pipeline is replaced after this long
     # Files fetched by URL (edged/config/remote_files.py); their store paths are in the fields
@@ -277,7 +277,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 precision=merged["precision"],
                 device=merged["device"],
                 threads=int(merged["threads"]),
-                spin_wait=bool(merged.get("spin_wait", False)),
+                spin_wait_us=int(merged.get("spin_wait_us", 200)),
                 batch=int(merged["batch"]),
                 max_wait_ms=float(merged["max_wait_ms"]),
                 queue_size=int(merged["queue_size"]),

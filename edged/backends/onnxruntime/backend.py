@@ -21,7 +21,7 @@ from edged.backends.calibration import calibration_set
 from edged.backends.onnxruntime.precision import convert_model
 from edged.errors import BackendError, BackendUnavailable, PlanError
 
-__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRunner"]
+__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRunner", "spin_entries"]
 
 # ONNX Runtime's tensor type strings -> numpy dtype names.
 _ORT_TYPES = {
@@ -57,6 +57,31 @@ def _specs(values: Any) -> List[TensorSpec]:
         shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in value.shape)
         specs.append(TensorSpec(value.name, shape, _ORT_TYPES.get(value.type, value.type)))
     return specs
+
+
+# session.intra_op.spin_duration_us, in ONNX Runtime's session option keys from 1.26 on
+# (onnxruntime_session_options_config_keys.h); older versions ignore keys they do not know.
+_BOUNDED_SPIN = (1, 26)
+
+
+def spin_entries(ort_version: str, spin_wait_us: int) -> Dict[str, str]:
+    """Session config entries for pool threads that busy-wait at most ``spin_wait_us``.
+
+    By default ONNX Runtime's pool threads spin without end between runs: a whole core
+    each for as long as the next frame takes to come (tests/backends/test_onnxruntime_sessions.py),
+    taken from edged's own threads, other models and decoders, and power on a device. Not
+    spinning at all costs the engine its fast hand-offs between operators: MobileNetV2-shaped
+    at batch 1 on 2 cores, 144 frames/s without spinning, 184-192 with 100-500 us of it
+    (12 alternating rounds); on 16 cores 296 against 498 unbounded. Bounded spinning keeps
+    the threads hot while frames come back to back and lets them sleep between a camera's
+    frames. Where it cannot be bounded, the threads do not spin."""
+    parts = []
+    for piece in ort_version.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if spin_wait_us <= 0 or tuple(parts) < _BOUNDED_SPIN:
+        return {"session.intra_op.allow_spinning": "0"}
+    return {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": str(spin_wait_us)}
 
 
 @contextlib.contextmanager
@@ -111,13 +136,8 @@ class OnnxRuntimeBackend(Backend):
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        # ONNX Runtime's pool threads busy-wait between runs by default: a whole core each
-        # for as long as the next frame takes to come (tests/backends/test_onnxruntime_sessions.py),
-        # taken from edged's own threads, other models and decoders, and power on a device.
-        # Off unless the model asks (spin_wait): on 2 cores edged at batch 1 did 137-226
-        # frames/s with spinning and 204-211 without; on 16 cores the engine alone did 498/s
-        # with it and 296/s without (docs/preprocessing.md has the whole table).
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin_wait else "0")
+        for key, value in spin_entries(self.version(), options.spin_wait_us).items():
+            so.add_session_config_entry(key, value)
         if options.batch > 1:
             # Batches of 1 to `batch` frames: the memory pattern ONNX Runtime plans per input
             # shape only adds to its arena (MobileNetV2-shaped, batches 1-8: 111 -> 96 MB).
