@@ -77,31 +77,31 @@ def _messages(error: Any) -> List[str]:
     return [f"{path}: {bound or error.message}"]
 
 
+# edged's own words for size and range limits: jsonschema reworded them in 4.21, and a
+# device runs Debian's jsonschema (4.10 on bookworm) while a venv may hold a newer one, so
+# the operator would otherwise read different messages for the same mistake.
+_BOUND_WORDS = {
+    "minItems": "{value} has {size} items, fewer than the minimum of {limit}",
+    "maxItems": "{size} items are more than the maximum of {limit}",
+    "minLength": "{value} is shorter than {limit} characters",
+    "maxLength": "{value} is longer than {limit} characters",
+    "minimum": "{value} is less than the minimum of {limit}",
+    "maximum": "{value} is greater than the maximum of {limit}",
+    "exclusiveMinimum": "{value} is not greater than {limit}",
+    "exclusiveMaximum": "{value} is not less than {limit}",
+    "const": "{value} should be {limit!r}",
+}
+
+
 def _bound_message(validator: str, instance: Any, limit: Any) -> str:
-    """edged's own words for size and range limits: jsonschema reworded them in 4.21, and a
-    device runs Debian's jsonschema (4.10 on bookworm) while a venv may hold a newer one, so
-    the operator would otherwise read different messages for the same mistake."""
-    if validator in ("minItems", "minLength") and limit == 1 and len(instance) == 0:
+    """The words for a size or range error, or "" for other validators."""
+    words = _BOUND_WORDS.get(validator)
+    if words is None:
+        return ""
+    sized = validator in ("minItems", "maxItems", "minLength", "maxLength")
+    if sized and limit == 1 and validator.startswith("min") and len(instance) == 0:
         return f"{instance!r} should be non-empty"
-    if validator == "minItems":
-        return f"{instance!r} has {len(instance)} items, fewer than the minimum of {limit}"
-    if validator == "maxItems":
-        return f"{len(instance)} items are more than the maximum of {limit}"
-    if validator == "minLength":
-        return f"{instance!r} is shorter than {limit} characters"
-    if validator == "maxLength":
-        return f"{instance!r} is longer than {limit} characters"
-    if validator == "minimum":
-        return f"{instance!r} is less than the minimum of {limit}"
-    if validator == "maximum":
-        return f"{instance!r} is greater than the maximum of {limit}"
-    if validator == "exclusiveMinimum":
-        return f"{instance!r} is not greater than {limit}"
-    if validator == "exclusiveMaximum":
-        return f"{instance!r} is not less than {limit}"
-    if validator == "const":
-        return f"{instance!r} should be {limit!r}"
-    return ""
+    return words.format(value=repr(instance), size=len(instance) if sized else 0, limit=limit)
 
 
 def _unmet(error: Any) -> List[Any]:
