@@ -58,7 +58,26 @@ def test_pipeline_efficiency_tool_reports_every_figure(demo_assets: Path, tmp_pa
         assert row["ratio_edged_engine"] == pytest.approx(row["edged_ips"]["median"] / row["engine_ips"]["median"])
         assert row["ratio_edged_peer"] == pytest.approx(row["edged_ips"]["median"] / row["peer_ips"]["median"])
     assert report["latency"]["pipeline_e2e_p99_ms"] > 0
+    assert report["latency"]["frames"] > 0
+    assert report["latency"]["added_p50_ms"] <= report["latency"]["added_p99_ms"] <= report["latency"]["added_max_ms"]
     assert report["memory"]["daemon_rss_mb"] > report["memory"]["backend_only_rss_mb"] > 0
+    assert report["memory"]["first_boot_rss_mb"] > report["memory"]["backend_only_rss_mb"]
+    assert all(row["engine_edged_options_ips"]["median"] > 0 for row in report["throughput"])
+
+
+@pytest.mark.slow
+def test_engine_calls_tool_reports_spinning_and_calls(demo_assets: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_engine_calls.py"
+    args = ["--model", str(demo_assets / "demo-cnn.onnx"), "--hw", "64", "64", "--rounds", "1", "--seconds", "0.3"]
+    result = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == [
+        "engine alone, spinning unbounded",
+        "engine alone, spinning 200",
+        "engine alone, spinning none",
+    ]
+    assert lines[3].startswith("engine call alone") and "inside edged" in lines[3]
 
 
 def test_warm_start_tool_times_cold_and_warm_boots(tmp_path: Path) -> None:

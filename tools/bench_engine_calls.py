@@ -6,7 +6,7 @@ Two measurements, rounds alternating, medians with min and max:
          default (pool threads spin without end), edged's bounded spinning (spin_wait_us)
          and no spinning;
   calls: the same runner (edged's options) alone, then inside edged's pipeline (synthetic
-         224x224 source, top-5, null sink or --jsonl) with every engine call timed: mean and p99 call
+         source at the network size (--hw), top-5, null sink or --jsonl) with every engine call timed: mean and p99 call
          time, the time between calls, and the rates.
 """
 
@@ -50,14 +50,14 @@ def spin(model: str, settings: List[str], rounds: int, seconds: float) -> Dict[s
     return rates
 
 
-def calls(model: str, seconds: float, sink: str) -> Dict[str, float]:
+def calls(model: str, seconds: float, sink: str, hw: List[int]) -> Dict[str, float]:
     from edged.backends import BuildOptions, get_backend
     from edged.config import parse_config
     from edged.model_loading import folding_for
     from edged.pipeline.model_pipeline import ModelPipeline
     from tools.bench_pipeline import TimedRunner, model_doc
 
-    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(model, 1, 0, 0, [224, 224], sink)]})
+    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(model, 1, 0, 0, hw, sink)]})
     model_config = config.models[0]
     backend = get_backend("onnxruntime")
     options = BuildOptions(batch=1, input_prefix=folding_for(model_config).prefix)
@@ -96,6 +96,7 @@ def calls(model: str, seconds: float, sink: str) -> Dict[str, float]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "var/bench/mobilenetv2-shaped.onnx"))
+    parser.add_argument("--hw", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jsonl", metavar="FILE", help="a JSON-lines sink writing to FILE instead of the null sink")
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -106,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for mode, rates in spin(args.model, args.spin, args.rounds, args.seconds).items():
         print(f"engine alone, spinning {mode}: {statistics.median(rates):.1f}/s [{min(rates):.1f}..{max(rates):.1f}]")
     for _ in range(args.rounds):
-        c = calls(args.model, args.seconds, args.jsonl or "")
+        c = calls(args.model, args.seconds, args.jsonl or "", args.hw)
         print(
             f"engine call alone {c['alone_mean_ms']:.2f} ms (p99 {c['alone_p99_ms']:.2f}), {c['alone_rate']:.1f}/s; "
             f"inside edged {c['inside_mean_ms']:.2f} ms (p99 {c['inside_p99_ms']:.2f}) + {c['gap_mean_ms']:.3f} ms "
