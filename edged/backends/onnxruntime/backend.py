@@ -71,10 +71,10 @@ def spin_entries(ort_version: str, spin_wait_us: int) -> Dict[str, str]:
     each for as long as the next frame takes to come (tests/backends/test_onnxruntime_sessions.py),
     taken from edged's own threads, other models and decoders, and power on a device. Not
     spinning at all costs the engine its fast hand-offs between operators: MobileNetV2-shaped
-    at batch 1 on 2 cores, 144 frames/s without spinning, 184-192 with 100-500 us of it
-    (12 alternating rounds); on 16 cores 296 against 498 unbounded. Bounded spinning keeps
-    the threads hot while frames come back to back and lets them sleep between a camera's
-    frames. Where it cannot be bounded, the threads do not spin."""
+    at batch 1 on 2 cores, 205 frames/s without spinning, 243 with 200 us of it and 245
+    unbounded (tools/bench_engine_calls.py); on 16 cores 296 without against 498 unbounded.
+    Bounded spinning keeps the threads hot while frames come back to back and lets them
+    sleep between a camera's frames. Where it cannot be bounded, the threads do not spin."""
     parts = []
     for piece in ort_version.split(".")[:2]:
         digits = "".join(c for c in piece if c.isdigit())
