@@ -72,12 +72,14 @@ def test_engine_calls_tool_reports_spinning_and_calls(demo_assets: Path) -> None
     result = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:3]] == [
+    assert [line.split(":")[0] for line in lines[:5]] == [
         "engine alone, spinning unbounded",
+        "engine alone, spinning stop+200",
         "engine alone, spinning 200",
+        "engine alone, spinning stop",
         "engine alone, spinning none",
     ]
-    assert lines[3].startswith("engine call alone") and "inside edged" in lines[3]
+    assert lines[5].startswith("engine call alone") and "inside edged" in lines[5]
 
 
 def test_warm_start_tool_times_cold_and_warm_boots(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 
 Two measurements, rounds alternating, medians with min and max:
   spin:  the engine alone in a tight loop, each setting in a fresh process: ONNX Runtime's
-         default (pool threads spin without end), edged's bounded spinning (spin_wait_us)
-         and no spinning;
+         default (pool threads spin on after a run), edged's (stop after each run, 200 us
+         at most within one), each of those two alone, and no spinning;
   calls: the same runner (edged's options) alone, then inside edged's pipeline (synthetic
          source at the network size (--hw), top-5, null sink or --jsonl) with every engine call timed: mean and p99 call
          time, the time between calls, and the rates.
@@ -29,8 +29,10 @@ _SPIN_CHILD = """
 import sys, time, numpy as np, onnxruntime as ort
 model, mode, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 so = ort.SessionOptions(); so.log_severity_level = 3
-if mode == "none": so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-elif mode != "unbounded": so.add_session_config_entry("session.intra_op.spin_duration_us", mode)
+for part in mode.split("+"):
+    if part == "none": so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif part == "stop": so.add_session_config_entry("session.force_spinning_stop", "1")
+    elif part != "unbounded": so.add_session_config_entry("session.intra_op.spin_duration_us", part)
 s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 i = s.get_inputs()[0]; x = {i.name: np.zeros([1] + [d if isinstance(d, int) else 1 for d in i.shape[1:]], np.float32)}
 for _ in range(5): s.run(None, x)
@@ -100,7 +102,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jsonl", metavar="FILE", help="a JSON-lines sink writing to FILE instead of the null sink")
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--spin", nargs="+", default=["unbounded", "200", "none"], help="unbounded, none or µs")
+    parser.add_argument(
+        "--spin",
+        nargs="+",
+        default=["unbounded", "stop+200", "200", "stop", "none"],
+        help="unbounded, none, stop (after each run), µs (within a run), or stop+µs (edged's)",
+    )
     args = parser.parse_args(argv)
     if not Path(args.model).exists():
         subprocess.run([sys.executable, str(REPO / "tools/make_bench_model.py"), "--out", args.model], check=True)

@@ -107,11 +107,8 @@ def _replies(session: Session, request_id: str, timeout_s: float) -> Iterator[Di
         msg = _next(session, deadline)
         if msg is None:
             continue
-        try:
-            result = json.loads(msg.payload)
-        except ValueError:
-            continue
-        if isinstance(result, dict) and result.get("id") == request_id:
+        result = msg.result_for(request_id)
+        if result is not None:
             if result.get("status") == "downloading":
                 deadline = time.monotonic() + timeout_s
             yield result

@@ -14,7 +14,6 @@ apply the push or stayed silent: a bad config reaches N devices, not the fleet.
 
 from __future__ import annotations
 
-import json
 import math
 import queue
 import sys
@@ -148,11 +147,8 @@ def collect(
             if progress is not None:
                 progress.update()
             continue
-        try:
-            result = json.loads(msg.payload)
-        except ValueError:
-            continue
-        if isinstance(result, dict) and result.get("id") == request_id:
+        result = msg.result_for(request_id)
+        if result is not None:
             if result.get("status") == "downloading":
                 # An interim report (docs/downloads.md): the device is working; wait anew.
                 deadline = time.monotonic() + timeout_s

@@ -9,6 +9,7 @@ connected, fail fast with a message naming the broker.
 
 from __future__ import annotations
 
+import json
 import queue
 import ssl
 import threading
@@ -49,6 +50,15 @@ class Received:
     retained: bool
     correlation_data: Optional[bytes] = None
     response_topic: Optional[str] = None
+
+    def result_for(self, request_id: str) -> Optional[Dict[str, Any]]:
+        """The payload as a JSON result answering ``request_id``; None for anything else
+        (another request's result, or not JSON)."""
+        try:
+            result = json.loads(self.payload)
+        except ValueError:
+            return None
+        return result if isinstance(result, dict) and result.get("id") == request_id else None
 
 
 class Session:

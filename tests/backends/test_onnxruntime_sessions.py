@@ -46,24 +46,23 @@ def test_pool_threads_sleep_while_waiting_for_the_next_frame(demo_model: str, sp
     assert busy < 0.2, f"{busy:.2f} cores busy while idle"
 
 
-def test_the_bound_is_what_ends_the_spinning(demo_model: str) -> None:
-    """The same session told to spin 100 ms keeps a core busy through each 30 ms pause: the
-    bound, not something else, is what lets the threads sleep in the test above."""
-    import onnxruntime
+def test_without_edged_s_entries_the_threads_spin_on(demo_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same session with ONNX Runtime's own defaults keeps a core busy through each 30 ms
+    pause: edged's entries, not something else, are what let the threads sleep above."""
+    import edged.backends.onnxruntime.backend as backend_module
 
-    if spin_entries(onnxruntime.__version__, 100_000)["session.intra_op.allow_spinning"] == "0":
-        pytest.skip(f"ONNX Runtime {onnxruntime.__version__} cannot bound spinning")
-    busy = _idle_cores(demo_model, 100_000)
+    monkeypatch.setattr(backend_module, "spin_entries", lambda version, us: {})
+    busy = _idle_cores(demo_model, 200)
     assert busy > 0.5, f"{busy:.2f} cores busy while idle"
 
 
-def test_spinning_is_never_unbounded() -> None:
-    assert spin_entries("1.32.0", 200) == {
-        "session.intra_op.allow_spinning": "1",
-        "session.intra_op.spin_duration_us": "200",
-    }
-    # Before 1.26 the duration key is unknown (ignored): the threads would spin without end.
-    assert spin_entries("1.25.1", 200) == {"session.intra_op.allow_spinning": "0"}
+def test_spinning_always_stops_when_a_run_ends() -> None:
+    stop = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
+    assert spin_entries("1.32.0", 200) == {**stop, "session.intra_op.spin_duration_us": "200"}
+    # Before the duration key (1.26), within a run the threads spin as ONNX Runtime decides.
+    assert spin_entries("1.25.1", 200) == stop
+    # Before the stop after a run (1.12), spinning would go on between frames: off.
+    assert spin_entries("1.11.1", 200) == {"session.intra_op.allow_spinning": "0"}
     assert spin_entries("1.32.0", 0) == {"session.intra_op.allow_spinning": "0"}
 
 

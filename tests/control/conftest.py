@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -78,3 +80,35 @@ def harness(base_doc: Dict[str, Any]) -> Iterator[Harness]:
     h = Harness(base_doc)
     yield h
     h.close()
+
+
+class CounterSampler:
+    """Samples a frame counter every 20 ms while pushes are applied, and finds its longest
+    stall (the longest time it did not grow)."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+        self.samples: List[Tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.samples.append((time.monotonic(), self._read()))
+
+    def __enter__(self) -> "CounterSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        time.sleep(0.2)
+        self._stop.set()
+        self._thread.join()
+
+    def longest_stall_s(self) -> float:
+        longest, since = 0.0, self.samples[0][0]
+        for (_, a), (t, b) in zip(self.samples, self.samples[1:]):
+            if b > a:
+                since = t
+            longest = max(longest, t - since)
+        return longest

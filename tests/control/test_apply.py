@@ -4,10 +4,9 @@ plane's published messages are collected; the MQTT path is in test_mqtt_control.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import pytest
 
@@ -17,7 +16,7 @@ from edged.control.plane import Message
 from edged.control.settings import REDACTED, redact
 from edged.control.store import STORE_NAME
 from edged.daemon import Daemon
-from tests.control.conftest import Harness, serving_model
+from tests.control.conftest import CounterSampler, Harness, serving_model
 
 TOPIC = "edged/node-1/config/set"
 
@@ -45,44 +44,13 @@ def frames_out(h: Harness, name: str) -> int:
     return int(pipeline.stats.counters()["frames_out"])  # type: ignore[call-overload]
 
 
-class Sampler:
-    """Samples a model's output counter every 20 ms while a push is applied."""
-
-    def __init__(self, h: Harness, name: str) -> None:
-        self.h, self.name = h, name
-        self.samples: List[Tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.samples.append((time.monotonic(), frames_out(self.h, self.name)))
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        time.sleep(0.2)
-        self._stop.set()
-        self._thread.join()
-
-    def longest_stall_s(self) -> float:
-        longest, since = 0.0, self.samples[0][0]
-        for (_, a), (t, b) in zip(self.samples, self.samples[1:]):
-            if b > a:
-                since = t
-            longest = max(longest, t - since)
-        return longest
-
-
 def test_push_adding_a_model_is_applied_without_a_gap_and_persisted(
     harness: Harness, base_doc: Dict[str, Any], control_dirs: Dict[str, Path]
 ) -> None:
     time.sleep(0.3)
     base_pipeline = harness.daemon.models.slots["base"].pipeline
     new = serving_model("added", str(control_dirs["models"] / "second.onnx"))
-    with Sampler(harness, "base") as sampler:
+    with CounterSampler(lambda: frames_out(harness, "base")) as sampler:
         result = push(harness, {"version": 2, "id": "r1", "patch": {"models": [base_doc["models"][0], new]}})
     assert result["status"] == "applied", result
     assert result["id"] == "r1" and result["version"] == 2
@@ -109,7 +77,7 @@ def test_changing_a_model_switches_only_after_the_new_pipeline_serves(
 ) -> None:
     time.sleep(0.2)
     changed = dict(base_doc["models"][0], batch=2)
-    with Sampler(harness, "base") as sampler:
+    with CounterSampler(lambda: frames_out(harness, "base")) as sampler:
         result = push(harness, {"version": 2, "patch": {"models": [changed]}})
     assert result["status"] == "applied" and result["changes"]["changed"] == ["base"]
     # The sampler reads whichever pipeline is current: output never stalls.

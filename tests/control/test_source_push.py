@@ -4,7 +4,6 @@ with the same engine, and without a gap for the model's other sources."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
@@ -13,7 +12,7 @@ import pytest
 
 from edged.control.plane import Message
 from edged.plans import PlanManager
-from tests.control.conftest import Harness
+from tests.control.conftest import CounterSampler, Harness
 
 TOPIC = "edged/node-1/config/set"
 
@@ -51,36 +50,9 @@ def cams(base_doc: Dict[str, Any], control_dirs: Dict[str, Path]) -> Iterator[Tu
     h.close()
 
 
-class SourceSampler:
-    """Samples one source's output counter every 20 ms while pushes are applied."""
-
-    def __init__(self, h: Harness, source: str) -> None:
-        self.h, self.source = h, source
-        self.samples: List[Tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            sources = {s.id: s for s in self.h.daemon.snapshot(latency=False).models["cams"].sources}
-            self.samples.append((time.monotonic(), sources[self.source].frames_out))
-
-    def __enter__(self) -> "SourceSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        time.sleep(0.2)
-        self._stop.set()
-        self._thread.join()
-
-    def longest_stall_s(self) -> float:
-        longest, since = 0.0, self.samples[0][0]
-        for (_, a), (t, b) in zip(self.samples, self.samples[1:]):
-            if b > a:
-                since = t
-            longest = max(longest, t - since)
-        return longest
+def source_frames_out(h: Harness, source: str) -> int:
+    sources = {s.id: s for s in h.daemon.snapshot(latency=False).models["cams"].sources}
+    return sources[source].frames_out
 
 
 def test_sources_are_added_removed_and_changed_in_place_without_a_gap_for_the_others(
@@ -102,7 +74,7 @@ def test_sources_are_added_removed_and_changed_in_place_without_a_gap_for_the_ot
 
     # Add c, remove b; a keeps going.
     step1 = dict(model, sources=[model["sources"][0], _synthetic("c", 50, 2)])
-    with SourceSampler(h, "a") as sampler:
+    with CounterSampler(lambda: source_frames_out(h, "a")) as sampler:
         result = _push(h, {"version": 2, "patch": {"models": [step1]}})
     assert result["status"] == "applied", result
     assert result["changes"] == {
@@ -123,7 +95,7 @@ def test_sources_are_added_removed_and_changed_in_place_without_a_gap_for_the_ot
     # Change a's rate; c keeps going, and a's numbering goes on where it was.
     before_change = pipeline.stats.counters()["sources"]["a"]["frames_in"]
     step2 = dict(step1, sources=[_synthetic("a", 100), step1["sources"][1]])
-    with SourceSampler(h, "c") as sampler:
+    with CounterSampler(lambda: source_frames_out(h, "c")) as sampler:
         result = _push(h, {"version": 3, "patch": {"models": [step2]}})
     assert result["status"] == "applied" and result["changes"]["sources"]["cams"]["changed"] == ["a"], result
     assert sampler.longest_stall_s() < 0.25, sampler.samples

@@ -9,37 +9,18 @@ import http.server
 import re
 import socket
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from tests.mqtt.broker import issue_cert
 
 _RANGE = re.compile(r"^bytes=(\d+)-$")
 
 
 def make_client_cert(ca: Dict[str, Path], folder: Path) -> Dict[str, Path]:
     """A client certificate signed by the CA of tests/mqtt/broker.py's make_ca."""
-    key, csr, crt = folder / "client.key", folder / "client.csr", folder / "client.crt"
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=edged device", "-keyout", str(key), "-out", str(csr))
-    ca_key = ca["ca"].with_suffix(".key")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca["ca"]),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-out",
-        str(crt),
-    )
-    return {"cert": crt, "key": key}
+    return issue_cert(ca, folder, "client", "/CN=edged device")
 
 
 class FileServer(http.server.ThreadingHTTPServer):

@@ -24,50 +24,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def issue_cert(
+    ca: Dict[str, Path], folder: Path, name: str, subject: str, san: Optional[str] = None
+) -> Dict[str, Path]:
+    """A key and a certificate for ``subject`` signed by ``ca`` (see make_ca), with the
+    subjectAltName ``san`` where given."""
+    key, csr, crt = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", str(key), "-out", str(csr))
+    args = ["x509", "-req", "-in", str(csr), "-CA", str(ca["ca"]), "-CAkey", str(ca["ca"].with_suffix(".key"))]
+    args += ["-CAcreateserial", "-days", "2", "-out", str(crt)]
+    if san is not None:
+        ext = folder / f"{name}.ext"
+        ext.write_text(f"subjectAltName={san}\n")
+        args += ["-extfile", str(ext)]
+    _openssl(*args)
+    return {"cert": crt, "key": key}
+
+
 def make_ca(folder: Path, name: str = "ca") -> Dict[str, Path]:
     """A throw-away CA and a server certificate for 127.0.0.1/localhost, signed by it."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = folder / f"{name}.key", folder / f"{name}.crt"
-    key, csr, crt, ext = folder / "server.key", folder / "server.csr", folder / "server.crt", folder / "san.ext"
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN=edged test {name}",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca_crt),
-    )
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca_crt),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(crt),
-    )
-    return {"ca": ca_crt, "cert": crt, "key": key}
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=edged test {name}",
+        "-keyout", str(ca_key), "-out", str(ca_crt),
+    )  # fmt: skip
+    server = issue_cert({"ca": ca_crt}, folder, "server", "/CN=localhost", san="IP:127.0.0.1,DNS:localhost")
+    return {"ca": ca_crt, **server}
 
 
 class Mosquitto:

@@ -59,29 +59,38 @@ def _specs(values: Any) -> List[TensorSpec]:
     return specs
 
 
-# session.intra_op.spin_duration_us, in ONNX Runtime's session option keys from 1.26 on
-# (onnxruntime_session_options_config_keys.h); older versions ignore keys they do not know.
+# session.force_spinning_stop (microsoft/onnxruntime PR 11841, release 1.12): the pool stops
+# spinning when a run ends. session.intra_op.spin_duration_us (PR 27916, merged 2026-03-31):
+# spinning within a run is bounded in time. The first release with the second is dated 1.26
+# by third-party notes and not confirmed here; ONNX Runtime ignores keys it does not know,
+# and the stop after each run holds either way.
+_STOP_AFTER_RUN = (1, 12)
 _BOUNDED_SPIN = (1, 26)
 
 
 def spin_entries(ort_version: str, spin_wait_us: int) -> Dict[str, str]:
-    """Session config entries for pool threads that busy-wait at most ``spin_wait_us``.
+    """Session config entries for pool threads that busy-wait at most ``spin_wait_us`` for
+    work within a run and sleep as soon as a run ends.
 
-    By default ONNX Runtime's pool threads spin without end between runs: a whole core
-    each for as long as the next frame takes to come (tests/backends/test_onnxruntime_sessions.py),
-    taken from edged's own threads, other models and decoders, and power on a device. Not
-    spinning at all costs the engine its fast hand-offs between operators: MobileNetV2-shaped
-    at batch 1 on 2 cores, 205 frames/s without spinning, 243 with 200 us of it and 245
-    unbounded (tools/bench_engine_calls.py); on 16 cores 296 without against 498 unbounded.
-    Bounded spinning keeps the threads hot while frames come back to back and lets them
-    sleep between a camera's frames. Where it cannot be bounded, the threads do not spin."""
+    By default ONNX Runtime's pool threads spin on after a run: a whole core each for as
+    long as the next frame takes to come, measured here over 30 ms pauses
+    (tests/backends/test_onnxruntime_sessions.py), taken from edged's own threads, other
+    models and decoders, and power on a device. Not spinning at all costs the engine its fast
+    hand-offs between operators: MobileNetV2-shaped at batch 1 on 2 cores, 205 frames/s
+    without spinning, 243 with 200 us of it and 245 unbounded (tools/bench_engine_calls.py);
+    on 16 cores 296 without against 498 unbounded. Where the stop after a run is missing
+    (before 1.12), the threads do not spin."""
     parts = []
     for piece in ort_version.split(".")[:2]:
         digits = "".join(c for c in piece if c.isdigit())
         parts.append(int(digits) if digits else 0)
-    if spin_wait_us <= 0 or tuple(parts) < _BOUNDED_SPIN:
+    version = tuple(parts)
+    if spin_wait_us <= 0 or version < _STOP_AFTER_RUN:
         return {"session.intra_op.allow_spinning": "0"}
-    return {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": str(spin_wait_us)}
+    entries = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
+    if version >= _BOUNDED_SPIN:
+        entries["session.intra_op.spin_duration_us"] = str(spin_wait_us)
+    return entries
 
 
 @contextlib.contextmanager
