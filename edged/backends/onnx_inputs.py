@@ -4,8 +4,8 @@ Deciding whether a model's preprocessing can go into its plan (edged.pipeline.fo
 only the graph's inputs, initializer names and opset. The onnx package would parse the whole
 model into Python objects and costs the daemon ~11 MB of resident memory for the rest of its
 life, on every start, though a cached plan needs nothing else from it. This reader walks the
-protobuf wire format (protobuf's encoding guide) over a memory map and skips everything but
-those fields, weights included, by their length prefix.
+protobuf wire format (protobuf's encoding guide) with plain reads and skips everything but
+those fields, weights included, by seeking past their length prefix.
 
 Field numbers are onnx.proto's (ModelProto, GraphProto, ValueInfoProto, TypeProto,
 TensorShapeProto, TensorProto, OperatorSetIdProto); tests/backends/test_onnx_inputs.py
@@ -14,9 +14,8 @@ checks the results against the onnx package on real models.
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 from edged.errors import BackendError
 
@@ -129,48 +128,105 @@ def _value_info(buf: memoryview, start: int, end: int) -> GraphInput:
     return GraphInput(name, elem, shape)
 
 
-def _tensor_name(buf: memoryview, start: int, end: int) -> str:
-    for number, wire, a, b in _fields(buf, start, end):
-        if number == _TENSOR_PROTO_NAME and wire == _LENGTH:
-            return _text(buf, a, b)
-    return ""
+# The largest opset entry or graph input read whole; real ones are a few hundred bytes.
+_SMALL_MESSAGE = 1 << 20
 
 
-def _parse(buf: memoryview) -> ModelInputs:
+class _Stream:
+    """The file read forward, seeking past every field not looked into (weights, nodes).
+    Plain reads, not a memory map: a file cut short while it is read (copied over in place)
+    is a short read, named as such, never a SIGBUS that would take the daemon down."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+
+    def _varint(self) -> int:
+        value = shift = 0
+        while True:
+            byte = self._handle.read(1)
+            if not byte or shift > 63:
+                raise _Malformed("truncated varint")
+            value |= (byte[0] & 0x7F) << shift
+            if byte[0] < 0x80:
+                return value
+            shift += 7
+
+    def fields(self, start: int, end: int) -> Iterator[Tuple[int, int, int, int]]:
+        """As _fields, over the file; whatever the caller reads of a field, the next one
+        is read from where that field ends."""
+        pos = start
+        while pos < end:
+            self._handle.seek(pos)
+            key = self._varint()
+            number, wire = key >> 3, key & 7
+            if wire == _VARINT:
+                value = self._varint()
+                pos = self._handle.tell()
+                yield number, wire, value, pos
+            elif wire == _LENGTH:
+                size = self._varint()
+                first = self._handle.tell()
+                if first + size > end:
+                    raise _Malformed(f"field {number} runs past its message")
+                pos = first + size
+                yield number, wire, first, pos
+            elif wire in (_FIXED64, _FIXED32):
+                pos = self._handle.tell() + (8 if wire == _FIXED64 else 4)
+                if pos > end:
+                    raise _Malformed(f"field {number} runs past its message")
+            else:
+                raise _Malformed(f"wire type {wire} (field {number}) is not used by onnx.proto")
+
+    def read(self, start: int, end: int) -> memoryview:
+        if end - start > _SMALL_MESSAGE:
+            raise _Malformed(f"a {end - start}-byte entry where a few hundred bytes were expected")
+        self._handle.seek(start)
+        data = self._handle.read(end - start)
+        if len(data) != end - start:
+            raise _Malformed("the file ends inside a field")
+        return memoryview(data)
+
+
+def _parse(stream: _Stream, size: int) -> ModelInputs:
     inputs: List[GraphInput] = []
     initializers = set()
     opsets: Dict[str, int] = {}
-    for number, wire, a, b in _fields(buf, 0, len(buf)):
+    for number, wire, a, b in stream.fields(0, size):
         if number == _MODEL_OPSET_IMPORT and wire == _LENGTH:
+            buf = stream.read(a, b)
             domain, version = "", 0
-            for n, w, c, d in _fields(buf, a, b):
+            for n, w, c, d in _fields(buf, 0, len(buf)):
                 if n == _OPSET_DOMAIN and w == _LENGTH:
                     domain = _text(buf, c, d)
                 elif n == _OPSET_VERSION and w == _VARINT:
                     version = _signed(c)
             opsets[domain] = version
         elif number == _MODEL_GRAPH and wire == _LENGTH:
-            for n, w, c, d in _fields(buf, a, b):
+            for n, w, c, d in stream.fields(a, b):
                 if n == _GRAPH_INPUT and w == _LENGTH:
-                    inputs.append(_value_info(buf, c, d))
+                    buf = stream.read(c, d)
+                    inputs.append(_value_info(buf, 0, len(buf)))
                 elif n == _GRAPH_INITIALIZER and w == _LENGTH:
-                    initializers.add(_tensor_name(buf, c, d))
+                    initializers.add(_initializer_name(stream, c, d))
     opset = opsets.get("", opsets.get("ai.onnx", 0))
     return ModelInputs([i for i in inputs if i.name not in initializers], opset)
+
+
+def _initializer_name(stream: _Stream, start: int, end: int) -> str:
+    for number, wire, a, b in stream.fields(start, end):
+        if number == _TENSOR_PROTO_NAME and wire == _LENGTH:
+            return bytes(stream.read(a, b)).decode("utf-8", errors="replace")
+    return ""
 
 
 def read_model_inputs(path: str) -> ModelInputs:
     """The non-initializer inputs and default-domain opset of the ONNX model at ``path``."""
     try:
         with open(path, "rb") as handle:
-            if handle.seek(0, 2) == 0:
+            size = handle.seek(0, 2)
+            if size == 0:
                 raise BackendError(f"{path}: cannot read the ONNX model: the file is empty")
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    return _parse(view)
-                finally:
-                    view.release()
+            return _parse(_Stream(handle), size)
     except _Malformed as exc:
         raise BackendError(f"{path}: cannot read the ONNX model: {exc}") from None
     except OSError as exc:

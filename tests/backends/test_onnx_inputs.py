@@ -60,7 +60,7 @@ def test_agrees_with_onnx(tmp_path: Path, inits_as_inputs: bool, external: bool)
     assert _by_reader(path)[0][0] == ("x", TensorProto.FLOAT16, (None, 3))
 
 
-def test_agrees_with_onnx_on_the_demo_and_bench_models(demo_model: str) -> None:
+def test_agrees_with_onnx_on_the_demo_model(demo_model: str) -> None:
     assert _by_reader(demo_model) == _by_onnx(demo_model)
     assert len(_by_reader(demo_model)[0]) == 1
 

@@ -94,3 +94,20 @@ def test_a_loaded_plan_keeps_no_reference_to_its_bytes(demo_model: str) -> None:
     out = runner.infer({spec.name: np.zeros([1, *[d or 1 for d in spec.shape[1:]]], dtype=np.float32)})
     assert all(np.isfinite(v).all() for v in out.values())
     runner.close()
+
+
+def test_a_plan_loads_where_memory_files_are_refused(demo_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system call filter without memfd_create (EPERM) costs the copy, not the model."""
+    import os
+
+    def refused(name: str, flags: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "memfd_create", refused)
+    backend = OnnxRuntimeBackend()
+    options = BuildOptions(threads=1)
+    runner = backend.load_plan(backend.build_plan(demo_model, options).plan, options)
+    spec = runner.inputs[0]
+    out = runner.infer({spec.name: np.zeros([1, *[d or 1 for d in spec.shape[1:]]], dtype=np.float32)})
+    assert all(np.isfinite(v).all() for v in out.values())
+    runner.close()

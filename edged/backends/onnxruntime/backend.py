@@ -101,10 +101,13 @@ def _plan_path(plan: bytes) -> Iterator[Union[str, bytes]]:
     13 MB per MobileNetV2-sized session (tools/bench_sources.py). An anonymous memory
     file needs no disk space, so a full disk cannot stop a cached plan from loading."""
     create = getattr(os, "memfd_create", None)
-    if create is None:  # not Linux: the bytes it is
+    try:
+        fd = create("edged-plan", 0) if create is not None else -1
+    except OSError:  # a seccomp filter without it, or no memory: the bytes it is, copy and all
+        fd = -1
+    if fd < 0:
         yield plan
         return
-    fd = create("edged-plan", 0)
     try:
         with os.fdopen(fd, "wb", closefd=False) as handle:
             handle.write(plan)
