@@ -12,27 +12,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from functools import lru_cache
 from typing import Any, Optional
 
 __all__ = ["release_free_heap"]
 
 log = logging.getLogger(__name__)
 
-_UNSET: Any = object()
-_trim: Any = _UNSET
 
-
+@lru_cache(maxsize=None)
 def _malloc_trim() -> Optional[Any]:
-    global _trim
-    if _trim is _UNSET:
-        _trim = None
-        name = ctypes.util.find_library("c")
-        try:
-            libc = ctypes.CDLL(name) if name else None
-            _trim = getattr(libc, "malloc_trim", None)  # glibc only: musl has none
-        except OSError as exc:
-            log.debug("no C library to trim the heap with: %s", exc)
-    return _trim
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError as exc:
+        log.debug("no C library to trim the heap with: %s", exc)
+        return None
+    return getattr(libc, "malloc_trim", None)  # glibc only: musl has none
 
 
 def release_free_heap() -> bool:
