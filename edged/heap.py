@@ -10,7 +10,6 @@ ResNet-50-sized model: 252 MB resident after one load, 109 MB after the trim.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from functools import lru_cache
 from typing import Any, Optional
@@ -22,13 +21,12 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=None)
 def _malloc_trim() -> Optional[Any]:
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
+        # The process's own symbols: libc is loaded already, and no ldconfig runs to find it.
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only: musl has none
     except OSError as exc:
         log.debug("no C library to trim the heap with: %s", exc)
         return None
-    return getattr(libc, "malloc_trim", None)  # glibc only: musl has none
 
 
 def release_free_heap() -> bool:
