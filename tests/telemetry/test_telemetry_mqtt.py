@@ -140,4 +140,7 @@ def test_a_30_s_broker_outage_costs_inference_nothing(tmp_path: Path, demo_asset
     stamps = [json.loads(line)["ts"] for line in (tmp_path / "cam.jsonl").read_text().splitlines()]
     before = _rate(stamps, outage_start - 8, outage_start)
     during = _rate(stamps, outage_start, outage_end)
-    assert before > 0 and during / before > 0.85, (before, during)
+    # What this guards against (publishing blocking the pipeline while the broker is away)
+    # stalls inference outright. The bound leaves room for the machine's own drift over
+    # 30 s: on a shared 2-core VM an unchanged run measured 0.84 once in five full runs.
+    assert before > 0 and during / before > 0.7, (before, during)
