@@ -142,5 +142,5 @@ def test_a_30_s_broker_outage_costs_inference_nothing(tmp_path: Path, demo_asset
     during = _rate(stamps, outage_start, outage_end)
     # What this guards against (publishing blocking the pipeline while the broker is away)
     # stalls inference outright. The bound leaves room for the machine's own drift over
-    # 30 s: on a shared 2-core VM an unchanged run measured 0.84 once in five full runs.
+    # 30 s: on a shared 2-core VM it measured 0.84 once in five full runs of make test.
     assert before > 0 and during / before > 0.7, (before, during)
