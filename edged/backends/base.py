@@ -118,6 +118,9 @@ class Backend(abc.ABC):
     """Builds and loads plans for one inference library."""
 
     name: str = ""
+    # Whether edged.plans.build_process may build this backend's plans in a child process
+    # (``get_backend(name)`` there must build what it builds here).
+    builds_in_child: bool = False
 
     @abc.abstractmethod
     def version(self) -> str:

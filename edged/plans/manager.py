@@ -14,6 +14,7 @@ from edged.backends.base import Backend, BuildOptions, Runner
 from edged.config.model import ModelConfig
 from edged.errors import BackendError, PlanError
 from edged.formats.hashing import format_input_hashes
+from edged.plans.build_process import build_plan
 from edged.plans.key import PlanKey, plan_key
 from edged.plans.store import PlanStore
 from edged.platform.model import Platform
@@ -174,7 +175,7 @@ class PlanManager:
         """The built plan, and why it is not in the cache (None when it is)."""
         started = time.time()
         log.info("model %s: building plan %s", model.name, key.name)
-        built = backend.build_plan(model.path, options, progress)
+        built = build_plan(backend, model.path, options, progress)
         facts = {
             "model": model.name,
             "model_path": model.path,

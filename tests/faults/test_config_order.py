@@ -10,11 +10,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from edged.backends.onnxruntime.backend import OnnxRuntimeBackend
 from edged.config import load_config, parse_config
 from edged.control.plane import ControlPlane, Message
 from edged.control.store import ConfigStore
 from edged.daemon import Daemon
+from edged.plans import build_process
 from tests.faults.conftest import model, wait_until
 
 pytestmark = pytest.mark.slow
@@ -42,13 +42,13 @@ def test_a_sighup_racing_a_push_never_rolls_it_back(
     published: Published = []
     plane = ControlPlane(daemon, lambda t, p, r, c: published.append((t, p, r, c)))
     plane.start()
-    build = OnnxRuntimeBackend.build_plan
+    build = build_process.build_in_child
 
-    def slow_build(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def slow_build(*args: Any, **kwargs: Any) -> Any:
         time.sleep(1.5)  # the push is still building when SIGHUP arrives
-        return build(self, *args, **kwargs)
+        return build(*args, **kwargs)
 
-    monkeypatch.setattr(OnnxRuntimeBackend, "build_plan", slow_build)
+    monkeypatch.setattr(build_process, "build_in_child", slow_build)
     try:
         pushed = dict(daemon.config.document, version=70)
         pushed["models"] = [model("base", onnx), model("pushed", onnx)]

@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, List
 import pytest
 import yaml
 
-from edged.backends.onnxruntime.backend import OnnxRuntimeBackend
 from edged.pipeline.model_pipeline import ModelPipeline
+from edged.plans import build_process
 from edged.status import status_summary
 from tests.faults.conftest import Running, model, wait_until
 from tests.notify import NotifyListener
@@ -95,13 +95,13 @@ def test_a_reload_that_builds_a_plan_never_blocks_the_main_loop(
     onnx = demo_assets / "demo-cnn.onnx"
     path = config_file(model("base", onnx))
     run = running(path)
-    build = OnnxRuntimeBackend.build_plan
+    build = build_process.build_in_child
 
-    def slow_build(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def slow_build(*args: Any, **kwargs: Any) -> Any:
         time.sleep(3.0)  # a TensorRT build on a Jetson takes minutes
-        return build(self, *args, **kwargs)
+        return build(*args, **kwargs)
 
-    monkeypatch.setattr(OnnxRuntimeBackend, "build_plan", slow_build)
+    monkeypatch.setattr(build_process, "build_in_child", slow_build)
     doc = yaml.safe_load(path.read_text())
     doc["models"].append(model("added", onnx))
     path.write_text(yaml.safe_dump(doc))

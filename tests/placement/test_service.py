@@ -152,6 +152,7 @@ class RecordingBackend(OnnxRuntimeBackend):
     build and load for, fails DLA builds on request, and runs ONNX Runtime underneath."""
 
     name = "tensorrt"
+    builds_in_child = False  # as the TensorRT backend; a child would not see this test's registry
     calls: ClassVar[List[str]] = []
     fail_dla = True
 

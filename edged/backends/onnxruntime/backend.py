@@ -136,6 +136,7 @@ class OnnxRuntimeRunner(Runner):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    builds_in_child = True
 
     def __init__(self) -> None:
         self._ort = _import_ort()
