@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,18 @@ def test_engine_calls_tool_reports_spinning_and_calls(demo_assets: Path) -> None
         "engine alone, spinning none",
     ]
     assert lines[5].startswith("engine call alone") and "inside edged" in lines[5]
+
+
+def test_engine_calls_tool_times_batched_calls_without_the_spin_rounds(demo_assets: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_engine_calls.py"
+    args = ["--model", str(demo_assets / "demo-cnn.onnx"), "--hw", "64", "64", "--rounds", "1", "--seconds", "0.5"]
+    result = subprocess.run(
+        [sys.executable, str(tool), *args, "--batch", "4", "--spin"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    frames = float(re.search(r"calls/s of ([0-9.]+) frames", line).group(1))  # type: ignore[union-attr]
+    assert 3.0 <= frames <= 4.0  # a source faster than the engine fills the batches
 
 
 def test_warm_start_tool_times_cold_and_warm_boots(tmp_path: Path) -> None:

@@ -52,20 +52,20 @@ def spin(model: str, settings: List[str], rounds: int, seconds: float) -> Dict[s
     return rates
 
 
-def calls(model: str, seconds: float, sink: str, hw: List[int]) -> Dict[str, float]:
+def calls(model: str, seconds: float, sink: str, hw: List[int], batch: int = 1) -> Dict[str, float]:
     from edged.backends import BuildOptions, get_backend
     from edged.config import parse_config
     from edged.model_loading import folding_for
     from edged.pipeline.model_pipeline import ModelPipeline
     from tools.bench_pipeline import TimedRunner, model_doc
 
-    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(model, 1, 0, 0, hw, sink)]})
+    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(model, batch, 0, 0, hw, sink)]})
     model_config = config.models[0]
     backend = get_backend("onnxruntime")
-    options = BuildOptions(batch=1, input_prefix=folding_for(model_config).prefix)
+    options = BuildOptions(batch=batch, input_prefix=folding_for(model_config).prefix)
     runner = backend.load_plan(backend.build_plan(model, options).plan, options)
     spec = runner.inputs[0]
-    feeds = {spec.name: np.zeros([1, *[d or 1 for d in spec.shape[1:]]], dtype=spec.dtype)}
+    feeds = {spec.name: np.zeros([batch, *[d or 1 for d in spec.shape[1:]]], dtype=spec.dtype)}
     alone: List[float] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -77,6 +77,7 @@ def calls(model: str, seconds: float, sink: str, hw: List[int]) -> Dict[str, flo
     pipeline.start()
     time.sleep(seconds + 1.0)
     pipeline.stop()
+    frames_per_call = int(pipeline.stats.counters()["frames_out"]) / max(1, len(timed.calls))
     kept = timed.calls[len(timed.calls) // 5 :]  # the first fifth is warm-up
     inside = [(e - s) * 1000.0 for s, e in kept]
     gaps = [(kept[i + 1][0] - kept[i][1]) * 1000.0 for i in range(len(kept) - 1)]
@@ -92,6 +93,7 @@ def calls(model: str, seconds: float, sink: str, hw: List[int]) -> Dict[str, flo
         "gap_mean_ms": statistics.mean(gaps),
         "alone_rate": 1000.0 / statistics.mean(alone),
         "inside_rate": len(kept) / (kept[-1][1] - kept[0][0]),
+        "inside_frames_per_call": frames_per_call,
     }
 
 
@@ -104,21 +106,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument(
         "--spin",
-        nargs="+",
+        nargs="*",
         default=["unbounded", "stop+200", "200", "stop", "none"],
-        help="unbounded, none, stop (after each run), µs (within a run), or stop+µs (edged's)",
+        help="unbounded, none, stop (after each run), µs (within a run), or stop+µs (edged's); none given: skip",
     )
+    parser.add_argument("--batch", type=int, default=1, help="batch of the timed engine calls")
     args = parser.parse_args(argv)
     if not Path(args.model).exists():
         subprocess.run([sys.executable, str(REPO / "tools/make_bench_model.py"), "--out", args.model], check=True)
     for mode, rates in spin(args.model, args.spin, args.rounds, args.seconds).items():
         print(f"engine alone, spinning {mode}: {statistics.median(rates):.1f}/s [{min(rates):.1f}..{max(rates):.1f}]")
     for _ in range(args.rounds):
-        c = calls(args.model, args.seconds, args.jsonl or "", args.hw)
+        c = calls(args.model, args.seconds, args.jsonl or "", args.hw, args.batch)
         print(
-            f"engine call alone {c['alone_mean_ms']:.2f} ms (p99 {c['alone_p99_ms']:.2f}), {c['alone_rate']:.1f}/s; "
+            f"engine call alone {c['alone_mean_ms']:.2f} ms (p99 {c['alone_p99_ms']:.2f}), "
+            f"{c['alone_rate']:.1f} calls/s; "
             f"inside edged {c['inside_mean_ms']:.2f} ms (p99 {c['inside_p99_ms']:.2f}) + {c['gap_mean_ms']:.3f} ms "
-            f"between calls, {c['inside_rate']:.1f}/s ({c['inside_rate'] / c['alone_rate']:.3f})",
+            f"between calls, {c['inside_rate']:.1f} calls/s of {c['inside_frames_per_call']:.2f} frames "
+            f"({c['inside_rate'] / c['alone_rate']:.3f})",
             flush=True,
         )
     return 0
