@@ -104,3 +104,14 @@ def test_warm_start_tool_times_cold_and_warm_boots(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert 0 < report["warm_median_s"] < 30 and 0 < report["cold_s"] < 60
+
+
+def test_activation_memory_tool_reports_each_batch(demo_assets: Path, tmp_path: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_activation_memory.py"
+    out = tmp_path / "activations.json"
+    args = ["--model", str(demo_assets / "demo-cnn.onnx"), "--batches", "1", "4", "--json", str(out)]
+    result = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert [(r["batch"], r["mode"]) for r in rows] == [(1, "fixed"), (4, "mixed"), (4, "fixed")]
+    assert all(r["load_mb"] >= 0 and r["activations_mb"] >= 0 for r in rows)

@@ -7,7 +7,9 @@ Two measurements, rounds alternating, medians with min and max:
          at most within one), each of those two alone, and no spinning;
   calls: the same runner (edged's options) alone, then inside edged's pipeline (synthetic
          source at the network size (--hw), top-5, null sink or --jsonl) with every engine call timed: mean and p99 call
-         time, the time between calls, and the rates.
+         time, the time between calls, and the rates; at --batch above 1 also the median copy of
+         the frames into the batch tensor and of the same copy repeated at once (warm frames;
+         that second copy adds to the time between calls).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -72,8 +74,21 @@ def calls(model: str, seconds: float, sink: str, hw: List[int], batch: int = 1) 
         start = time.perf_counter()
         runner.infer(feeds)
         alone.append((time.perf_counter() - start) * 1000.0)
+    copies: List[Tuple[float, float]] = []
+
+    class CopyTimedPipeline(ModelPipeline):
+        """Times each batch copy, then the same copy again: the second reads warm frames."""
+
+        def _batch_input(self, frames: List[Any], buffer: np.ndarray) -> np.ndarray:
+            start = time.perf_counter()
+            batch = super()._batch_input(frames, buffer)
+            copied = time.perf_counter()
+            super()._batch_input(frames, buffer)
+            copies.append(((copied - start) * 1000.0, (time.perf_counter() - copied) * 1000.0))
+            return batch
+
     timed = TimedRunner(runner)
-    pipeline = ModelPipeline(model_config, timed)
+    pipeline = CopyTimedPipeline(model_config, timed)
     pipeline.start()
     time.sleep(seconds + 1.0)
     pipeline.stop()
@@ -94,6 +109,8 @@ def calls(model: str, seconds: float, sink: str, hw: List[int], batch: int = 1) 
         "alone_rate": 1000.0 / statistics.mean(alone),
         "inside_rate": len(kept) / (kept[-1][1] - kept[0][0]),
         "inside_frames_per_call": frames_per_call,
+        "batch_copy_ms": statistics.median(c for c, _ in copies[len(copies) // 5 :]),
+        "batch_copy_again_ms": statistics.median(a for _, a in copies[len(copies) // 5 :]),
     }
 
 
@@ -123,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"{c['alone_rate']:.1f} calls/s; "
             f"inside edged {c['inside_mean_ms']:.2f} ms (p99 {c['inside_p99_ms']:.2f}) + {c['gap_mean_ms']:.3f} ms "
             f"between calls, {c['inside_rate']:.1f} calls/s of {c['inside_frames_per_call']:.2f} frames "
-            f"({c['inside_rate'] / c['alone_rate']:.3f})",
+            f"({c['inside_rate'] / c['alone_rate']:.3f}); the batch copy took {c['batch_copy_ms']:.3f} ms "
+            f"(the same copy again {c['batch_copy_again_ms']:.3f} ms)",
             flush=True,
         )
     return 0
