@@ -25,6 +25,21 @@ REPO = Path(__file__).resolve().parents[2]
 PREFIX = InputPrefix("rgb", "nchw", 1 / 255, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (64, 64), uint8_first=True)
 
 
+def _model(name: str, assets: Path, tmp_path: Path, fps: float, count: int, batch: int = 1) -> Dict[str, Any]:
+    return {
+        "name": name,
+        "path": str(assets / "demo-cnn.onnx"),
+        "threads": 1,
+        "batch": batch,
+        "source": {"type": "synthetic", "fps": fps, "count": count, "size": [64, 64]},
+        "sink": {"type": "jsonl", "path": str(tmp_path / f"{name}.jsonl")},
+    }
+
+
+def _doc(tmp_path: Path, *models: Dict[str, Any]) -> Dict[str, Any]:
+    return {"device": {"id": "b"}, "plans": {"cache_dir": str(tmp_path / "plans")}, "models": list(models)}
+
+
 def test_the_child_builds_the_plan_the_daemon_would_and_relays_progress(demo_assets: Path) -> None:
     backend = get_backend("onnxruntime")
     options = BuildOptions(threads=1, input_prefix=PREFIX)
@@ -93,19 +108,9 @@ def test_the_daemon_keeps_running_its_models_when_a_build_child_dies(
     from edged.config import parse_config
     from edged.daemon import Daemon
 
-    def model(name: str, batch: int) -> Dict[str, Any]:
-        return {
-            "name": name,
-            "path": str(demo_assets / "demo-cnn.onnx"),
-            "threads": 1,
-            "batch": batch,
-            "source": {"type": "synthetic", "fps": 100, "count": 30, "size": [64, 64]},
-            "sink": {"type": "jsonl", "path": str(tmp_path / f"{name}.jsonl")},
-        }
-
-    doc = {"device": {"id": "b"}, "plans": {"cache_dir": str(tmp_path / "plans")}, "models": [model("cached", 1)]}
+    doc = _doc(tmp_path, _model("cached", demo_assets, tmp_path, fps=100, count=30))
     Daemon(parse_config(doc)).run(duration_s=20)  # builds and caches the first model's plan
-    doc["models"].append(model("doomed", 2))  # another batch: another plan, built now
+    doc["models"].append(_model("doomed", demo_assets, tmp_path, fps=100, count=30, batch=2))  # another plan
     _child_starts_with(tmp_path, monkeypatch, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     daemon = Daemon(parse_config(doc))
     daemon.run(duration_s=20)
@@ -130,19 +135,7 @@ print(json.dumps({"source": slot.plan.source, "folded": slot.pipeline.runner.inp
 
 def test_a_first_boot_never_imports_onnx_into_the_daemon(tmp_path: Path, demo_assets: Path) -> None:
     """The folded prefix is written with onnx; the child imports it, the daemon does not."""
-    doc = {
-        "device": {"id": "b"},
-        "plans": {"cache_dir": str(tmp_path / "plans")},
-        "models": [
-            {
-                "name": "m",
-                "path": str(demo_assets / "demo-cnn.onnx"),
-                "threads": 1,
-                "source": {"type": "synthetic", "fps": 0, "count": 10, "size": [64, 64]},
-                "sink": {"type": "jsonl", "path": str(tmp_path / "m.jsonl")},
-            }
-        ],
-    }
+    doc = _doc(tmp_path, _model("m", demo_assets, tmp_path, fps=0, count=10))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
         [sys.executable, "-c", _FIRST_BOOT, json.dumps(doc)], capture_output=True, text=True, env=env, timeout=120
