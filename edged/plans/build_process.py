@@ -57,14 +57,17 @@ def build_in_child(
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "edged.plans.build_process"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        close_fds=True,
-    )
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "edged.plans.build_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+    except OSError as exc:  # no memory or process slots left to fork, or no interpreter
+        raise BackendError(f"{model_path}: cannot start the plan build process: {exc}") from exc
     assert child.stdin is not None and child.stdout is not None and child.stderr is not None
     stderr_tail: Deque[str] = collections.deque(maxlen=_STDERR_LINES)
     drain = threading.Thread(target=_drain, args=(child.stderr, stderr_tail), name="edged-build-stderr", daemon=True)

@@ -69,6 +69,15 @@ def test_a_build_error_keeps_its_type_and_names_the_model(tmp_path: Path) -> Non
         build_process.build_in_child("no-such-backend", str(broken), BuildOptions())
 
 
+def test_a_build_process_that_cannot_start_fails_that_build(
+    demo_assets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(BackendError, match="cannot start the plan build process") as info:
+        build_process.build_in_child("onnxruntime", str(demo_assets / "demo-cnn.onnx"), BuildOptions())
+    assert "demo-cnn.onnx" in str(info.value)
+
+
 def _child_starts_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> None:
     """The next build child runs ``code`` first (a sitecustomize on its PYTHONPATH)."""
     site = tmp_path / "site"
