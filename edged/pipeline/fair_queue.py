@@ -8,6 +8,9 @@ Fairness policy (round-robin, one frame per source per turn):
 * A batch is filled by visiting the lanes in turn, one frame (the oldest) from each lane that
   has one, round after round, until the batch is full or the lanes are empty. The next batch
   starts at the lane after the last one served, so no lane is always first.
+* While the engine runs a batch, the next one is taken at once if a whole batch is queued
+  (edged/pipeline/next_batch.py), by the same rounds; frames that arrive during the call
+  then go into the batch after it, at most one batch later than otherwise.
 
 So every source gets an equal share of the engine (max-min fair): a source that sends no more
 than ``engine throughput / sources with frames`` per second is served at its full rate and
@@ -154,6 +157,17 @@ class FairQueue:
                         break
                     self._wait(max_frames - len(frames), remaining)
                     frames += self._round_robin(max_frames - len(frames))
+            if self._blocked:
+                self._wake_producers()
+            return frames
+
+    def take_full(self, batch: int) -> List[Frame]:
+        """A whole batch, round-robin as :meth:`take`, if ``batch`` frames are queued now;
+        else nothing. Never waits."""
+        with self._lock:
+            if self._queued < batch:
+                return []
+            frames = self._round_robin(batch)
             if self._blocked:
                 self._wake_producers()
             return frames

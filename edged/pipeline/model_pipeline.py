@@ -2,6 +2,8 @@
 
     source threads: read frame -> preprocess -> its own lane   (drop-oldest if live, else wait)
     infer thread:   lanes -> batch round-robin (max size, max wait) -> runner.infer -> out-queue
+    next-batch helper (batches of more than one frame): during runner.infer, a whole batch
+                    already queued -> the spare batch tensor (edged/pipeline/next_batch.py)
     output thread:  out-queue -> postprocess -> sink
 
 A model has one or more sources (``sources:``, or ``source:`` for one); all of them feed the
@@ -38,6 +40,7 @@ from edged.errors import ConfigError
 from edged.pipeline.fair_queue import FairQueue
 from edged.pipeline.frame import Frame
 from edged.pipeline.hand_off import HandOff
+from edged.pipeline.next_batch import NextBatch, Prepared
 from edged.pipeline.postprocess import create_postprocessor
 from edged.pipeline.preprocess import Preprocessor
 from edged.pipeline.repeated_errors import RepeatedErrors
@@ -101,9 +104,21 @@ class ModelPipeline:
         # batch and every idle poll. Sources have none: a camera may rightly be quiet for
         # hours, and that is the source's state, not a hang.
         self._beats: Dict[str, float] = {}
+        # Batch tensors, the infer thread's own: two per engine when batches have more than
+        # one frame, one filled by the next-batch helper while the engine runs from the other.
+        slots = 2 if self._batch_capacity > 1 else 1
         self._buffers = [
-            np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
+            [
+                np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
+                for _ in range(slots)
+            ]
             for _ in self.runners
+        ]
+        self._next: List[Optional[NextBatch]] = [
+            NextBatch(self._lanes, model.batch, functools.partial(self._assemble, index), self._abort)
+            if self._batch_capacity > 1
+            else None
+            for index in range(len(self.runners))
         ]
         # Sample tensors are recycled: a fresh multi-hundred-KB array per frame costs an
         # mmap and page faults, measurable against a few-ms inference.
@@ -127,15 +142,19 @@ class ModelPipeline:
         self._sources.open()
         self.state = "running"
         self._sources.start()
-        loops: List[Tuple[str, Callable[[], None]]] = []
+        loops: List[Tuple[str, Callable[[], None], bool]] = []  # name, loop, whether it beats
         for index in range(len(self.runners)):
-            name = "infer" if len(self.runners) == 1 else f"infer{index}"
-            loops.append((name, functools.partial(self._infer_loop, index)))
-        loops.append(("output", self._output_loop))
+            suffix = "" if len(self.runners) == 1 else str(index)
+            loops.append((f"infer{suffix}", functools.partial(self._infer_loop, index), True))
+            ahead = self._next[index]
+            if ahead is not None:  # it waits for the infer thread, which beats for both
+                loops.append((f"next{suffix}", ahead.run, False))
+        loops.append(("output", self._output_loop, True))
         now = time.monotonic()
-        for name, target in loops:
+        for name, target, beats in loops:
             thread = threading.Thread(target=target, name=f"edged-{self.model.name}-{name}", daemon=True)
-            self._beats[thread.name] = now
+            if beats:
+                self._beats[thread.name] = now
             self._threads.append(thread)
             thread.start()
 
@@ -312,39 +331,67 @@ class ModelPipeline:
         for frame in frames:
             self.stats.count_drop(reason, source=frame.source)
 
-    def _infer_loop(self, index: int = 0) -> None:
-        runner, buffer = self.runners[index], self._buffers[index]
+    def _record_waits(self, frames: List[Frame], start: float) -> None:
         latency = self.stats.latency
+        for frame in frames:
+            latency["queue_wait"].record((start - frame.enqueue_ts) * 1000.0, start)
+            latency["preprocess"].record(frame.preprocess_ms, start)
+
+    def _assemble(self, index: int, frames: List[Frame], slot: int) -> Prepared:
+        """A whole batch taken during an engine call (edged.pipeline.next_batch), copied into
+        batch tensor ``slot`` of engine ``index``; its sample tensors go back to the pool."""
+        start = time.monotonic()
+        self._record_waits(frames, start)
+        batch = self._batch_input(frames, self._buffers[index][slot])
+        self._recycle(frames)
+        return frames, batch, start
+
+    def _infer_loop(self, index: int = 0) -> None:
+        runner, buffers, ahead = self.runners[index], self._buffers[index], self._next[index]
+        latency = self.stats.latency
+        slot = 0  # the batch tensor this call runs from; the other one is the helper's
+        prepared: Optional[Prepared] = None
         try:
             while not self._abort.is_set():
-                frames = self._lanes.take(self.model.batch, self.model.max_wait_ms / 1000.0)
-                if not frames:
-                    if self._sources.ended and self._lanes.empty():
-                        break
-                    self._beat()
-                    continue
-                start = time.monotonic()
+                if prepared is not None:
+                    frames, batch, _ = prepared
+                    prepared = None
+                else:
+                    frames = self._lanes.take(self.model.batch, self.model.max_wait_ms / 1000.0)
+                    if not frames:
+                        if self._sources.ended and self._lanes.empty():
+                            break
+                        self._beat()
+                        continue
+                    start = time.monotonic()
+                    self._record_waits(frames, start)
+                    batch = self._batch_input(frames, buffers[slot])
                 n = len(frames)
-                for frame in frames:
-                    latency["queue_wait"].record((start - frame.enqueue_ts) * 1000.0, start)
-                    latency["preprocess"].record(frame.preprocess_ms, start)
+                if ahead is not None:
+                    ahead.engine_starting(slot ^ 1)
+                call_start = time.monotonic()
                 try:
-                    outputs = runner.infer({self._input.name: self._batch_input(frames, buffer)})
+                    outputs = runner.infer({self._input.name: batch})
                 except Exception as exc:
                     self._errors.error("inference", exc)
                     self._drop("inference_error", frames)
                     continue
                 finally:
                     self._recycle(frames)
+                    if ahead is not None:
+                        prepared = ahead.collect()
+                        slot ^= 1
                 done = time.monotonic()
                 timings = runner.last_timings
                 latency["inference"].record(
-                    timings.compute_ms if timings.compute_ms is not None else (done - start) * 1000.0, done
+                    timings.compute_ms if timings.compute_ms is not None else (done - call_start) * 1000.0, done
                 )
                 self.stats.count_batch(n)
                 self._beat()
                 self._hand_over((frames, outputs, done))
         finally:
+            if ahead is not None:
+                ahead.stop()
             with self._infer_lock:
                 self._infer_running -= 1
                 if self._infer_running == 0:
