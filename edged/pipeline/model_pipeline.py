@@ -29,7 +29,6 @@ import functools
 import logging
 import threading
 import time
-from collections import deque
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,6 +36,7 @@ import numpy as np
 from edged.backends.base import Runner
 from edged.config.model import ModelConfig
 from edged.errors import ConfigError
+from edged.pipeline.batch_tensors import BatchTensors
 from edged.pipeline.fair_queue import FairQueue
 from edged.pipeline.frame import Frame
 from edged.pipeline.hand_off import HandOff
@@ -80,7 +80,7 @@ class ModelPipeline:
             )
         self._input = runner.inputs[0]
         self.preprocess = Preprocessor(model.preprocess, self._input)
-        self._batch_capacity = self._check_batch(model.batch)
+        self.tensors = BatchTensors(model, self._input, self.preprocess, len(self.runners))
         self._lanes = FairQueue()
         self._out: HandOff[Batch] = HandOff(4)
         self._abort = threading.Event()
@@ -89,7 +89,7 @@ class ModelPipeline:
         self._infer_done = threading.Event()
         self._infer_running = len(self.runners)
         self._infer_lock = threading.Lock()
-        parts = FeedParts(self._lanes, self.stats, self._prepare, self._recycle, self._abort)
+        parts = FeedParts(self._lanes, self.stats, self._prepare, self.tensors.recycle, self._abort)
         self._sources = SourceSet(model, self.preprocess.hw, parts, self._sources_ended)
         self.postprocess = create_postprocessor(model.postprocess, runner.outputs, self.preprocess.hw)
         self.sink = create_sink(model.sink)
@@ -104,37 +104,12 @@ class ModelPipeline:
         # batch and every idle poll. Sources have none: a camera may rightly be quiet for
         # hours, and that is the source's state, not a hang.
         self._beats: Dict[str, float] = {}
-        # Batch tensors, the infer thread's own: two per engine when batches have more than
-        # one frame, one filled by the next-batch helper while the engine runs from the other.
-        slots = 2 if self._batch_capacity > 1 else 1
-        self._buffers = [
-            [
-                np.zeros((self._batch_capacity, *self.preprocess.sample_shape), dtype=self.preprocess.dtype)
-                for _ in range(slots)
-            ]
-            for _ in self.runners
-        ]
         self._next: List[Optional[NextBatch]] = [
-            NextBatch(self._lanes, model.batch, functools.partial(self._assemble, index), self._abort)
-            if self._batch_capacity > 1
+            NextBatch(self._lanes, model.batch, functools.partial(self._assemble, index, early=True), self._abort)
+            if self.tensors.capacity > 1
             else None
             for index in range(len(self.runners))
         ]
-        # Sample tensors are recycled: a fresh multi-hundred-KB array per frame costs an
-        # mmap and page faults, measurable against a few-ms inference.
-        self._pool: "deque[np.ndarray]" = deque(maxlen=self._pool_size(model))
-
-    def _pool_size(self, model: ModelConfig) -> int:
-        in_flight = self._batch_capacity * len(self.runners)
-        return sum(s.queue_size + 1 for s in model.sources) + in_flight + 2
-
-    def _check_batch(self, batch: int) -> int:
-        fixed = self._input.shape[0] if self._input.shape else None
-        if fixed is not None and batch > fixed:
-            raise ConfigError(f"models: {self.model.name!r} batch {batch} exceeds the model's fixed batch {fixed}")
-        # A fixed batch dimension is padded; a dynamic one runs with the frames at hand.
-        self._pad = fixed is not None
-        return fixed if fixed is not None else batch
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -283,7 +258,7 @@ class ModelPipeline:
         """Put a prepared source edit in force (edged/pipeline/source_set.py); the engine and
         the other sources are untouched."""
         self._sources.apply(edit)
-        self._pool = deque(self._pool, maxlen=self._pool_size(edit.config))
+        self.tensors.sources_changed(edit.config)
         self.model = edit.config
 
     def discard_sources(self, edit: SourceEdit) -> None:
@@ -294,36 +269,9 @@ class ModelPipeline:
 
     def _prepare(self, frame: Frame) -> None:
         start = time.perf_counter()
-        frame.tensor = self.preprocess(frame.image, self._take_tensor(), frame.meta)
+        frame.tensor = self.preprocess(frame.image, self.tensors.take(), frame.meta)
         frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
         frame.enqueue_ts = time.monotonic()
-
-    def _take_tensor(self) -> np.ndarray:
-        try:
-            return self._pool.pop()
-        except IndexError:
-            fresh: np.ndarray = np.empty(self.preprocess.sample_shape, dtype=self.preprocess.dtype)
-            return fresh
-
-    def _batch_input(self, frames: List[Frame], buffer: np.ndarray) -> np.ndarray:
-        """The batch tensor (in ``buffer``, the infer thread's own); a single frame on a
-        dynamic batch axis goes in without a copy."""
-        n = len(frames)
-        if n == 1 and not self._pad:
-            tensor = frames[0].tensor
-            assert tensor is not None
-            single: np.ndarray = tensor[None]
-            return single
-        for i, frame in enumerate(frames):
-            buffer[i] = frame.tensor
-        batch: np.ndarray = buffer if self._pad else buffer[:n]
-        return batch
-
-    def _recycle(self, frames: List[Frame]) -> None:
-        for frame in frames:
-            if frame.tensor is not None:
-                self._pool.append(frame.tensor)
-                frame.tensor = None
 
     def _drop(self, reason: str, frames: List[Frame]) -> None:
         if self._abandoned:  # abandon() counted them as 'stalled' already
@@ -331,41 +279,37 @@ class ModelPipeline:
         for frame in frames:
             self.stats.count_drop(reason, source=frame.source)
 
-    def _record_waits(self, frames: List[Frame], start: float) -> None:
+    def _assemble(self, index: int, frames: List[Frame], slot: int, early: bool = False) -> Prepared:
+        """``frames`` as one batch in batch tensor ``slot`` of engine ``index``, their waits
+        recorded. ``early``: taken during an engine call (edged.pipeline.next_batch) and
+        copied, so their sample tensors go back to the pool at once."""
+        now = time.monotonic()
         latency = self.stats.latency
         for frame in frames:
-            latency["queue_wait"].record((start - frame.enqueue_ts) * 1000.0, start)
-            latency["preprocess"].record(frame.preprocess_ms, start)
-
-    def _assemble(self, index: int, frames: List[Frame], slot: int) -> Prepared:
-        """A whole batch taken during an engine call (edged.pipeline.next_batch), copied into
-        batch tensor ``slot`` of engine ``index``; its sample tensors go back to the pool."""
-        start = time.monotonic()
-        self._record_waits(frames, start)
-        batch = self._batch_input(frames, self._buffers[index][slot])
-        self._recycle(frames)
-        return frames, batch, start
+            latency["queue_wait"].record((now - frame.enqueue_ts) * 1000.0, now)
+            latency["preprocess"].record(frame.preprocess_ms, now)
+        batch = self.tensors.batch(frames, index, slot)
+        if early:
+            self.tensors.recycle(frames)
+        return frames, batch
 
     def _infer_loop(self, index: int = 0) -> None:
-        runner, buffers, ahead = self.runners[index], self._buffers[index], self._next[index]
+        runner, ahead = self.runners[index], self._next[index]
         latency = self.stats.latency
         slot = 0  # the batch tensor this call runs from; the other one is the helper's
         prepared: Optional[Prepared] = None
         try:
             while not self._abort.is_set():
-                if prepared is not None:
-                    frames, batch, _ = prepared
-                    prepared = None
-                else:
+                if prepared is None:
                     frames = self._lanes.take(self.model.batch, self.model.max_wait_ms / 1000.0)
                     if not frames:
                         if self._sources.ended and self._lanes.empty():
                             break
                         self._beat()
                         continue
-                    start = time.monotonic()
-                    self._record_waits(frames, start)
-                    batch = self._batch_input(frames, buffers[slot])
+                    prepared = self._assemble(index, frames, slot)
+                frames, batch = prepared
+                prepared = None
                 n = len(frames)
                 if ahead is not None:
                     ahead.engine_starting(slot ^ 1)
@@ -377,7 +321,7 @@ class ModelPipeline:
                     self._drop("inference_error", frames)
                     continue
                 finally:
-                    self._recycle(frames)
+                    self.tensors.recycle(frames)
                     if ahead is not None:
                         prepared = ahead.collect()
                         slot ^= 1

@@ -28,7 +28,7 @@ from edged.pipeline.frame import Frame
 __all__ = ["NextBatch", "Prepared"]
 
 _POLL_S = 0.05
-Prepared = Tuple[List[Frame], np.ndarray, float]  # frames, their batch tensor, when taken
+Prepared = Tuple[List[Frame], np.ndarray]  # frames, their batch tensor
 
 
 class NextBatch:
