@@ -6,18 +6,9 @@ for the backend's messages. Each fact names NVIDIA's source.
 
 from __future__ import annotations
 
-from typing import Tuple
+from edged.versions import version_tuple
 
 __all__ = ["version_tuple", "dla_supported", "no_dla_reason", "has_legacy_parsers", "LEGACY_PARSERS_TEXT"]
-
-
-def version_tuple(version: str) -> Tuple[int, ...]:
-    """'10.3.0.30' -> (10, 3, 0, 30); a piece without digits counts as 0."""
-    parts = []
-    for piece in str(version).split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
 
 
 def dla_supported(version: str) -> bool:

@@ -15,6 +15,7 @@ from edged.backends.input_prefix import InputPrefix, model_input, prefix_availab
 from edged.config.model import ModelConfig, PluginConfig
 from edged.errors import BackendError, BackendUnavailable, ConfigError
 from edged.pipeline.preprocess import input_geometry
+from edged.versions import version_tuple
 
 __all__ = ["FoldDecision", "decide_folding", "fixed_frame_hw"]
 
@@ -43,14 +44,6 @@ def fixed_frame_hw(source: PluginConfig) -> Optional[Tuple[int, int]]:
     return None
 
 
-def _version(text: str) -> Tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:2]:
-        digits = "".join(c for c in piece if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 def _resize_hw(model: ModelConfig, backend: str, net_hw: Tuple[int, int]) -> Tuple[Optional[Tuple[int, int]], str]:
     pre = model.preprocess
     if not pre.fold_resize:
@@ -75,7 +68,7 @@ def decide_folding(model: ModelConfig, backend: str, backend_version: str, preci
     pre = model.preprocess
     if not pre.fold:
         return FoldDecision(None, "preprocess.fold is false")
-    if backend == "tensorrt" and precision == "int8" and _version(backend_version) < (11,):
+    if backend == "tensorrt" and precision == "int8" and version_tuple(backend_version)[:2] < (11,):
         # Implicit quantisation calibrates on what the host feeds the network input; the
         # calibrator is built for float samples (edged.backends.calibration).
         return FoldDecision(None, f"int8 on TensorRT {backend_version} calibrates on host-preprocessed inputs")
@@ -83,7 +76,7 @@ def decide_folding(model: ModelConfig, backend: str, backend_version: str, preci
         return FoldDecision(None, f"the model is {model.format.type}; the prefix is an ONNX graph")
     if backend not in ("onnxruntime", "tensorrt"):
         return FoldDecision(None, f"the {backend} backend takes no graph prefix")
-    if backend == "tensorrt" and _version(backend_version) < _TRT_MIN:
+    if backend == "tensorrt" and version_tuple(backend_version)[:2] < _TRT_MIN:
         return FoldDecision(None, f"TensorRT {backend_version} has no cast layer for uint8 frames (8.6 and newer)")
     if pre.dtype == "uint8":
         return FoldDecision(None, "preprocess.dtype is uint8: the model takes frames as they are")

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from edged.versions import version_tuple
+
 __all__ = ["TABLE_VERSION", "Rule", "RuleSet", "rules_for"]
 
 # Bump when a row changes, so explanations and stored analyses name the table they used.
@@ -278,14 +280,6 @@ class RuleSet:
         return f"trt{self.trt_version}/dla{self.dla_generation}/{TABLE_VERSION}"
 
 
-def _version_tuple(version: str) -> Tuple[int, ...]:
-    parts = []
-    for piece in version.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 def rules_for(trt_version: str, dla_generation: int) -> RuleSet:
     """The rules for a TensorRT version on a DLA generation (1 Xavier, 2 Orin).
 
@@ -293,7 +287,7 @@ def rules_for(trt_version: str, dla_generation: int) -> RuleSet:
     Xavier stops at 8.5, so any Xavier lookup gets 8.5. A note says when the table is a
     neighbour's rather than an exact match.
     """
-    wanted = _version_tuple(trt_version)
+    wanted = version_tuple(trt_version)
     if dla_generation == 1 or wanted < (8, 6):
         table = "8.5"
     elif wanted < (10,):
@@ -301,7 +295,7 @@ def rules_for(trt_version: str, dla_generation: int) -> RuleSet:
     else:
         table = "10.3"
     note = None
-    if wanted[:2] != _version_tuple(table)[:2]:
+    if wanted[:2] != version_tuple(table)[:2]:
         note = f"no table for TensorRT {trt_version}; using the {table} rules (nearest known)"
     if (table, dla_generation) not in _SUPPORTED:
         raise ValueError(f"no DLA rules for generation {dla_generation}")

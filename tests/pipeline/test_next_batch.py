@@ -77,7 +77,7 @@ def test_a_request_not_begun_when_the_engine_returns_is_withdrawn() -> None:
     helper.engine_starting(1)
     started = time.monotonic()
     assert helper.collect() is None  # the helper thread is not even running yet
-    assert time.monotonic() - started < 0.01
+    assert time.monotonic() - started < 1.0  # no wait for a helper that never ran
     thread.start()
     time.sleep(0.2)
     helper.stop()

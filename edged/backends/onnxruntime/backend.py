@@ -20,6 +20,7 @@ from edged.backends.base import Backend, BuildOptions, BuiltPlan, ProgressCallba
 from edged.backends.calibration import calibration_set
 from edged.backends.onnxruntime.precision import convert_model
 from edged.errors import BackendError, BackendUnavailable, PlanError
+from edged.versions import version_tuple
 
 __all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRunner", "spin_entries"]
 
@@ -80,11 +81,7 @@ def spin_entries(ort_version: str, spin_wait_us: int) -> Dict[str, str]:
     without spinning, 243 with 200 us of it and 245 unbounded (tools/bench_engine_calls.py);
     on 16 cores 296 without against 498 unbounded. Where the stop after a run is missing
     (before 1.12), the threads do not spin."""
-    parts = []
-    for piece in ort_version.split(".")[:2]:
-        digits = "".join(c for c in piece if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    version = tuple(parts)
+    version = version_tuple(ort_version)[:2]
     if spin_wait_us <= 0 or version < _STOP_AFTER_RUN:
         return {"session.intra_op.allow_spinning": "0"}
     entries = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
