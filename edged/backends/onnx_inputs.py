@@ -15,7 +15,7 @@ checks the results against the onnx package on real models.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 from edged.errors import BackendError
 
@@ -65,18 +65,19 @@ def _varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: memoryview, start: int, end: int) -> Iterator[Tuple[int, int, int, int]]:
-    """(field number, wire type, value or payload start, payload end) of each field in
-    ``buf[start:end]``; for varints the value comes in the third place."""
+def _walk(varint_at: Callable[[int], Tuple[int, int]], start: int, end: int) -> Iterator[Tuple[int, int, int, int]]:
+    """(field number, wire type, value or payload start, payload end) of each field between
+    ``start`` and ``end``, reading varints with ``varint_at(pos) -> (value, next pos)``; for
+    varints the value comes in the third place."""
     pos = start
     while pos < end:
-        key, pos = _varint(buf, pos, end)
+        key, pos = varint_at(pos)
         number, wire = key >> 3, key & 7
         if wire == _VARINT:
-            value, pos = _varint(buf, pos, end)
+            value, pos = varint_at(pos)
             yield number, wire, value, pos
         elif wire == _LENGTH:
-            size, pos = _varint(buf, pos, end)
+            size, pos = varint_at(pos)
             if pos + size > end:
                 raise _Malformed(f"field {number} runs past its message")
             yield number, wire, pos, pos + size
@@ -87,6 +88,11 @@ def _fields(buf: memoryview, start: int, end: int) -> Iterator[Tuple[int, int, i
                 raise _Malformed(f"field {number} runs past its message")
         else:
             raise _Malformed(f"wire type {wire} (field {number}) is not used by onnx.proto")
+
+
+def _fields(buf: memoryview, start: int, end: int) -> Iterator[Tuple[int, int, int, int]]:
+    """The fields of ``buf[start:end]`` (see _walk)."""
+    return _walk(lambda pos: _varint(buf, pos, end), start, end)
 
 
 def _signed(value: int) -> int:
@@ -130,6 +136,7 @@ def _value_info(buf: memoryview, start: int, end: int) -> GraphInput:
 
 # The largest opset entry or graph input read whole; real ones are a few hundred bytes.
 _SMALL_MESSAGE = 1 << 20
+_MAX_VARINT = 10  # bytes of a 64-bit varint
 
 
 class _Stream:
@@ -140,42 +147,15 @@ class _Stream:
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle
 
-    def _varint(self) -> int:
-        value = shift = 0
-        while True:
-            byte = self._handle.read(1)
-            if not byte or shift > 63:
-                raise _Malformed("truncated varint")
-            value |= (byte[0] & 0x7F) << shift
-            if byte[0] < 0x80:
-                return value
-            shift += 7
+    def _varint_at(self, pos: int) -> Tuple[int, int]:
+        self._handle.seek(pos)
+        data = memoryview(self._handle.read(_MAX_VARINT))
+        value, used = _varint(data, 0, len(data))
+        return value, pos + used
 
     def fields(self, start: int, end: int) -> Iterator[Tuple[int, int, int, int]]:
-        """As _fields, over the file; whatever the caller reads of a field, the next one
-        is read from where that field ends."""
-        pos = start
-        while pos < end:
-            self._handle.seek(pos)
-            key = self._varint()
-            number, wire = key >> 3, key & 7
-            if wire == _VARINT:
-                value = self._varint()
-                pos = self._handle.tell()
-                yield number, wire, value, pos
-            elif wire == _LENGTH:
-                size = self._varint()
-                first = self._handle.tell()
-                if first + size > end:
-                    raise _Malformed(f"field {number} runs past its message")
-                pos = first + size
-                yield number, wire, first, pos
-            elif wire in (_FIXED64, _FIXED32):
-                pos = self._handle.tell() + (8 if wire == _FIXED64 else 4)
-                if pos > end:
-                    raise _Malformed(f"field {number} runs past its message")
-            else:
-                raise _Malformed(f"wire type {wire} (field {number}) is not used by onnx.proto")
+        """The fields of the file between ``start`` and ``end`` (see _walk)."""
+        return _walk(self._varint_at, start, end)
 
     def read(self, start: int, end: int) -> memoryview:
         if end - start > _SMALL_MESSAGE:
