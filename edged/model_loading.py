@@ -14,6 +14,7 @@ import numpy as np
 
 from edged.accuracy.admission import PlanGate
 from edged.backends import BuildOptions, Runner, get_backend
+from edged.backends.onnxruntime.cores import engine_cores, host_cores
 from edged.config.model import Config, ModelConfig
 from edged.errors import BackendError, BackendUnavailable, EdgedError
 from edged.pipeline.folding import FoldDecision, decide_folding
@@ -61,7 +62,11 @@ def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDeci
         version = get_backend(model.backend).version()
     except BackendUnavailable as exc:
         return FoldDecision(None, str(exc))
-    return decide_folding(model, model.backend, version, precision or model.precision)
+    kept = ""
+    if model.backend == "onnxruntime" and resolve_device(model) == "cpu":
+        cores = engine_cores(model.threads, host_cores(), version)
+        kept = cores.reason if cores.kept_cpus else ""
+    return decide_folding(model, model.backend, version, precision or model.precision, kept)
 
 
 def build_options(

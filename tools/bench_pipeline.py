@@ -4,7 +4,9 @@
 In one run, on one machine, with one model, per batch size, rounds alternating:
   (a) engine: the backend alone in a tight loop on prepared float inputs (edged.bench.measure);
   (b) edged: source -> preprocess -> batch -> infer -> postprocess -> JSON-lines sink, with
-      the preprocessing folded into the plan where edged folds it (the default);
+      edged's defaults: the preprocessing folded into the plan where edged folds it, and on
+      hosts of 8 cores or more one core left to the pipeline (edged.backends.onnxruntime.cores),
+      where the host preprocesses; the other way of preprocessing is measured beside it;
   (c) peer: tools/peer_one_loop.py, the one-loop script a user would write;
   (d) ceiling: edged with a null engine (a runner returning a fixed output), and the
       process CPU it spends per frame.
@@ -17,6 +19,7 @@ session, on a warm start and on first boot.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -40,7 +43,8 @@ from edged.backends.input_prefix import FRAME_INPUT, InputPrefix  # noqa: E402
 from edged.backends.onnxruntime.backend import OnnxRuntimeRunner  # noqa: E402
 from edged.bench import measure, summarize  # noqa: E402
 from edged.config import parse_config  # noqa: E402
-from edged.model_loading import folding_for  # noqa: E402
+from edged.model_loading import build_options, folding_for  # noqa: E402
+from edged.pipeline.folding import decide_folding  # noqa: E402
 from edged.pipeline.model_pipeline import ModelPipeline  # noqa: E402
 from edged.pipeline.stats import LatencyHistogram  # noqa: E402
 from tools.peer_one_loop import run as run_peer  # noqa: E402
@@ -90,6 +94,9 @@ class TimedRunner(Runner):
         self.inputs, self.outputs = inner.inputs, inner.outputs
         self.calls: List[Tuple[float, float]] = []
 
+    def attach_thread(self) -> None:
+        self._inner.attach_thread()
+
     def _infer_impl(self, feeds: Any) -> Dict[str, np.ndarray]:
         start = time.time()
         outputs = self._inner.infer(feeds)
@@ -135,7 +142,7 @@ def run_pipeline(
     config = parse_config({"device": {"id": "bench"}, "models": [doc]}).models[0]
     if runner is None:
         backend = get_backend("onnxruntime")
-        options = BuildOptions(batch=config.batch, threads=config.threads, input_prefix=folding_for(config).prefix)
+        options = build_options(config)
         runner = backend.load_plan(backend.build_plan(config.path, options).plan, options)
     timed = TimedRunner(runner) if per_frame_added else None
     pipeline = ModelPipeline(config, timed or runner)
@@ -211,18 +218,27 @@ def spread(values: List[float]) -> Dict[str, Any]:
 def throughput_ratio(
     path: str, batch: int, threads: int, rounds: int, seconds: float, hw: List[int], sink: str
 ) -> Dict[str, Any]:
-    raw, raw_edged, raw_prefix, pipe, pipe_host, peer, null, null_cpu = [], [], [], [], [], [], [], []
+    raw, raw_edged, raw_prefix, pipe, pipe_other, peer, null, null_cpu = [], [], [], [], [], [], [], []
     frame_spec = TensorSpec(FRAME_INPUT, (None, hw[0], hw[1], 3), "uint8")
     doc = model_doc(path, batch, 0, threads, hw, sink)
-    prefix = folding_for(parse_config({"device": {"id": "bench"}, "models": [doc]}).models[0]).prefix
+    config = parse_config({"device": {"id": "bench"}, "models": [doc]}).models[0]
+    folds = folding_for(config).prefix is not None  # edged's choice on this host
+    # The prefix were it folded, whatever the host: the engine with it, and the other way round.
+    prefix = decide_folding(config, "onnxruntime", get_backend("onnxruntime").version()).prefix
     for _ in range(rounds):
         raw.append(run_raw(path, batch, threads, 1.0, seconds)["throughput_ips"])
         raw_edged.append(run_raw(path, batch, threads, 1.0, seconds, ort_defaults=False)["throughput_ips"])
         pipe.append(run_pipeline(doc, 1.0, seconds)["throughput_ips"])
-        if prefix is not None:  # the engine with the prefix on uint8 frames; edged with host preprocessing
+        if prefix is not None:
             raw_prefix.append(run_raw(path, batch, threads, 1.0, seconds, prefix=prefix)["throughput_ips"])
-            host_doc = model_doc(path, batch, 0, threads, hw, sink, fold=False)
-            pipe_host.append(run_pipeline(host_doc, 1.0, seconds)["throughput_ips"])
+            if folds:
+                other = run_pipeline(model_doc(path, batch, 0, threads, hw, sink, fold=False), 1.0, seconds)
+            else:
+                options = dataclasses.replace(build_options(config), input_prefix=prefix)
+                backend = get_backend("onnxruntime")
+                folded = backend.load_plan(backend.build_plan(path, options).plan, options)
+                other = run_pipeline(doc, 1.0, seconds, folded)
+            pipe_other.append(other["throughput_ips"])
         peer.append(run_peer(path, hw, batch, threads, seconds, sink)["throughput_ips"])
         ceiling = run_pipeline(model_doc(path, batch, 0, threads, hw, sink), 0.5, seconds, NullRunner(frame_spec))
         null.append(ceiling["throughput_ips"])
@@ -232,13 +248,14 @@ def throughput_ratio(
         "engine_ips": spread(raw),
         "engine_edged_options_ips": spread(raw_edged),
         "edged_ips": spread(pipe),
+        "edged_preprocessing": "plan" if folds else "host",
         "peer_ips": spread(peer),
         "null_engine_ips": spread(null),
         "null_engine_cpu_us_per_frame": spread(null_cpu),
     }
     if prefix is not None:
         row["engine_with_prefix_ips"] = spread(raw_prefix)
-        row["edged_host_preprocess_ips"] = spread(pipe_host)
+        row["edged_host_preprocess_ips" if folds else "edged_folded_ips"] = spread(pipe_other)
     row["ratio_edged_engine"] = row["edged_ips"]["median"] / row["engine_ips"]["median"]
     row["ratio_edged_peer"] = row["edged_ips"]["median"] / row["peer_ips"]["median"]
     return row
@@ -336,10 +353,14 @@ def _describe(row: Dict[str, Any]) -> str:
     extra = ""
     if "engine_with_prefix_ips" in row:
         extra = f"  engine+prefix {fmt('engine_with_prefix_ips')}"
-        extra += f"  edged host-preprocessing {fmt('edged_host_preprocess_ips')}"
+        if "edged_host_preprocess_ips" in row:
+            extra += f"  edged host-preprocessing {fmt('edged_host_preprocess_ips')}"
+        else:
+            extra += f"  edged folded {fmt('edged_folded_ips')}"
     return (
         f"batch {row['batch']}: (a) engine {fmt('engine_ips')} (with edged's session options "
-        f"{fmt('engine_edged_options_ips')})  (b) edged {fmt('edged_ips')}  "
+        f"{fmt('engine_edged_options_ips')})  "
+        f"(b) edged ({row['edged_preprocessing']} preprocessing) {fmt('edged_ips')}  "
         f"(c) peer {fmt('peer_ips')}  (d) null engine {fmt('null_engine_ips')}, "
         f"{fmt('null_engine_cpu_us_per_frame', ' us CPU/frame')}  "
         f"b/a {row['ratio_edged_engine']:.3f}  b/c {row['ratio_edged_peer']:.3f}{extra}"

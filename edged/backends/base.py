@@ -102,6 +102,11 @@ class Runner(abc.ABC):
             raise ValueError(f"missing inputs: {', '.join(missing)}")
         return self._infer_impl(feeds)
 
+    def attach_thread(self) -> None:
+        """Called once by the thread that will make this runner's calls (the pipeline's infer
+        thread), before its first call. Default: nothing; ONNX Runtime pins it on hosts where
+        edged lays out the engine's cores (edged.backends.onnxruntime.cores)."""
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -100,9 +100,8 @@ class ModelPipeline:
         self.devices: List[str] = []  # the device of each runner, set by the daemon
         self.results_hook: Optional[Callable[[Dict[str, Any]], None]] = None  # e.g. rate-limited MQTT results
         self.error: Optional[str] = None
-        # Heartbeats (time.monotonic()) of the infer and output workers, stamped on every
-        # batch and every idle poll. Sources have none: a camera may rightly be quiet for
-        # hours, and that is the source's state, not a hang.
+        # Heartbeats (time.monotonic()) of the infer and output workers, stamped on every batch and
+        # idle poll. Sources have none: a camera may rightly be quiet for hours (its state, not a hang).
         self._beats: Dict[str, float] = {}
         self._next: List[Optional[NextBatch]] = [
             NextBatch(self._lanes, model.batch, functools.partial(self._assemble, index, early=True), self._abort)
@@ -298,6 +297,7 @@ class ModelPipeline:
         latency = self.stats.latency
         slot = 0  # the batch tensor this call runs from; the other one is the helper's
         prepared: Optional[Prepared] = None
+        runner.attach_thread()
         try:
             while not self._abort.is_set():
                 if prepared is None:

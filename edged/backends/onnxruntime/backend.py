@@ -9,20 +9,25 @@ per platform like a TensorRT engine.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
+import threading
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from edged.backends.base import Backend, BuildOptions, BuiltPlan, ProgressCallback, Runner, TensorSpec
 from edged.backends.calibration import calibration_set
+from edged.backends.onnxruntime.cores import CallerCore, EngineCores, engine_cores, host_cores
 from edged.backends.onnxruntime.precision import convert_model
 from edged.errors import BackendError, BackendUnavailable, PlanError
 from edged.versions import version_tuple
 
 __all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRunner", "spin_entries"]
+
+log = logging.getLogger(__name__)
 
 # ONNX Runtime's tensor type strings -> numpy dtype names.
 _ORT_TYPES = {
@@ -114,14 +119,40 @@ def _plan_path(plan: bytes) -> Iterator[Union[str, bytes]]:
 
 
 class OnnxRuntimeRunner(Runner):
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, cores: Optional[EngineCores] = None, caller: Optional[CallerCore] = None) -> None:
         super().__init__()
         self._session = session
         self.inputs = _specs(session.get_inputs())
         self.outputs = _specs(session.get_outputs())
         self._output_names = [spec.name for spec in self.outputs]
+        self.cores = cores
+        self._caller = caller if cores is not None and cores.caller_cpus else None
+        self._attached: Optional[int] = None  # the infer thread, until it holds the caller core
+        self.caller_pinned = False
+
+    def attach_thread(self) -> None:
+        """On the pinned layout the calling thread, which computes a share of every operator,
+        runs on its own core: not a pool thread's, nor the one kept for edged's threads."""
+        if self._caller is not None:
+            self._attached = threading.get_ident()
+            self._pin_caller()
+
+    def _pin_caller(self) -> None:
+        assert self._caller is not None and self.cores is not None
+        if not self._caller.claim(self):
+            return  # another engine's thread has the core: run unpinned, try again when it is free
+        self._attached = None
+        try:
+            os.sched_setaffinity(0, self.cores.caller_cpus)
+            self.caller_pinned = True
+        except OSError as exc:  # a cpuset narrowed since the layout was made
+            self._caller.release(self)
+            log.warning("cannot pin the engine's calling thread to CPUs %s: %s", sorted(self.cores.caller_cpus), exc)
 
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        waiting = self._attached is not None and self._caller is not None and self._caller.free
+        if waiting and threading.get_ident() == self._attached:
+            self._pin_caller()
         start = time.perf_counter()
         values = self._session.run(self._output_names, dict(feeds))
         self.last_timings.compute_ms = (time.perf_counter() - start) * 1000.0
@@ -129,14 +160,17 @@ class OnnxRuntimeRunner(Runner):
 
     def _close_impl(self) -> None:
         self._session = None
+        if self._caller is not None:
+            self._caller.release(self)
 
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     builds_in_child = True
 
-    def __init__(self) -> None:
+    def __init__(self, cores: Callable[[], List[Tuple[int, ...]]] = host_cores) -> None:
         self._ort = _import_ort()
+        self._host_cores = cores  # the host's physical cores (tests give a fixture's)
 
     def version(self) -> str:
         return str(self._ort.__version__)
@@ -198,6 +232,12 @@ class OnnxRuntimeBackend(Backend):
         so = self._session_options(options)
         # The plan is already optimised; running the optimisers again only costs start time.
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        cores = None
+        if options.device == "cpu":
+            cores = self.engine_cores(options.threads)
+            so.intra_op_num_threads = cores.threads
+            for key, value in cores.session_entries().items():
+                so.add_session_config_entry(key, value)
         try:
             with _plan_path(plan) as path:
                 session = self._ort.InferenceSession(path, so, providers=self._providers(options.device))
@@ -205,8 +245,18 @@ class OnnxRuntimeBackend(Backend):
             raise
         except Exception as exc:
             raise PlanError(f"onnxruntime cannot load the plan: {exc}") from exc
-        return OnnxRuntimeRunner(session)
+        if cores is not None:
+            log.info("onnxruntime engine: %s", cores.reason)
+        return OnnxRuntimeRunner(session, cores, _CALLER_CORE)
+
+    def engine_cores(self, threads: int) -> EngineCores:
+        """Where a CPU engine with ``threads`` (the model's setting) runs on this host."""
+        return engine_cores(threads, self._host_cores(), self.version())
 
     def load_model(self, model_path: str, options: BuildOptions) -> Runner:
         """Build and load in one step, without a cache (benchmarks, checks)."""
         return self.load_plan(self.build_plan(model_path, options).plan, options)
+
+
+# One per process, whichever backend object loaded the engine.
+_CALLER_CORE = CallerCore()

@@ -1,0 +1,143 @@
+"""Which CPU cores ONNX Runtime's threads run on, and the core edged keeps for its own.
+
+With ``threads: 0`` ONNX Runtime starts one thread per physical core and pins its pool
+threads to them (its threading guide). edged's own threads (sources, preprocessing, the
+sink, the next-batch helper) then run on cores the engine is computing on: a parallel
+operator waits for its slowest part, and the part whose core a pipeline thread took is
+late. On a 16-core host with the MobileNetV2-shaped model, edged delivered 0.80-0.86 of the
+engine alone that way (tools/bench_pipeline.py, docs/preprocessing.md).
+
+So on hosts with at least ``KEEP_CORE_FROM`` physical cores, a model with ``threads: 0``
+gets one thread fewer than the cores. Its pool threads are pinned one per core from the
+third core on; the thread that calls the engine (the pipeline's infer thread, which
+computes a share of each operator too) is pinned to the second; the first is left to
+everything else. edged's other threads are not pinned: the scheduler wakes them on the core
+nobody computes on, and decoders may still use more when they need it.
+
+Every such engine pins its pool the same way, as ONNX Runtime's default pins every
+session's pool to the same cores. The calling thread's core is held by one engine at a
+time: the first infer thread to call claims it; another model's infer thread meanwhile runs
+unpinned, and claims the core at its next call once the holder has closed (a model reloaded
+by a config push starts beside the old one, and takes the core over when the old one ends).
+
+Below ``KEEP_CORE_FROM`` cores, giving a core away costs the engine more than the pipeline
+takes from it, and ONNX Runtime's default stays. 16 cores were measured; hosts between 8
+and 16 were not, and 8 is where one core is an eighth of the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+
+from edged.sysfs import read_text
+from edged.versions import version_tuple
+
+__all__ = ["KEEP_CORE_FROM", "EngineCores", "engine_cores", "host_cores", "parse_cpu_list", "CallerCore"]
+
+KEEP_CORE_FROM = 8
+# session.intra_op_thread_affinities came with ONNX Runtime 1.14 (its C API: "since Version 1.14").
+_AFFINITIES = (1, 14)
+
+Core = Tuple[int, ...]  # the logical CPUs of one physical core
+
+
+def parse_cpu_list(text: str) -> List[int]:
+    """A kernel CPU list ("0-3,8,10-11") as CPU numbers."""
+    cpus: List[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def host_cores(sys_root: str = "/sys", allowed: Optional[Sequence[int]] = None) -> List[Core]:
+    """The physical cores this process may run on, each as its allowed logical CPUs, in
+    CPU order. A CPU whose siblings cannot be read counts as a core of its own."""
+    usable = sorted(os.sched_getaffinity(0) if allowed is None else allowed)
+    cores: List[Core] = []
+    seen: Set[int] = set()
+    for cpu in usable:
+        if cpu in seen:
+            continue
+        text = read_text(os.path.join(sys_root, f"devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"))
+        siblings = parse_cpu_list(text) if text else [cpu]
+        core = tuple(c for c in siblings if c in usable) or (cpu,)
+        seen.update(core)
+        cores.append(core)
+    return cores
+
+
+@dataclass(frozen=True)
+class EngineCores:
+    threads: int  # intra_op_num_threads (0: ONNX Runtime's default)
+    pool_affinity: str  # session.intra_op_thread_affinities ("": ONNX Runtime places its threads)
+    caller_cpus: FrozenSet[int]  # where the thread that calls the engine runs (empty: anywhere)
+    kept_cpus: FrozenSet[int]  # the core left to edged's own threads (empty: none)
+    reason: str
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.caller_cpus)
+
+    def session_entries(self) -> Dict[str, str]:
+        return {"session.intra_op_thread_affinities": self.pool_affinity} if self.pool_affinity else {}
+
+
+def _cpus(cores: Sequence[Core]) -> str:
+    listed = sorted(c for core in cores for c in core)
+    return ",".join(str(c) for c in listed)
+
+
+def engine_cores(threads: int, cores: Sequence[Core], ort_version: str) -> EngineCores:
+    """Where a model's ONNX Runtime threads run: ``threads`` from its config, ``cores``
+    from :func:`host_cores`."""
+    if threads > 0:
+        return EngineCores(threads, "", frozenset(), frozenset(), f"{threads} threads as configured, not pinned")
+    if len(cores) < KEEP_CORE_FROM:
+        default = f"ONNX Runtime's default threads on {len(cores)} cores (fewer than {KEEP_CORE_FROM})"
+        return EngineCores(0, "", frozenset(), frozenset(), default)
+    engine = len(cores) - 1
+    kept = frozenset(cores[0])
+    if version_tuple(ort_version)[:2] < _AFFINITIES:
+        unpinned = f"{engine} threads of {len(cores)} cores, not pinned (ONNX Runtime {ort_version} cannot pin them)"
+        return EngineCores(engine, "", frozenset(), kept, unpinned)
+    # ONNX Runtime numbers logical processors from 1 in this string, one group per pool thread.
+    affinity = ";".join(",".join(str(c + 1) for c in core) for core in cores[2:])
+    return EngineCores(
+        engine,
+        affinity,
+        frozenset(cores[1]),
+        kept,
+        f"{engine} threads pinned to CPUs {_cpus(cores[1:])}; CPU {_cpus(cores[:1])} left to edged's own threads",
+    )
+
+
+class CallerCore:
+    """The core of the one engine call thread that is pinned at a time (see the module's
+    docstring): claimed by the first infer thread of a model with the pinned layout, free
+    again when that engine closes, then claimed by the next one that calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: Optional[object] = None
+
+    @property
+    def free(self) -> bool:
+        return self._holder is None
+
+    def claim(self, owner: object) -> bool:
+        with self._lock:
+            if self._holder is None:
+                self._holder = owner
+            return self._holder is owner
+
+    def release(self, owner: object) -> None:
+        with self._lock:
+            if self._holder is owner:
+                self._holder = None

@@ -1,0 +1,199 @@
+"""Where ONNX Runtime's threads run (edged.backends.onnxruntime.cores): the layout rules on
+fixture CPU topologies, and real ONNX Runtime sessions honouring the pins."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import pytest
+
+from edged.backends import BuildOptions
+from edged.backends.onnxruntime import cores as cores_module
+from edged.backends.onnxruntime.cores import CallerCore, engine_cores, host_cores, parse_cpu_list
+from edged.config import parse_config
+from edged.model_loading import folding_for
+
+ort = pytest.importorskip("onnxruntime")
+
+SINGLE = [(cpu,) for cpu in range(16)]  # 16 cores, one thread each (the lent x86 host, a Jetson's Arm cores)
+PAIRS = [(cpu, cpu + 8) for cpu in range(8)]  # 8 cores with two hardware threads each, numbered as x86 Linux does
+
+
+def _sysfs(root: Path, siblings: Dict[int, str]) -> str:
+    """A fixture tree with the one sysfs file host_cores reads, per CPU."""
+    for cpu, text in siblings.items():
+        topology = root / f"devices/system/cpu/cpu{cpu}/topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings_list").write_text(text + "\n")
+    return str(root)
+
+
+def test_cpu_lists_parse_as_the_kernel_writes_them() -> None:
+    assert parse_cpu_list("0-3,8,10-11") == [0, 1, 2, 3, 8, 10, 11]
+    assert parse_cpu_list("5") == [5]
+    assert parse_cpu_list("") == []
+
+
+def test_host_cores_group_hardware_threads_within_the_allowed_cpus(tmp_path: Path) -> None:
+    root = _sysfs(tmp_path, {cpu: f"{cpu % 4},{cpu % 4 + 4}" for cpu in range(8)})
+    assert host_cores(root, allowed=range(8)) == [(0, 4), (1, 5), (2, 6), (3, 7)]
+    # A cpuset (systemd's CPUAffinity=, taskset) leaves some threads out: they are not ours to pin.
+    assert host_cores(root, allowed=[0, 1, 4]) == [(0, 4), (1,)]
+    # No topology to read (a container hiding sysfs): each CPU counts as a core.
+    assert host_cores(str(tmp_path / "absent"), allowed=[0, 1]) == [(0,), (1,)]
+
+
+def test_configured_threads_and_small_hosts_keep_onnx_runtimes_own_layout() -> None:
+    configured = engine_cores(4, SINGLE, "1.30.0")
+    assert (configured.threads, configured.pool_affinity, configured.pinned) == (4, "", False)
+    assert "as configured" in configured.reason
+    small = engine_cores(0, SINGLE[:4], "1.30.0")
+    assert (small.threads, small.pool_affinity, small.kept_cpus) == (0, "", frozenset())
+    assert "fewer than 8" in small.reason
+
+
+def test_a_many_core_host_leaves_the_first_core_to_edged() -> None:
+    layout = engine_cores(0, SINGLE, "1.30.0")
+    assert layout.threads == 15
+    # One pool thread per core from the third on, numbered from 1 as ONNX Runtime reads them.
+    assert layout.pool_affinity == ";".join(str(cpu + 1) for cpu in range(2, 16))
+    assert (layout.caller_cpus, layout.kept_cpus) == (frozenset({1}), frozenset({0}))
+    assert layout.session_entries() == {"session.intra_op_thread_affinities": layout.pool_affinity}
+    assert "CPU 0 left to edged" in layout.reason
+
+
+def test_hardware_thread_pairs_are_pinned_together() -> None:
+    layout = engine_cores(0, PAIRS, "1.30.0")
+    assert layout.threads == 7
+    assert layout.pool_affinity.split(";")[0] == "3,11"  # CPUs 2 and 10, one core
+    assert (layout.caller_cpus, layout.kept_cpus) == (frozenset({1, 9}), frozenset({0, 8}))
+
+
+def test_before_1_14_the_threads_are_fewer_but_not_pinned() -> None:
+    layout = engine_cores(0, SINGLE, "1.13.1")
+    assert (layout.threads, layout.pool_affinity, layout.pinned) == (15, "", False)
+    assert layout.kept_cpus == frozenset({0})
+    assert "cannot pin" in layout.reason
+
+
+def test_one_calling_thread_holds_the_core_at_a_time() -> None:
+    core = CallerCore()
+    first, second = object(), object()
+    assert core.claim(first) and core.claim(first)
+    assert not core.claim(second)
+    core.release(second)  # not the holder: nothing changes
+    assert not core.free
+    core.release(first)
+    assert core.free and core.claim(second)
+
+
+def _thread_cpus() -> Dict[int, List[int]]:
+    """Each thread of this process and the CPUs it may run on (/proc/self/task/*/status)."""
+    found = {}
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/status") as handle:
+            for line in handle:
+                if line.startswith("Cpus_allowed_list:"):
+                    found[int(task)] = parse_cpu_list(line.split(":", 1)[1])
+    return found
+
+
+needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs to tell apart")
+
+
+@needs_two_cpus
+def test_onnx_runtime_pins_its_pool_threads_where_the_layout_says(demo_assets: Path) -> None:
+    """The affinity string's numbering checked against ONNX Runtime itself: a layout whose
+    third 'core' is CPU 1 must put the one pool thread on CPU 1 alone."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    layout = engine_cores(0, [(cpus[0],), (cpus[0],), (cpus[1],)] * 3, ort.__version__)
+    assert layout.pool_affinity.split(";")[0] == str(cpus[1] + 1)
+    before = set(_thread_cpus())
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.add_session_config_entry("session.intra_op_thread_affinities", layout.pool_affinity.split(";")[0])
+    session = ort.InferenceSession(str(demo_assets / "demo-cnn.onnx"), so, providers=["CPUExecutionProvider"])
+    pool = {tid: allowed for tid, allowed in _thread_cpus().items() if tid not in before}
+    assert list(pool.values()) == [[cpus[1]]]
+    del session
+
+
+def _runner_on_thread(runner: Any, feeds: Dict[str, np.ndarray], calls: int) -> List[List[int]]:
+    """Attach ``runner`` to a new thread and call it ``calls`` times; the thread's CPUs after each call."""
+    seen: List[List[int]] = []
+
+    def work() -> None:
+        runner.attach_thread()
+        for _ in range(calls):
+            runner.infer(feeds)
+            seen.append(sorted(os.sched_getaffinity(0)))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return seen
+
+
+@needs_two_cpus
+def test_the_infer_thread_takes_the_caller_core_and_a_second_engine_waits_for_it(
+    demo_assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edged.backends.onnxruntime.backend import OnnxRuntimeBackend
+
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    everywhere = sorted(os.sched_getaffinity(0))
+    monkeypatch.setattr(cores_module, "KEEP_CORE_FROM", 2)  # this machine's two CPUs as a 'many-core' host
+    backend = OnnxRuntimeBackend(cores=lambda: [(cpus[0],), (cpus[1],)])
+    plan = backend.build_plan(str(demo_assets / "demo-cnn.onnx"), BuildOptions()).plan
+    first, second = backend.load_plan(plan, BuildOptions()), backend.load_plan(plan, BuildOptions())
+    assert first.cores.threads == 1 and first.cores.caller_cpus == frozenset({cpus[1]})
+    spec = first.inputs[0]
+    feeds = {spec.name: np.zeros([1, *[d or 1 for d in spec.shape[1:]]], dtype=spec.dtype)}
+    assert _runner_on_thread(first, feeds, 2) == [[cpus[1]], [cpus[1]]]
+    attached, closed = threading.Event(), threading.Event()
+    seen: List[Tuple[str, List[int]]] = []
+
+    def reloaded() -> None:  # a model reloaded by a push: its engine starts beside the old one
+        second.attach_thread()
+        seen.append(("attached", sorted(os.sched_getaffinity(0))))
+        attached.set()
+        closed.wait(10)
+        second.infer(feeds)
+        seen.append(("called", sorted(os.sched_getaffinity(0))))
+
+    thread = threading.Thread(target=reloaded)
+    thread.start()
+    attached.wait(10)
+    first.close()  # the old engine ends
+    closed.set()
+    thread.join()
+    # The core was held: the second engine's thread ran wherever the scheduler put it, then
+    # took the core at its first call after the holder closed.
+    assert seen == [("attached", everywhere), ("called", [cpus[1]])]
+    second.close()
+    # The main thread was never pinned: only the threads that attached.
+    assert sorted(os.sched_getaffinity(0)) == everywhere
+
+
+def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
+    demo_assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edged.model_loading as model_loading
+
+    monkeypatch.setattr(model_loading, "host_cores", lambda: SINGLE)
+
+    def model(**extra: Any) -> Any:
+        doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), **extra}
+        return parse_config({"device": {"id": "t"}, "models": [doc]}).models[0]
+
+    auto = folding_for(model())
+    assert auto.prefix is None
+    assert "the core the engine leaves free" in auto.reason and "CPU 0 left to edged" in auto.reason
+    # Threads set by hand: the engine gets what was asked and the plan keeps the prefix.
+    assert folding_for(model(threads=4)).prefix is not None
+    monkeypatch.setattr(model_loading, "host_cores", lambda: SINGLE[:2])
+    assert folding_for(model()).prefix is not None
