@@ -63,7 +63,9 @@ def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDeci
     except BackendUnavailable as exc:
         return FoldDecision(None, str(exc))
     kept = ""
-    if model.backend == "onnxruntime" and resolve_device(model) == "cpu":
+    if model.backend == "onnxruntime" and resolve_device(model) == "cpu" and model.batch > 1:
+        # At batch 1 the prefix of one frame is a sliver of the call, and folded it adds no
+        # host time to each frame's latency: the plan keeps it (docs/preprocessing.md).
         cores = engine_cores(model.threads, host_cores(), version)
         kept = cores.reason if cores.kept_cpus else ""
     return decide_folding(model, model.backend, version, precision or model.precision, kept)

@@ -67,15 +67,15 @@ def decide_folding(
 ) -> FoldDecision:
     """The prefix to fold into ``model``'s ``precision`` plans on ``backend``, or why the host
     keeps it. ``core_kept``: how a CPU engine's threads leave a core to edged's own
-    (edged.backends.onnxruntime.cores), empty where they do not."""
+    (edged.backends.onnxruntime.cores), empty where they do not or the batch is 1."""
     pre = model.preprocess
     if not pre.fold:
         return FoldDecision(None, "preprocess.fold is false")
     if core_kept:
         # ONNX Runtime runs the prefix's operators on one thread while the rest of the pool
-        # waits; on the kept core the host does the same work beside the engine. 16 cores,
-        # MobileNetV2-shaped: 0.83-0.87 of the engine alone folded, 0.91-0.97 on the host
-        # (docs/preprocessing.md).
+        # waits, for every frame of the batch; on the kept core the host does the same work
+        # beside the engine. 16 cores, MobileNetV2-shaped, batch 8: 0.76-0.85 of the engine
+        # alone folded, 0.85-0.96 on the host (docs/preprocessing.md).
         return FoldDecision(None, f"the host preprocesses on the core the engine leaves free ({core_kept})")
     if backend == "tensorrt" and precision == "int8" and version_tuple(backend_version)[:2] < (11,):
         # Implicit quantisation calibrates on what the host feeds the network input; the

@@ -187,12 +187,14 @@ def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
     monkeypatch.setattr(model_loading, "host_cores", lambda: SINGLE)
 
     def model(**extra: Any) -> Any:
-        doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), **extra}
+        doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), "batch": 8, **extra}
         return parse_config({"device": {"id": "t"}, "models": [doc]}).models[0]
 
     auto = folding_for(model())
     assert auto.prefix is None
     assert "the core the engine leaves free" in auto.reason and "CPU 0 left to edged" in auto.reason
+    # Batch 1: one frame's prefix is a sliver of the call and adds no host time to latency.
+    assert folding_for(model(batch=1)).prefix is not None
     # Threads set by hand: the engine gets what was asked and the plan keeps the prefix.
     assert folding_for(model(threads=4)).prefix is not None
     monkeypatch.setattr(model_loading, "host_cores", lambda: SINGLE[:2])
