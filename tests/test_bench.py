@@ -58,6 +58,8 @@ def test_pipeline_efficiency_tool_reports_every_figure(demo_assets: Path, tmp_pa
             assert 0 < row[key]["min"] <= row[key]["median"] <= row[key]["max"], key
         assert row["ratio_edged_engine"] == pytest.approx(row["edged_ips"]["median"] / row["engine_ips"]["median"])
         assert row["ratio_edged_peer"] == pytest.approx(row["edged_ips"]["median"] / row["peer_ips"]["median"])
+        by_round = row["edged_ips"]["rounds"][0] / row["engine_ips"]["rounds"][0]
+        assert row["ratio_edged_engine_by_round"]["rounds"] == [pytest.approx(by_round)]
     assert report["latency"]["pipeline_e2e_p99_ms"] > 0
     assert report["latency"]["frames"] > 0
     assert report["latency"]["added_p50_ms"] <= report["latency"]["added_p99_ms"] <= report["latency"]["added_max_ms"]

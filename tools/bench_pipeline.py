@@ -10,10 +10,10 @@ In one run, on one machine, with one model, per batch size, rounds alternating:
   (c) peer: tools/peer_one_loop.py, the one-loop script a user would write;
   (d) ceiling: edged with a null engine (a runner returning a fixed output), and the
       process CPU it spends per frame.
-Medians with min and max; ratios b/a and b/c. Also, at half the raw saturation rate, the
-latency edged adds per frame (capture to result minus that frame's engine call; p50, p99),
-and the daemon's peak resident memory beyond a bare process holding the same ONNX Runtime
-session, on a warm start and on first boot.
+Medians with min and max; ratios b/a and b/c, and b/a round by round (median, min, max).
+Also, at half the raw saturation rate, the latency edged adds per frame (capture to result
+minus that frame's engine call; p50, p99), and the daemon's peak resident memory beyond a
+bare process holding the same ONNX Runtime session, on a warm start and on first boot.
 """
 
 from __future__ import annotations
@@ -258,6 +258,9 @@ def throughput_ratio(
         row["edged_host_preprocess_ips" if folds else "edged_folded_ips"] = spread(pipe_other)
     row["ratio_edged_engine"] = row["edged_ips"]["median"] / row["engine_ips"]["median"]
     row["ratio_edged_peer"] = row["edged_ips"]["median"] / row["peer_ips"]["median"]
+    # Each round's b over that round's a: the two ran seconds apart, so a machine that changes
+    # speed between rounds moves both (the ratio of medians pairs a fast round with a slow one).
+    row["ratio_edged_engine_by_round"] = spread([b / a for a, b in zip(raw, pipe)])
     return row
 
 
@@ -351,6 +354,7 @@ def _describe(row: Dict[str, Any]) -> str:
         return f"{v['median']:.1f}{unit} [{v['min']:.1f}..{v['max']:.1f}]"
 
     extra = ""
+    paired = row["ratio_edged_engine_by_round"]
     if "engine_with_prefix_ips" in row:
         extra = f"  engine+prefix {fmt('engine_with_prefix_ips')}"
         if "edged_host_preprocess_ips" in row:
@@ -363,7 +367,9 @@ def _describe(row: Dict[str, Any]) -> str:
         f"(b) edged ({row['edged_preprocessing']} preprocessing) {fmt('edged_ips')}  "
         f"(c) peer {fmt('peer_ips')}  (d) null engine {fmt('null_engine_ips')}, "
         f"{fmt('null_engine_cpu_us_per_frame', ' us CPU/frame')}  "
-        f"b/a {row['ratio_edged_engine']:.3f}  b/c {row['ratio_edged_peer']:.3f}{extra}"
+        f"b/a {row['ratio_edged_engine']:.3f} "
+        f"(by round {paired['median']:.3f} [{paired['min']:.3f}..{paired['max']:.3f}])  "
+        f"b/c {row['ratio_edged_peer']:.3f}{extra}"
     )
 
 
