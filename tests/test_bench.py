@@ -4,7 +4,9 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, List
 
 import pytest
 
@@ -117,3 +119,40 @@ def test_activation_memory_tool_reports_each_batch(demo_assets: Path, tmp_path: 
     rows = json.loads(out.read_text())
     assert [(r["batch"], r["mode"]) for r in rows] == [(1, "fixed"), (4, "mixed"), (4, "fixed")]
     assert all(r["load_mb"] >= 0 and r["activations_mb"] >= 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_interleaved_tool_pairs_slices_and_edged_computes_nothing_between_its_own(demo_assets: Path) -> None:
+    import bench_interleaved
+
+    gated_runners = []
+    real = bench_interleaved.GatedRunner
+
+    def keep(inner: Any) -> Any:
+        gated_runners.append(real(inner))
+        return gated_runners[-1]
+
+    bench_interleaved.GatedRunner = keep  # type: ignore[misc]
+    calls: List[float] = []
+    real_slice = bench_interleaved.edged_slice
+
+    def edged_slice(pipeline: Any, gated: Any, seconds: float) -> float:
+        # Between edged's slices its engine is never called: once the last results are
+        # written, the frames out stay put.
+        time.sleep(0.1)
+        before = pipeline.stats.counters()["frames_out"]
+        time.sleep(0.2)
+        assert pipeline.stats.counters()["frames_out"] == before
+        calls.append(seconds)
+        return float(real_slice(pipeline, gated, seconds))
+
+    bench_interleaved.edged_slice = edged_slice
+    try:
+        row = bench_interleaved.interleaved(str(demo_assets / "demo-cnn.onnx"), 2, 1, 3, 0.3, [64, 64], "")
+    finally:
+        bench_interleaved.GatedRunner, bench_interleaved.edged_slice = real, real_slice
+    assert calls == [0.3, 0.3, 0.3] and len(gated_runners) == 1
+    assert len(row["engine_ips"]) == len(row["edged_ips"]) == 3
+    assert all(rate > 0 for rate in row["engine_ips"] + row["edged_ips"])
+    assert row["ratios"] == pytest.approx([b / a for a, b in zip(row["engine_ips"], row["edged_ips"])])
+    assert row["preprocessing"] == "plan"

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Edged against the engine alone in short alternating slices, for machines that change speed.
+
+bench_pipeline.py alternates whole rounds of a few seconds, each in a fresh setup. On a
+machine whose speed flips every few seconds (a shared host's steal time), one round of
+the engine alone can meet a fast spell and the next round of edged a slow one. Here both
+stay set up for the whole run and take turns of ``--slice-seconds``:
+
+  (a) the engine alone in a tight loop on prepared float inputs, ONNX Runtime's default
+      session options (a fresh session each slice: its pool threads spin on after a run,
+      and would otherwise take cores from edged's next slice);
+  (b) edged's pipeline (synthetic source at the network size, edged's preprocessing choice,
+      top-5, JSON-lines sink), gated at its engine: between its slices the infer thread
+      waits at the gate, the sources fill their queues and block, and nothing computes.
+
+Each pair of neighbouring slices gives one ratio b/a; printed: the median ratio with min
+and max, and each side's median rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from edged.backends import BuildOptions, Runner, get_backend  # noqa: E402
+from edged.backends.onnxruntime.backend import OnnxRuntimeRunner  # noqa: E402
+from edged.bench import measure  # noqa: E402
+from edged.config import parse_config  # noqa: E402
+from edged.model_loading import build_options  # noqa: E402
+from edged.pipeline.model_pipeline import ModelPipeline  # noqa: E402
+from tools.bench_pipeline import model_doc  # noqa: E402
+
+
+class GatedRunner(Runner):
+    """Another runner that calls through only while its gate is open."""
+
+    def __init__(self, inner: Runner) -> None:
+        super().__init__()
+        self._inner = inner
+        self.inputs, self.outputs = inner.inputs, inner.outputs
+        self._state = threading.Condition()
+        self._open = False
+        self._busy = False
+
+    def attach_thread(self) -> None:
+        self._inner.attach_thread()
+
+    def open_gate(self) -> None:
+        with self._state:
+            self._open = True
+            self._state.notify_all()
+
+    def close_gate(self) -> None:
+        """Shut the gate and wait for a call in flight to end."""
+        with self._state:
+            self._open = False
+            self._state.wait_for(lambda: not self._busy)
+
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        with self._state:
+            self._state.wait_for(lambda: self._open)
+            self._busy = True
+        try:
+            return self._inner.infer(feeds)
+        finally:
+            self.last_timings = self._inner.last_timings
+            with self._state:
+                self._busy = False
+                self._state.notify_all()
+
+    def _close_impl(self) -> None:
+        self.open_gate()
+        self._inner.close()
+
+
+def engine_slice(plan: bytes, batch: int, threads: int, seconds: float) -> float:
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    so.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(plan, so, providers=["CPUExecutionProvider"])
+    try:
+        return float(measure(OnnxRuntimeRunner(session), batch, 0.2, seconds)["throughput_ips"])
+    finally:
+        del session
+
+
+def edged_slice(pipeline: ModelPipeline, gated: GatedRunner, seconds: float) -> float:
+    gated.open_gate()
+    time.sleep(0.2)  # the queues are full: it runs at saturation at once; let the engine warm
+    start, first = time.monotonic(), pipeline.stats.counters()["frames_out"]
+    time.sleep(seconds)
+    rate = (pipeline.stats.counters()["frames_out"] - first) / (time.monotonic() - start)
+    gated.close_gate()
+    return float(rate)
+
+
+def interleaved(
+    path: str, batch: int, threads: int, slices: int, seconds: float, hw: List[int], sink: str
+) -> Dict[str, Any]:
+    backend = get_backend("onnxruntime")
+    raw_plan = backend.build_plan(path, BuildOptions(batch=batch, threads=threads)).plan
+    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(path, batch, 0, threads, hw, sink)]})
+    model = config.models[0]
+    options = build_options(model)
+    gated = GatedRunner(backend.load_plan(backend.build_plan(path, options).plan, options))
+    pipeline = ModelPipeline(model, gated)
+    pipeline.start()
+    engine: List[float] = []
+    edged: List[float] = []
+    try:
+        for index in range(slices):
+            # Which goes first alternates, so neither always follows the other's warm caches.
+            if index % 2 == 0:
+                engine.append(engine_slice(raw_plan, batch, threads, seconds))
+                edged.append(edged_slice(pipeline, gated, seconds))
+            else:
+                edged.append(edged_slice(pipeline, gated, seconds))
+                engine.append(engine_slice(raw_plan, batch, threads, seconds))
+    finally:
+        gated.open_gate()
+        pipeline.stop()
+    ratios = [b / a for a, b in zip(engine, edged)]
+    return {
+        "batch": batch,
+        "preprocessing": "plan" if options.input_prefix is not None else "host",
+        "engine_ips": engine,
+        "edged_ips": edged,
+        "ratios": ratios,
+        "ratio_median": statistics.median(ratios),
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--model", default=str(REPO / "var/bench/mobilenetv2-shaped.onnx"))
+    parser.add_argument("--hw", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--slices", type=int, default=15, help="pairs of slices per batch size")
+    parser.add_argument("--slice-seconds", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    if not Path(args.model).exists():
+        subprocess.run([sys.executable, str(REPO / "tools/make_bench_model.py"), "--out", args.model], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in args.batches:
+            row = interleaved(
+                args.model, batch, args.threads, args.slices, args.slice_seconds, args.hw, str(Path(tmp) / "r.jsonl")
+            )
+            ratios, engine, edged = row["ratios"], row["engine_ips"], row["edged_ips"]
+            print(
+                f"batch {batch} ({row['preprocessing']} preprocessing), {len(ratios)} pairs of "
+                f"{args.slice_seconds:g} s slices: b/a {row['ratio_median']:.3f} "
+                f"[{min(ratios):.3f}..{max(ratios):.3f}]; "
+                f"engine alone {statistics.median(engine):.1f}/s [{min(engine):.1f}..{max(engine):.1f}], "
+                f"edged {statistics.median(edged):.1f}/s [{min(edged):.1f}..{max(edged):.1f}]",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
