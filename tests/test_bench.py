@@ -152,7 +152,8 @@ def test_interleaved_tool_pairs_slices_and_edged_computes_nothing_between_its_ow
     finally:
         bench_interleaved.GatedRunner, bench_interleaved.edged_slice = real, real_slice
     assert calls == [0.3, 0.3, 0.3] and len(gated_runners) == 1
-    assert len(row["engine_ips"]) == len(row["edged_ips"]) == 3
-    assert all(rate > 0 for rate in row["engine_ips"] + row["edged_ips"])
+    assert len(row["engine_ips"]) == len(row["edged_ips"]) == len(row["peer_ips"]) == 3
+    assert all(rate > 0 for rate in row["engine_ips"] + row["edged_ips"] + row["peer_ips"])
     assert row["ratios"] == pytest.approx([b / a for a, b in zip(row["engine_ips"], row["edged_ips"])])
+    assert row["peer_ratios"] == pytest.approx([b / c for c, b in zip(row["peer_ips"], row["edged_ips"])])
     assert row["preprocessing"] == "plan"

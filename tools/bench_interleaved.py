@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
-"""Edged against the engine alone in short alternating slices, for machines that change speed.
+"""Edged, the engine alone and the peer script in short alternating slices, for machines that change speed.
 
 bench_pipeline.py alternates whole rounds of a few seconds, each in a fresh setup. On a
 machine whose speed flips every few seconds (a shared host's steal time), one round of
-the engine alone can meet a fast spell and the next round of edged a slow one. Here both
-stay set up for the whole run and take turns of ``--slice-seconds``:
+the engine alone can meet a fast spell and the next round of edged a slow one. Here edged
+stays set up for the whole run, and the three take turns of ``--slice-seconds``:
 
   (a) the engine alone in a tight loop on prepared float inputs, ONNX Runtime's default
       session options (a fresh session each slice: its pool threads spin on after a run,
       and would otherwise take cores from edged's next slice);
   (b) edged's pipeline (synthetic source at the network size, edged's preprocessing choice,
       top-5, JSON-lines sink), gated at its engine: between its slices the infer thread
-      waits at the gate, the sources fill their queues and block, and nothing computes.
+      waits at the gate, the sources fill their queues and block, and nothing computes;
+  (c) the one-loop peer script (tools/peer_one_loop.py), a fresh session each slice.
 
-Each pair of neighbouring slices gives one ratio b/a; printed: the median ratio with min
-and max, and each side's median rate.
+Each round of neighbouring slices gives one ratio b/a and one b/c; printed: the median
+ratios with min and max, and each one's median rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -41,6 +43,7 @@ from edged.config import parse_config  # noqa: E402
 from edged.model_loading import build_options  # noqa: E402
 from edged.pipeline.model_pipeline import ModelPipeline  # noqa: E402
 from tools.bench_pipeline import model_doc  # noqa: E402
+from tools.peer_one_loop import run as run_peer  # noqa: E402
 
 
 class GatedRunner(Runner):
@@ -108,7 +111,7 @@ def edged_slice(pipeline: ModelPipeline, gated: GatedRunner, seconds: float) -> 
 
 
 def interleaved(
-    path: str, batch: int, threads: int, slices: int, seconds: float, hw: List[int], sink: str
+    path: str, batch: int, threads: int, slices: int, seconds: float, hw: List[int], sink: str, peer_sink: str = ""
 ) -> Dict[str, Any]:
     backend = get_backend("onnxruntime")
     raw_plan = backend.build_plan(path, BuildOptions(batch=batch, threads=threads)).plan
@@ -118,28 +121,33 @@ def interleaved(
     gated = GatedRunner(backend.load_plan(backend.build_plan(path, options).plan, options))
     pipeline = ModelPipeline(model, gated)
     pipeline.start()
-    engine: List[float] = []
-    edged: List[float] = []
+    rates: Dict[str, List[float]] = {"engine": [], "edged": [], "peer": []}
+    runs: Dict[str, Callable[[], float]] = {
+        "engine": lambda: engine_slice(raw_plan, batch, threads, seconds),
+        "edged": lambda: edged_slice(pipeline, gated, seconds),
+        "peer": lambda: float(run_peer(path, hw, batch, threads, seconds, peer_sink or os.devnull)["throughput_ips"]),
+    }
+    order = list(runs)
     try:
         for index in range(slices):
-            # Which goes first alternates, so neither always follows the other's warm caches.
-            if index % 2 == 0:
-                engine.append(engine_slice(raw_plan, batch, threads, seconds))
-                edged.append(edged_slice(pipeline, gated, seconds))
-            else:
-                edged.append(edged_slice(pipeline, gated, seconds))
-                engine.append(engine_slice(raw_plan, batch, threads, seconds))
+            # The order rotates, so none always follows another's warm caches.
+            for name in order[index % 3 :] + order[: index % 3]:
+                rates[name].append(runs[name]())
     finally:
         gated.open_gate()
         pipeline.stop()
-    ratios = [b / a for a, b in zip(engine, edged)]
+    ratios = [b / a for a, b in zip(rates["engine"], rates["edged"])]
+    peer_ratios = [b / c for c, b in zip(rates["peer"], rates["edged"])]
     return {
         "batch": batch,
         "preprocessing": "plan" if options.input_prefix is not None else "host",
-        "engine_ips": engine,
-        "edged_ips": edged,
+        "engine_ips": rates["engine"],
+        "edged_ips": rates["edged"],
+        "peer_ips": rates["peer"],
         "ratios": ratios,
         "ratio_median": statistics.median(ratios),
+        "peer_ratios": peer_ratios,
+        "peer_ratio_median": statistics.median(peer_ratios),
     }
 
 
@@ -149,23 +157,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--hw", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--slices", type=int, default=15, help="pairs of slices per batch size")
+    parser.add_argument("--slices", type=int, default=15, help="rounds of slices per batch size")
     parser.add_argument("--slice-seconds", type=float, default=1.0)
     args = parser.parse_args(argv)
     if not Path(args.model).exists():
         subprocess.run([sys.executable, str(REPO / "tools/make_bench_model.py"), "--out", args.model], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         for batch in args.batches:
-            row = interleaved(
-                args.model, batch, args.threads, args.slices, args.slice_seconds, args.hw, str(Path(tmp) / "r.jsonl")
-            )
-            ratios, engine, edged = row["ratios"], row["engine_ips"], row["edged_ips"]
+            sinks = str(Path(tmp) / "edged.jsonl"), str(Path(tmp) / "peer.jsonl")
+            row = interleaved(args.model, batch, args.threads, args.slices, args.slice_seconds, args.hw, *sinks)
+            ratios, engine, edged, peer = row["ratios"], row["engine_ips"], row["edged_ips"], row["peer_ips"]
+            against_peer = row["peer_ratios"]
             print(
-                f"batch {batch} ({row['preprocessing']} preprocessing), {len(ratios)} pairs of "
+                f"batch {batch} ({row['preprocessing']} preprocessing), {len(ratios)} rounds of "
                 f"{args.slice_seconds:g} s slices: b/a {row['ratio_median']:.3f} "
                 f"[{min(ratios):.3f}..{max(ratios):.3f}]; "
                 f"engine alone {statistics.median(engine):.1f}/s [{min(engine):.1f}..{max(engine):.1f}], "
-                f"edged {statistics.median(edged):.1f}/s [{min(edged):.1f}..{max(edged):.1f}]",
+                f"edged {statistics.median(edged):.1f}/s [{min(edged):.1f}..{max(edged):.1f}], "
+                f"peer {statistics.median(peer):.1f}/s [{min(peer):.1f}..{max(peer):.1f}]; "
+                f"b/c {row['peer_ratio_median']:.3f} [{min(against_peer):.3f}..{max(against_peer):.3f}]",
                 flush=True,
             )
     return 0
