@@ -64,7 +64,9 @@ def test_pipeline_efficiency_tool_reports_every_figure(demo_assets: Path, tmp_pa
         assert row["ratio_edged_engine_by_round"]["rounds"] == [pytest.approx(by_round)]
     assert report["latency"]["pipeline_e2e_p99_ms"] > 0
     assert report["latency"]["frames"] > 0
-    assert report["latency"]["added_p50_ms"] <= report["latency"]["added_p99_ms"] <= report["latency"]["added_max_ms"]
+    for latency in (report["latency"], report["latency_host_preprocessing"]):
+        assert latency["frames"] > 0
+        assert latency["added_p50_ms"] <= latency["added_p99_ms"] <= latency["added_max_ms"]
     assert report["memory"]["daemon_rss_mb"] > report["memory"]["backend_only_rss_mb"] > 0
     assert report["memory"]["first_boot_rss_mb"] > report["memory"]["backend_only_rss_mb"]
     assert all(row["engine_edged_options_ips"]["median"] > 0 for row in report["throughput"])

@@ -264,11 +264,14 @@ def throughput_ratio(
     return row
 
 
-def added_latency(path: str, threads: int, saturation_ips: float, seconds: float, hw: List[int]) -> Dict[str, Any]:
-    """At half the engine's saturation rate: the end-to-end p99 minus the engine's own p99."""
+def added_latency(
+    path: str, threads: int, saturation_ips: float, seconds: float, hw: List[int], fold: bool = True
+) -> Dict[str, Any]:
+    """At half the engine's saturation rate, what edged adds to each frame (see added_by_edged);
+    ``fold``: False keeps the preprocessing on the host."""
     rate = 0.5 * saturation_ips
     raw = run_raw(path, 1, threads, 1.0, seconds, rate_hz=rate)
-    doc = model_doc(path, 1, rate, threads, hw, "")
+    doc = model_doc(path, 1, rate, threads, hw, "", fold=fold)
     doc["max_wait_ms"] = 0
     pipe = run_pipeline(doc, 1.0, seconds, per_frame_added=True)
     with_waits = summarize([total for total, _ in pipe["added_ms"]])
@@ -409,6 +412,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"(p99 with those waits {lat['added_with_engine_waits_p99_ms']:.2f} ms)",
         flush=True,
     )
+    doc = model_doc(args.model, 1, 0, args.threads, args.hw, "")
+    if folding_for(parse_config({"device": {"id": "bench"}, "models": [doc]}).models[0]).prefix is not None:
+        # Batch 1 folds; host preprocessing would add its own time to every frame.
+        host = added_latency(args.model, args.threads, saturation, args.seconds * 2, args.hw, fold=False)
+        report["latency_host_preprocessing"] = host
+        print(
+            f"the same with host preprocessing: p50 {host['added_p50_ms']:.3f} ms, p99 {host['added_p99_ms']:.3f} ms, "
+            f"max {host['added_max_ms']:.2f} ms over {host['frames']} frames",
+            flush=True,
+        )
     report["memory"] = memory_beyond_backend(args.model, args.threads, args.hw, args.memory_seconds)
     mem = report["memory"]
     print(
