@@ -151,6 +151,14 @@ def interleaved(
     }
 
 
+_RATES = (("engine alone", "engine_ips"), ("edged", "edged_ips"), ("peer", "peer_ips"))
+
+
+def _spread(values: List[float], form: str, unit: str = "") -> str:
+    """Median [min..max]."""
+    return f"{statistics.median(values):{form}}{unit} [{min(values):{form}}..{max(values):{form}}]"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "var/bench/mobilenetv2-shaped.onnx"))
@@ -166,16 +174,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for batch in args.batches:
             sinks = str(Path(tmp) / "edged.jsonl"), str(Path(tmp) / "peer.jsonl")
             row = interleaved(args.model, batch, args.threads, args.slices, args.slice_seconds, args.hw, *sinks)
-            ratios, engine, edged, peer = row["ratios"], row["engine_ips"], row["edged_ips"], row["peer_ips"]
-            against_peer = row["peer_ratios"]
+            rates = ", ".join(f"{name} {_spread(row[key], '.1f', '/s')}" for name, key in _RATES)
+            head = f"batch {batch} ({row['preprocessing']} preprocessing), {len(row['ratios'])} rounds of "
             print(
-                f"batch {batch} ({row['preprocessing']} preprocessing), {len(ratios)} rounds of "
-                f"{args.slice_seconds:g} s slices: b/a {row['ratio_median']:.3f} "
-                f"[{min(ratios):.3f}..{max(ratios):.3f}]; "
-                f"engine alone {statistics.median(engine):.1f}/s [{min(engine):.1f}..{max(engine):.1f}], "
-                f"edged {statistics.median(edged):.1f}/s [{min(edged):.1f}..{max(edged):.1f}], "
-                f"peer {statistics.median(peer):.1f}/s [{min(peer):.1f}..{max(peer):.1f}]; "
-                f"b/c {row['peer_ratio_median']:.3f} [{min(against_peer):.3f}..{max(against_peer):.3f}]",
+                f"{head}{args.slice_seconds:g} s slices: b/a {_spread(row['ratios'], '.3f')}; {rates}; "
+                f"b/c {_spread(row['peer_ratios'], '.3f')}",
                 flush=True,
             )
     return 0
