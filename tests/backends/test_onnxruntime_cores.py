@@ -140,10 +140,11 @@ def _runner_on_thread(runner: Any, feeds: Dict[str, np.ndarray], calls: int) -> 
 
 @needs_two_cpus
 def test_the_infer_thread_takes_the_caller_core_and_a_second_engine_waits_for_it(
-    demo_assets: Path, monkeypatch: pytest.MonkeyPatch
+    demo_assets: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from edged.backends.onnxruntime.backend import OnnxRuntimeBackend
 
+    caplog.set_level("INFO", logger="edged.backends.onnxruntime.backend")
     cpus = sorted(os.sched_getaffinity(0))[:2]
     everywhere = sorted(os.sched_getaffinity(0))
     monkeypatch.setattr(cores_module, "KEEP_CORE_FROM", 2)  # this machine's two CPUs as a 'many-core' host
@@ -174,6 +175,12 @@ def test_the_infer_thread_takes_the_caller_core_and_a_second_engine_waits_for_it
     # The core was held: the second engine's thread ran wherever the scheduler put it, then
     # took the core at its first call after the holder closed.
     assert seen == [("attached", everywhere), ("called", [cpus[1]])]
+    # The operator sees both steps in the log, with the CPUs.
+    messages = [record.getMessage() for record in caplog.records if "calling thread" in record.getMessage()]
+    assert messages == [
+        f"onnxruntime engine: its calling thread runs unpinned while another engine's holds CPUs {cpus[1]}",
+        f"onnxruntime engine: its calling thread took CPUs {cpus[1]} over",
+    ]
     second.close()
     # The main thread was never pinned: only the threads that attached.
     assert sorted(os.sched_getaffinity(0)) == everywhere

@@ -20,7 +20,7 @@ import numpy as np
 
 from edged.backends.base import Backend, BuildOptions, BuiltPlan, ProgressCallback, Runner, TensorSpec
 from edged.backends.calibration import calibration_set
-from edged.backends.onnxruntime.cores import CallerCore, EngineCores, engine_cores, host_cores
+from edged.backends.onnxruntime.cores import CallerCore, EngineCores, cpu_text, engine_cores, host_cores
 from edged.backends.onnxruntime.precision import convert_model
 from edged.errors import BackendError, BackendUnavailable, PlanError
 from edged.versions import version_tuple
@@ -126,33 +126,39 @@ class OnnxRuntimeRunner(Runner):
         self.outputs = _specs(session.get_outputs())
         self._output_names = [spec.name for spec in self.outputs]
         self.cores = cores
-        self._caller = caller if cores is not None and cores.caller_cpus else None
+        self._caller_cpus = cores.caller_cpus if cores is not None else frozenset()
+        self._caller = caller if self._caller_cpus else None
         self._attached: Optional[int] = None  # the infer thread, until it holds the caller core
-        self.caller_pinned = False
 
     def attach_thread(self) -> None:
         """On the pinned layout the calling thread, which computes a share of every operator,
         runs on its own core: not a pool thread's, nor the one kept for edged's threads."""
         if self._caller is not None:
             self._attached = threading.get_ident()
-            self._pin_caller()
+            if not self._pin_caller():
+                log.info(
+                    "onnxruntime engine: its calling thread runs unpinned while another engine's holds CPUs %s",
+                    cpu_text(self._caller_cpus),
+                )
 
-    def _pin_caller(self) -> None:
-        assert self._caller is not None and self.cores is not None
+    def _pin_caller(self) -> bool:
+        """Whether the calling thread now holds its core."""
+        assert self._caller is not None
         if not self._caller.claim(self):
-            return  # another engine's thread has the core: run unpinned, try again when it is free
+            return False  # another engine's thread has the core: run unpinned, try again when it is free
         self._attached = None
         try:
-            os.sched_setaffinity(0, self.cores.caller_cpus)
-            self.caller_pinned = True
+            os.sched_setaffinity(0, self._caller_cpus)
         except OSError as exc:  # a cpuset narrowed since the layout was made
             self._caller.release(self)
-            log.warning("cannot pin the engine's calling thread to CPUs %s: %s", sorted(self.cores.caller_cpus), exc)
+            log.warning("cannot pin the engine's calling thread to CPUs %s: %s", cpu_text(self._caller_cpus), exc)
+            return False
+        return True
 
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         waiting = self._attached is not None and self._caller is not None and self._caller.free
-        if waiting and threading.get_ident() == self._attached:
-            self._pin_caller()
+        if waiting and threading.get_ident() == self._attached and self._pin_caller():
+            log.info("onnxruntime engine: its calling thread took CPUs %s over", cpu_text(self._caller_cpus))
         start = time.perf_counter()
         values = self._session.run(self._output_names, dict(feeds))
         self.last_timings.compute_ms = (time.perf_counter() - start) * 1000.0

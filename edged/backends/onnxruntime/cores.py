@@ -30,12 +30,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from edged.sysfs import read_text
 from edged.versions import version_tuple
 
-__all__ = ["KEEP_CORE_FROM", "EngineCores", "engine_cores", "host_cores", "parse_cpu_list", "CallerCore"]
+__all__ = ["KEEP_CORE_FROM", "CallerCore", "EngineCores", "cpu_text", "engine_cores", "host_cores", "parse_cpu_list"]
 
 KEEP_CORE_FROM = 8
 # session.intra_op_thread_affinities came with ONNX Runtime 1.14 (its C API: "since Version 1.14").
@@ -89,9 +89,13 @@ class EngineCores:
         return {"session.intra_op_thread_affinities": self.pool_affinity} if self.pool_affinity else {}
 
 
+def cpu_text(cpus: Iterable[int]) -> str:
+    """CPU numbers as a log line shows them: "1,2,3"."""
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
 def _cpus(cores: Sequence[Core]) -> str:
-    listed = sorted(c for core in cores for c in core)
-    return ",".join(str(c) for c in listed)
+    return cpu_text(c for core in cores for c in core)
 
 
 def engine_cores(threads: int, cores: Sequence[Core], ort_version: str) -> EngineCores:
