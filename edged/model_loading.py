@@ -14,7 +14,6 @@ import numpy as np
 
 from edged.accuracy.admission import PlanGate
 from edged.backends import BuildOptions, Runner, get_backend
-from edged.backends.onnxruntime.cores import engine_cores, host_cores
 from edged.config.model import Config, ModelConfig
 from edged.errors import BackendError, BackendUnavailable, EdgedError
 from edged.pipeline.folding import FoldDecision, decide_folding
@@ -59,15 +58,13 @@ def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDeci
     """Whether ``model``'s preprocessing goes into its plans here (the same answer for the
     daemon and `edged plan`, so both find the same plans)."""
     try:
-        version = get_backend(model.backend).version()
+        backend = get_backend(model.backend)
+        version = backend.version()
     except BackendUnavailable as exc:
         return FoldDecision(None, str(exc))
-    kept = ""
-    if model.backend == "onnxruntime" and resolve_device(model) == "cpu" and model.batch > 1:
-        # At batch 1 the prefix of one frame is a sliver of the call, and folded it adds no
-        # host time to each frame's latency: the plan keeps it (docs/preprocessing.md).
-        cores = engine_cores(model.threads, host_cores(), version)
-        kept = cores.reason if cores.kept_cpus else ""
+    # At batch 1 the prefix of one frame is a sliver of the call, and folded it adds no host
+    # time to each frame's latency: the plan keeps it (docs/preprocessing.md).
+    kept = backend.core_kept(model.threads, resolve_device(model)) if model.batch > 1 else ""
     return decide_folding(model, model.backend, version, precision or model.precision, kept)
 
 

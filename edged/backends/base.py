@@ -127,6 +127,12 @@ class Backend(abc.ABC):
     # (``get_backend(name)`` there must build what it builds here).
     builds_in_child: bool = False
 
+    def core_kept(self, threads: int, device: str) -> str:
+        """How this backend's engine, with ``threads`` from the model's config on ``device``,
+        leaves a core to edged's own threads on this host; empty where it does not. Where it
+        does, batched preprocessing runs there (edged.pipeline.folding)."""
+        return ""
+
     @abc.abstractmethod
     def version(self) -> str:
         """Full version of the underlying library; part of every plan key."""

@@ -174,9 +174,9 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     builds_in_child = True
 
-    def __init__(self, cores: Callable[[], List[Tuple[int, ...]]] = host_cores) -> None:
+    def __init__(self, cores: Optional[Callable[[], List[Tuple[int, ...]]]] = None) -> None:
         self._ort = _import_ort()
-        self._host_cores = cores  # the host's physical cores (tests give a fixture's)
+        self._host_cores = cores  # the host's physical cores; None: this host's (host_cores)
 
     def version(self) -> str:
         return str(self._ort.__version__)
@@ -257,7 +257,14 @@ class OnnxRuntimeBackend(Backend):
 
     def engine_cores(self, threads: int) -> EngineCores:
         """Where a CPU engine with ``threads`` (the model's setting) runs on this host."""
-        return engine_cores(threads, self._host_cores(), self.version())
+        cores = self._host_cores() if self._host_cores is not None else host_cores()
+        return engine_cores(threads, cores, self.version())
+
+    def core_kept(self, threads: int, device: str) -> str:
+        if device != "cpu":
+            return ""
+        cores = self.engine_cores(threads)
+        return cores.reason if cores.kept_cpus else ""
 
     def load_model(self, model_path: str, options: BuildOptions) -> Runner:
         """Build and load in one step, without a cache (benchmarks, checks)."""
