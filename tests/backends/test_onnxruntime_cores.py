@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -58,7 +59,7 @@ def test_configured_threads_and_small_hosts_keep_onnx_runtimes_own_layout() -> N
 
 def test_a_many_core_host_leaves_the_first_core_to_edged() -> None:
     layout = engine_cores(0, SINGLE, "1.30.0")
-    assert layout.threads == 15
+    assert layout.threads == 15 and len(layout.pool_affinity.split(";")) == layout.threads - 1
     # One pool thread per core from the third on, numbered from 1 as ONNX Runtime reads them.
     assert layout.pool_affinity == ";".join(str(cpu + 1) for cpu in range(2, 16))
     assert (layout.caller_cpus, layout.kept_cpus) == (frozenset({1}), frozenset({0}))
@@ -68,7 +69,7 @@ def test_a_many_core_host_leaves_the_first_core_to_edged() -> None:
 
 def test_hardware_thread_pairs_are_pinned_together() -> None:
     layout = engine_cores(0, PAIRS, "1.30.0")
-    assert layout.threads == 7
+    assert layout.threads == 7 and len(layout.pool_affinity.split(";")) == layout.threads - 1
     assert layout.pool_affinity.split(";")[0] == "3,11"  # CPUs 2 and 10, one core
     assert (layout.caller_cpus, layout.kept_cpus) == (frozenset({1, 9}), frozenset({0, 8}))
 
@@ -106,19 +107,40 @@ needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pi
 
 
 @needs_two_cpus
-def test_onnx_runtime_pins_its_pool_threads_where_the_layout_says(demo_assets: Path) -> None:
-    """The affinity string's numbering checked against ONNX Runtime itself: a layout whose
-    third 'core' is CPU 1 must put the one pool thread on CPU 1 alone."""
+def test_onnx_runtime_takes_the_whole_layout_and_pins_each_pool_thread_where_it_says(demo_assets: Path) -> None:
+    """Checked against ONNX Runtime itself: it refuses a session whose affinity string does
+    not name exactly intra_op_num_threads - 1 groups (onnxruntime/core/util/thread_utils.cc,
+    CreateThreadPoolHelper: "actual_num_affinities == thread_pool_size - 1"), and it numbers
+    CPUs from 1. A nine-'core' topology made of this machine's two CPUs gives a layout whose
+    pool threads must land on CPU 1, CPU 0, CPU 0, CPU 1, ... as the string says."""
     cpus = sorted(os.sched_getaffinity(0))[:2]
-    layout = engine_cores(0, [(cpus[0],), (cpus[0],), (cpus[1],)] * 3, ort.__version__)
-    assert layout.pool_affinity.split(";")[0] == str(cpus[1] + 1)
+    topology = [(cpus[0],), (cpus[0],), (cpus[1],)] * 3
+    layout = engine_cores(0, topology, ort.__version__)
+    groups = layout.pool_affinity.split(";")
+    assert layout.threads == 8 and len(groups) == layout.threads - 1
+    assert groups[0] == str(cpus[1] + 1)
     before = set(_thread_cpus())
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.add_session_config_entry("session.intra_op_thread_affinities", layout.pool_affinity.split(";")[0])
+    so.intra_op_num_threads = layout.threads
+    for key, value in layout.session_entries().items():
+        so.add_session_config_entry(key, value)
     session = ort.InferenceSession(str(demo_assets / "demo-cnn.onnx"), so, providers=["CPUExecutionProvider"])
-    pool = {tid: allowed for tid, allowed in _thread_cpus().items() if tid not in before}
-    assert list(pool.values()) == [[cpus[1]]]
+    # Each pool thread pins itself when it first runs (ThreadMain in ONNX Runtime's env.cc),
+    # so the snapshot waits for them; a thread another test left may start meanwhile, unpinned.
+    wanted = sorted([list(core) for core in topology[2:]])
+    deadline = time.monotonic() + 10.0
+    while True:
+        pool = sorted(allowed for tid, allowed in _thread_cpus().items() if tid not in before and len(allowed) == 1)
+        if pool == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert pool == wanted
+    # A string one group short is refused, which is why every layout keeps the count.
+    short = ort.SessionOptions()
+    short.intra_op_num_threads = layout.threads
+    short.add_session_config_entry("session.intra_op_thread_affinities", ";".join(groups[1:]))
+    with pytest.raises(Exception, match=r"(?i)affinit"):
+        ort.InferenceSession(str(demo_assets / "demo-cnn.onnx"), short, providers=["CPUExecutionProvider"])
     del session
 
 
@@ -189,9 +211,9 @@ def test_the_infer_thread_takes_the_caller_core_and_a_second_engine_waits_for_it
 def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
     demo_assets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edged.model_loading as model_loading
+    import edged.backends.onnxruntime.backend as backend_module
 
-    monkeypatch.setattr(model_loading, "host_cores", lambda: SINGLE)
+    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE)
 
     def model(**extra: Any) -> Any:
         doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), "batch": 8, **extra}
@@ -204,5 +226,5 @@ def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
     assert folding_for(model(batch=1)).prefix is not None
     # Threads set by hand: the engine gets what was asked and the plan keeps the prefix.
     assert folding_for(model(threads=4)).prefix is not None
-    monkeypatch.setattr(model_loading, "host_cores", lambda: SINGLE[:2])
+    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:2])
     assert folding_for(model()).prefix is not None
