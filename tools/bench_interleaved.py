@@ -37,12 +37,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from edged.backends import BuildOptions, Runner, get_backend  # noqa: E402
-from edged.backends.onnxruntime.backend import OnnxRuntimeRunner  # noqa: E402
 from edged.bench import measure  # noqa: E402
 from edged.config import parse_config  # noqa: E402
 from edged.model_loading import build_options  # noqa: E402
 from edged.pipeline.model_pipeline import ModelPipeline  # noqa: E402
-from tools.bench_pipeline import model_doc  # noqa: E402
+from tools.bench_pipeline import model_doc, ort_default_runner  # noqa: E402
 from tools.peer_one_loop import run as run_peer  # noqa: E402
 
 
@@ -89,15 +88,11 @@ class GatedRunner(Runner):
 
 
 def engine_slice(plan: bytes, batch: int, threads: int, seconds: float) -> float:
-    import onnxruntime
-
-    so = onnxruntime.SessionOptions()
-    so.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(plan, so, providers=["CPUExecutionProvider"])
+    runner = ort_default_runner(plan, threads)
     try:
-        return float(measure(OnnxRuntimeRunner(session), batch, 0.2, seconds)["throughput_ips"])
+        return float(measure(runner, batch, 0.2, seconds)["throughput_ips"])
     finally:
-        del session
+        runner.close()
 
 
 def edged_slice(pipeline: ModelPipeline, gated: GatedRunner, seconds: float) -> float:

@@ -179,6 +179,16 @@ def run_pipeline(
     }
 
 
+def ort_default_runner(plan: bytes, threads: int) -> Runner:
+    """The engine as a user's own loop would run it: ONNX Runtime's default session options
+    (pool threads spinning between runs, its own thread placement), not the ones edged sets."""
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    so.intra_op_num_threads = threads
+    return OnnxRuntimeRunner(onnxruntime.InferenceSession(plan, so, providers=["CPUExecutionProvider"]))
+
+
 def run_raw(
     path: str,
     batch: int,
@@ -194,16 +204,7 @@ def run_raw(
         batch=batch, threads=threads, input_prefix=prefix, spin_wait_us=int(EDGED_SETTINGS.get("spin_wait_us", 200))
     )
     plan = backend.build_plan(path, options).plan
-    if ort_defaults:
-        # The engine as a user's own loop would run it: ONNX Runtime's default session options
-        # (pool threads spinning between runs), not the ones edged sets.
-        import onnxruntime
-
-        so = onnxruntime.SessionOptions()
-        so.intra_op_num_threads = threads
-        runner: Runner = OnnxRuntimeRunner(onnxruntime.InferenceSession(plan, so, providers=["CPUExecutionProvider"]))
-    else:
-        runner = backend.load_plan(plan, options)
+    runner = ort_default_runner(plan, threads) if ort_defaults else backend.load_plan(plan, options)
     try:
         result = measure(runner, batch, warmup_s, duration_s, rate_hz=rate_hz)
     finally:
