@@ -1,7 +1,8 @@
 """From a configured model to a pipeline ready to start: the device placement chose, the
 plan (cached or built, with a DLA-to-GPU fallback), admitted by the accuracy gate (with its
 precision ladder, edged.accuracy.admission), a measured profile fed back to placement, and
-one engine instance per device the model was placed on."""
+one engine instance per device the model was placed on, or its configured ``instances`` on
+one cpu or gpu device."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDeci
         return FoldDecision(None, str(exc))
     # At batch 1 the prefix of one frame is a sliver of the call, and folded it adds no host
     # time to each frame's latency: the plan keeps it (docs/preprocessing.md).
-    kept = backend.core_kept(model.threads, resolve_device(model)) if model.batch > 1 else ""
+    kept = backend.core_kept(model.threads, resolve_device(model), model.instances) if model.batch > 1 else ""
     return decide_folding(model, model.backend, version, precision or model.precision, kept)
 
 
@@ -98,6 +99,7 @@ def build_options(
         batch=model.batch,
         threads=model.threads,
         spin_wait_us=model.spin_wait_us,
+        instances=model.instances,
         model_format=model.format,
         workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
         extra=extra,
@@ -142,6 +144,8 @@ def load_pipeline(
         _profile(plans, model, runner, key, options.device, placer)
     instances = [(runner, key, options.device)]
     instances += _extra_instances(gate, model, backend, options, placer, rebuild)
+    if len(instances) == 1:
+        instances += same_device_instances(plans, model, backend, options, key)
     try:
         pipeline = ModelPipeline(
             model, runner, ModelStats(window_s=config.telemetry.window_s), [r for r, _, _ in instances[1:]]
@@ -174,6 +178,33 @@ def _extra_instances(
             extras.append((runner, key, device))
         except EdgedError as exc:
             log.warning("model %s: no engine instance on %s: %s", model.name, device, exc)
+    return extras
+
+
+def same_device_instances(
+    plans: PlanManager, model: ModelConfig, backend: Any, options: BuildOptions, key: PlanKey
+) -> List[Instance]:
+    """The model's ``instances`` beyond the first: more engines loaded from the same plan on
+    the same device, each for its own infer thread. None on a DLA core, which runs one
+    engine at a time; fewer when one cannot load (the model serves on those that did)."""
+    wanted = model.instances - 1
+    if wanted <= 0:
+        return []
+    if options.device.startswith("dla"):
+        log.warning(
+            "model %s: instances %d: %s runs one engine at a time; the model serves from one",
+            model.name,
+            model.instances,
+            options.device,
+        )
+        return []
+    extras: List[Instance] = []
+    try:
+        plan = plans.plan_bytes(key)
+        for _ in range(wanted):
+            extras.append((backend.load_plan(plan, options), key, options.device))
+    except EdgedError as exc:
+        log.warning("model %s: %d of %d engines loaded: %s", model.name, 1 + len(extras), model.instances, exc)
     return extras
 
 

@@ -41,6 +41,7 @@ class BuildOptions:
     batch: int = 1
     threads: int = 0
     spin_wait_us: int = 200  # how a plan runs, not what it is: not in the key
+    instances: int = 1  # engines loaded from the plan for one model (the same: not in the key)
     workspace_bytes: int = 1 << 30
     extra: Mapping[str, Any] = field(default_factory=dict)
     # How to read the model; its other files are keyed by content (edged.formats.hashing).
@@ -127,9 +128,9 @@ class Backend(abc.ABC):
     # (``get_backend(name)`` there must build what it builds here).
     builds_in_child: bool = False
 
-    def core_kept(self, threads: int, device: str) -> str:
-        """How this backend's engine, with ``threads`` from the model's config on ``device``,
-        leaves a core to edged's own threads on this host; empty where it does not. Where it
+    def core_kept(self, threads: int, device: str, instances: int = 1) -> str:
+        """How this backend's engine, with ``threads`` and ``instances`` from the model's
+        config on ``device``, leaves a core to edged's own threads on this host; empty where it does not. Where it
         does, batched preprocessing runs there (edged.pipeline.folding)."""
         return ""
 

@@ -240,7 +240,7 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         cores = None
         if options.device == "cpu":
-            cores = self.engine_cores(options.threads)
+            cores = self.engine_cores(options.threads, options.instances)
             so.intra_op_num_threads = cores.threads
             for key, value in cores.session_entries().items():
                 so.add_session_config_entry(key, value)
@@ -255,15 +255,16 @@ class OnnxRuntimeBackend(Backend):
             log.info("onnxruntime engine: %s", cores.reason)
         return OnnxRuntimeRunner(session, cores, _CALLER_CORE)
 
-    def engine_cores(self, threads: int) -> EngineCores:
-        """Where a CPU engine with ``threads`` (the model's setting) runs on this host."""
+    def engine_cores(self, threads: int, instances: int = 1) -> EngineCores:
+        """Where a CPU engine with ``threads`` (the model's setting), one of ``instances``,
+        runs on this host."""
         cores = self._host_cores() if self._host_cores is not None else host_cores()
-        return engine_cores(threads, cores, self.version())
+        return engine_cores(threads, cores, self.version(), instances)
 
-    def core_kept(self, threads: int, device: str) -> str:
+    def core_kept(self, threads: int, device: str, instances: int = 1) -> str:
         if device != "cpu":
             return ""
-        cores = self.engine_cores(threads)
+        cores = self.engine_cores(threads, instances)
         return cores.reason if cores.kept_cpus else ""
 
     def load_model(self, model_path: str, options: BuildOptions) -> Runner:

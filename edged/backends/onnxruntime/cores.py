@@ -98,11 +98,17 @@ def _cpus(cores: Sequence[Core]) -> str:
     return cpu_text(c for core in cores for c in core)
 
 
-def engine_cores(threads: int, cores: Sequence[Core], ort_version: str) -> EngineCores:
-    """Where a model's ONNX Runtime threads run: ``threads`` from its config, ``cores``
-    from :func:`host_cores`."""
+def engine_cores(threads: int, cores: Sequence[Core], ort_version: str, instances: int = 1) -> EngineCores:
+    """Where a model's ONNX Runtime threads run: ``threads`` and ``instances`` from its
+    config, ``cores`` from :func:`host_cores`. Several engines of one model with
+    ``threads: 0`` share the cores out between them, unpinned: each engine's calls then run
+    beside the others' instead of waiting for one pool (docs/preprocessing.md, "Fifth pass")."""
     if threads > 0:
         return EngineCores(threads, "", frozenset(), frozenset(), f"{threads} threads as configured, not pinned")
+    if instances > 1:
+        each = max(1, len(cores) // instances)
+        shared = f"{each} threads for each of {instances} engines on {len(cores)} cores, not pinned"
+        return EngineCores(each, "", frozenset(), frozenset(), shared)
     if len(cores) < KEEP_CORE_FROM:
         default = f"ONNX Runtime's default threads on {len(cores)} cores (fewer than {KEEP_CORE_FROM})"
         return EngineCores(0, "", frozenset(), frozenset(), default)
