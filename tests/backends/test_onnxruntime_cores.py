@@ -81,6 +81,18 @@ def test_before_1_14_the_threads_are_fewer_but_not_pinned() -> None:
     assert "cannot pin" in layout.reason
 
 
+def test_instances_with_threads_0_share_the_cores_out_unpinned() -> None:
+    two = engine_cores(0, SINGLE[:2], "1.30.0", instances=2)
+    assert (two.threads, two.pool_affinity, two.pinned, two.kept_cpus) == (1, "", False, frozenset())
+    assert "1 threads for each of 2 engines on 2 cores" in two.reason
+    many = engine_cores(0, SINGLE, "1.30.0", instances=3)
+    assert (many.threads, many.pinned, many.kept_cpus) == (5, False, frozenset())
+    # More engines than cores: one thread each, never none (0 would be ONNX Runtime's default: every core).
+    assert engine_cores(0, SINGLE[:2], "1.30.0", instances=4).threads == 1
+    # Threads set by hand hold for every engine.
+    assert engine_cores(3, SINGLE, "1.30.0", instances=2).threads == 3
+
+
 def test_one_calling_thread_holds_the_core_at_a_time() -> None:
     core = CallerCore()
     first, second = object(), object()
@@ -226,5 +238,7 @@ def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
     assert folding_for(model(batch=1)).prefix is not None
     # Threads set by hand: the engine gets what was asked and the plan keeps the prefix.
     assert folding_for(model(threads=4)).prefix is not None
+    # Several engines share the cores out and keep none: the plan keeps the prefix.
+    assert folding_for(model(instances=2)).prefix is not None
     monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:2])
     assert folding_for(model()).prefix is not None
