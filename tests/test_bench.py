@@ -159,3 +159,23 @@ def test_interleaved_tool_pairs_slices_and_edged_computes_nothing_between_its_ow
     assert row["ratios"] == pytest.approx([b / a for a, b in zip(row["engine_ips"], row["edged_ips"])])
     assert row["peer_ratios"] == pytest.approx([b / c for c, b in zip(row["peer_ips"], row["edged_ips"])])
     assert row["preprocessing"] == "plan"
+
+
+@pytest.mark.slow
+def test_instances_tool_compares_k_engines_with_and_without_edged(demo_assets: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_instances.py"
+    args = ["--model", str(demo_assets / "demo-cnn.onnx"), "--hw", "64", "64", "--batches", "1", "2"]
+    args += ["--rounds", "2", "--seconds", "0.3"]
+    result = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("batch ")]
+    assert [row.split(":")[0] for row in rows] == ["batch 1", "batch 2"]
+    number = r"(\d+\.\d+) \[(\d+\.\d+)\.\.(\d+\.\d+)\]"
+    for row in rows:
+        for label in (r"\(a\) engine ", r"\(a2\) 2 engines ", r"\(b1\) edged ", r"instances 2: ", r"b2/a ", r"b2/a2 "):
+            found = re.search(label + number, row)
+            assert found, (label, row)
+            median, low, high = (float(v) for v in found.groups())
+            assert 0 < low <= median <= high
+    latency = re.search(r"one engine p50 (\S+) .*instances 2: p50 (\S+) ", result.stdout)
+    assert latency and float(latency.group(1)) > 0 and float(latency.group(2)) > 0
