@@ -84,9 +84,10 @@ def test_before_1_14_the_threads_are_fewer_but_not_pinned() -> None:
 def test_instances_with_threads_0_share_the_cores_out_unpinned() -> None:
     two = engine_cores(0, SINGLE[:2], "1.30.0", instances=2)
     assert (two.threads, two.pool_affinity, two.pinned, two.kept_cpus) == (1, "", False, frozenset())
-    assert "1 threads for each of 2 engines on 2 cores" in two.reason
+    assert "1 thread for each of 2 engines on 2 cores" in two.reason
     many = engine_cores(0, SINGLE, "1.30.0", instances=3)
     assert (many.threads, many.pinned, many.kept_cpus) == (5, False, frozenset())
+    assert "5 threads for each of 3 engines on 16 cores" in many.reason
     # More engines than cores: one thread each, never none (0 would be ONNX Runtime's default: every core).
     assert engine_cores(0, SINGLE[:2], "1.30.0", instances=4).threads == 1
     # Threads set by hand hold for every engine.

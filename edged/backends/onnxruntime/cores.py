@@ -107,7 +107,8 @@ def engine_cores(threads: int, cores: Sequence[Core], ort_version: str, instance
         return EngineCores(threads, "", frozenset(), frozenset(), f"{threads} threads as configured, not pinned")
     if instances > 1:
         each = max(1, len(cores) // instances)
-        shared = f"{each} threads for each of {instances} engines on {len(cores)} cores, not pinned"
+        unit = "thread" if each == 1 else "threads"
+        shared = f"{each} {unit} for each of {instances} engines on {len(cores)} cores, not pinned"
         return EngineCores(each, "", frozenset(), frozenset(), shared)
     if len(cores) < KEEP_CORE_FROM:
         default = f"ONNX Runtime's default threads on {len(cores)} cores (fewer than {KEEP_CORE_FROM})"
