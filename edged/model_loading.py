@@ -26,7 +26,7 @@ from edged.plans import PlanKey, PlanManager, PlanProgress
 from edged.platform import Platform, discover
 from edged.platform.discover import probe_versions
 
-__all__ = ["resolve_device", "build_options", "load_pipeline", "platform_for", "folding_for"]
+__all__ = ["resolve_device", "build_options", "load_pipeline", "platform_for", "folding_for", "instances_for"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,18 @@ def platform_for(models: Sequence[ModelConfig]) -> Platform:
     return discover(versions=lambda: probe_versions(cuda=False), gpu_probe=list)
 
 
+def instances_for(model: ModelConfig, device: Optional[str] = None) -> Tuple[int, str]:
+    """How many engines serve ``model`` on ``device`` (default: its configured device
+    resolved), and why: its ``instances``, or the backend's choice where that is 0."""
+    if model.instances > 0:
+        return model.instances, "as configured"
+    try:
+        backend = get_backend(model.backend)
+    except BackendUnavailable as exc:
+        return 1, str(exc)
+    return backend.default_instances(model.threads, device or resolve_device(model), model.batch)
+
+
 def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDecision:
     """Whether ``model``'s preprocessing goes into its plans here (the same answer for the
     daemon and `edged plan`, so both find the same plans)."""
@@ -65,7 +77,8 @@ def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDeci
         return FoldDecision(None, str(exc))
     # At batch 1 the prefix of one frame is a sliver of the call, and folded it adds no host
     # time to each frame's latency: the plan keeps it (docs/preprocessing.md).
-    kept = backend.core_kept(model.threads, resolve_device(model), model.instances) if model.batch > 1 else ""
+    device = resolve_device(model)
+    kept = backend.core_kept(model.threads, device, instances_for(model, device)[0]) if model.batch > 1 else ""
     return decide_folding(model, model.backend, version, precision or model.precision, kept)
 
 
@@ -99,7 +112,7 @@ def build_options(
         batch=model.batch,
         threads=model.threads,
         spin_wait_us=model.spin_wait_us,
-        instances=model.instances,
+        instances=instances_for(model, device or resolve_device(model))[0],
         model_format=model.format,
         workspace_bytes=int(trt.get("workspace_mib", 1024)) << 20,
         extra=extra,
@@ -121,6 +134,9 @@ def load_pipeline(
         raise EdgedError(f"{model.path}: model file not found")
     state_dir = config.plans.cache_dir
     log.info("model %s: %s", model.name, folding_for(model).describe())
+    count, why = instances_for(model, placer.device_for(model.name))
+    if count > 1:
+        log.info("model %s: %d engines (%s)", model.name, count, why)
     gate = PlanGate(plans, placer, state_dir, lambda device, step: build_options(model, state_dir, device, step))
     options = build_options(model, state_dir, placer.device_for(model.name))
     try:
@@ -187,14 +203,14 @@ def same_device_instances(
     """The model's ``instances`` beyond the first: more engines loaded from the same plan on
     the same device, each for its own infer thread. None on a DLA core, which runs one
     engine at a time; fewer when one cannot load (the model serves on those that did)."""
-    wanted = model.instances - 1
+    wanted = options.instances - 1
     if wanted <= 0:
         return []
     if options.device.startswith("dla"):
         log.warning(
             "model %s: instances %d: %s runs one engine at a time; the model serves from one",
             model.name,
-            model.instances,
+            options.instances,
             options.device,
         )
         return []
@@ -204,7 +220,7 @@ def same_device_instances(
         for _ in range(wanted):
             extras.append((backend.load_plan(plan, options), key, options.device))
     except EdgedError as exc:
-        log.warning("model %s: %d of %d engines loaded: %s", model.name, 1 + len(extras), model.instances, exc)
+        log.warning("model %s: %d of %d engines loaded: %s", model.name, 1 + len(extras), options.instances, exc)
     return extras
 
 

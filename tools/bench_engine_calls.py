@@ -61,7 +61,7 @@ def calls(model: str, seconds: float, sink: str, hw: List[int], batch: int = 1) 
     from edged.pipeline.model_pipeline import ModelPipeline
     from tools.bench_pipeline import TimedRunner, model_doc
 
-    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(model, batch, 0, 0, hw, sink)]})
+    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(model, batch, 0, 0, hw, sink, instances=1)]})
     model_config = config.models[0]
     backend = get_backend("onnxruntime")
     options = BuildOptions(batch=batch, input_prefix=folding_for(model_config).prefix)

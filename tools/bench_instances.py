@@ -77,18 +77,13 @@ def instances_row(
     path: str, batch: int, threads: int, instances: int, rounds: int, seconds: float, hw: List[int], sink: str
 ) -> Dict[str, Any]:
     raw, raw_k, one, many = [], [], [], []
+    edged = [model_doc(path, batch, 0, threads, hw, sink, instances=count) for count in (1, instances)]
     for index in range(rounds):
         steps = [
             lambda: raw.append(run_raw(path, batch, threads, 1.0, seconds)["throughput_ips"]),
             lambda: raw_k.append(run_engines(path, batch, threads, instances, 1.0, seconds)),
-            lambda: one.append(
-                run_pipeline(model_doc(path, batch, 0, threads, hw, sink), 1.0, seconds)["throughput_ips"]
-            ),
-            lambda: many.append(
-                run_pipeline(dict(model_doc(path, batch, 0, threads, hw, sink), instances=instances), 1.0, seconds)[
-                    "throughput_ips"
-                ]
-            ),
+            lambda: one.append(run_pipeline(edged[0], 1.0, seconds)["throughput_ips"]),
+            lambda: many.append(run_pipeline(edged[1], 1.0, seconds)["throughput_ips"]),
         ]
         for step in steps if index % 2 == 0 else reversed(steps):
             step()
@@ -113,7 +108,7 @@ def frame_latency(
     found: Dict[int, Dict[str, List[float]]] = {1: {"p50": [], "p99": []}, instances: {"p50": [], "p99": []}}
     for index in range(rounds):
         for count in (1, instances) if index % 2 == 0 else (instances, 1):
-            doc = dict(model_doc(path, 1, rate_hz, threads, hw, ""), instances=count, max_wait_ms=0)
+            doc = dict(model_doc(path, 1, rate_hz, threads, hw, "", instances=count), max_wait_ms=0)
             result = run_pipeline(doc, 1.0, seconds)
             found[count]["p50"].append(result["e2e_p50_ms"])
             found[count]["p99"].append(result["e2e_p99_ms"])

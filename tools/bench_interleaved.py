@@ -110,7 +110,9 @@ def interleaved(
 ) -> Dict[str, Any]:
     backend = get_backend("onnxruntime")
     raw_plan = backend.build_plan(path, BuildOptions(batch=batch, threads=threads)).plan
-    config = parse_config({"device": {"id": "bench"}, "models": [model_doc(path, batch, 0, threads, hw, sink)]})
+    config = parse_config(
+        {"device": {"id": "bench"}, "models": [model_doc(path, batch, 0, threads, hw, sink, instances=1)]}
+    )
     model = config.models[0]
     options = build_options(model)
     gated = GatedRunner(backend.load_plan(backend.build_plan(path, options).plan, options))

@@ -54,10 +54,12 @@ EDGED_SETTINGS: Dict[str, Any] = {}
 
 
 def model_doc(
-    path: str, batch: int, fps: float, threads: int, hw: List[int], sink: str, fold: bool = True
+    path: str, batch: int, fps: float, threads: int, hw: List[int], sink: str, fold: bool = True, instances: int = 0
 ) -> Dict[str, Any]:
+    """``instances`` 0: edged's choice (edged.model_loading.instances_for)."""
     return {
         **EDGED_SETTINGS,
+        "instances": instances,
         "name": "bench",
         "path": path,
         "threads": threads,
@@ -146,7 +148,7 @@ def run_pipeline(
         backend = get_backend("onnxruntime")
         options = build_options(config)
         plan = backend.build_plan(config.path, options).plan
-        runner, *extra = [backend.load_plan(plan, options) for _ in range(config.instances)]
+        runner, *extra = [backend.load_plan(plan, options) for _ in range(options.instances)]
     # Call order is result order only with one engine (added_by_edged).
     timed = TimedRunner(runner) if per_frame_added and not extra else None
     pipeline = ModelPipeline(config, timed or runner, extra_runners=extra)
@@ -277,7 +279,9 @@ def added_latency(
     ``fold``: False keeps the preprocessing on the host."""
     rate = 0.5 * saturation_ips
     raw = run_raw(path, 1, threads, 1.0, seconds, rate_hz=rate)
-    doc = model_doc(path, 1, rate, threads, hw, "", fold=fold)
+    # One engine: the k-th result is then the k-th call's (added_by_edged). What the pipeline
+    # adds to a frame does not depend on how many engines serve it.
+    doc = model_doc(path, 1, rate, threads, hw, "", fold=fold, instances=1)
     doc["max_wait_ms"] = 0
     pipe = run_pipeline(doc, 1.0, seconds, per_frame_added=True)
     with_waits = summarize([total for total, _ in pipe["added_ms"]])

@@ -161,8 +161,9 @@ class ModelConfig:
     # onnxruntime: how long pool threads busy-wait for work (edged.backends.onnxruntime.backend).
     spin_wait_us: int = 200
     # Engines of the model on its cpu or gpu device, each with its own infer thread (see
-    # edged.model_loading.same_device_instances); on a DLA core one engine serves.
-    instances: int = 1
+    # edged.model_loading.same_device_instances); on a DLA core one engine serves. 0: the
+    # backend chooses (edged.model_loading.instances_for).
+    instances: int = 0
     target_fps: Optional[float] = None
     stall_timeout_s: float = 60.0  # a stuck worker's pipeline is replaced after this long
     # Files fetched by URL (edged/config/remote_files.py); their store paths are in the fields
@@ -281,7 +282,7 @@ def build_config(doc: Mapping[str, Any]) -> Config:
                 device=merged["device"],
                 threads=int(merged["threads"]),
                 spin_wait_us=int(merged.get("spin_wait_us", 200)),
-                instances=int(merged.get("instances", 1)),
+                instances=int(merged.get("instances", 0)),
                 batch=int(merged["batch"]),
                 max_wait_ms=float(merged["max_wait_ms"]),
                 queue_size=int(merged["queue_size"]),

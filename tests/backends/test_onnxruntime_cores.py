@@ -16,7 +16,7 @@ from edged.backends import BuildOptions
 from edged.backends.onnxruntime import cores as cores_module
 from edged.backends.onnxruntime.cores import CallerCore, engine_cores, host_cores, parse_cpu_list
 from edged.config import parse_config
-from edged.model_loading import folding_for
+from edged.model_loading import folding_for, instances_for
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -92,6 +92,27 @@ def test_instances_with_threads_0_share_the_cores_out_unpinned() -> None:
     assert engine_cores(0, SINGLE[:2], "1.30.0", instances=4).threads == 1
     # Threads set by hand hold for every engine.
     assert engine_cores(3, SINGLE, "1.30.0", instances=2).threads == 3
+
+
+def test_edged_chooses_two_engines_only_at_batch_1_on_many_cores_with_threads_0(
+    demo_assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edged.backends.onnxruntime.backend as backend_module
+
+    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE)
+
+    def chosen(**extra: Any) -> Tuple[int, str]:
+        doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), "batch": 1, **extra}
+        return instances_for(parse_config({"device": {"id": "t"}, "models": [doc]}).models[0])
+
+    assert chosen() == (2, "two engines of 8 threads each at batch 1 on 16 cores")
+    assert chosen(batch=8)[0] == 1
+    assert chosen(threads=4)[0] == 1
+    assert chosen(device="gpu")[0] == 1
+    assert chosen(instances=1) == (1, "as configured")
+    assert chosen(instances=3, batch=8) == (3, "as configured")
+    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:4])
+    assert chosen() == (1, "one engine on 4 cores (fewer than 8)")
 
 
 def test_one_calling_thread_holds_the_core_at_a_time() -> None:

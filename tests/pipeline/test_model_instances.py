@@ -60,8 +60,8 @@ def test_two_engines_serve_every_frame_once_with_the_results_of_one(
 
 
 def test_instances_are_bounded_and_named_by_key_path(demo_config: Dict[str, Any]) -> None:
-    assert parse_config(demo_config).models[0].instances == 1
-    for bad in (0, 17, "2"):
+    assert parse_config(demo_config).models[0].instances == 0  # edged chooses
+    for bad in (-1, 17, "2"):
         demo_config["models"][0]["instances"] = bad
         with pytest.raises(ConfigError, match=r"models\[0\]\.instances"):
             parse_config(demo_config)
@@ -94,11 +94,11 @@ def test_a_dla_core_or_a_plan_gone_from_the_cache_serves_from_fewer_engines(
     demo_config["models"][0]["instances"] = 3
     model = parse_config(demo_config).models[0]
     backend = _Backend()
-    extras = same_device_instances(_Plans(b"plan"), model, backend, BuildOptions(device="gpu"), "key")  # type: ignore[arg-type]
+    extras = same_device_instances(_Plans(b"plan"), model, backend, BuildOptions(device="gpu", instances=3), "key")  # type: ignore[arg-type]
     assert [runner for runner, _, _ in extras] == ["runner 1", "runner 2"]
     with caplog.at_level(logging.WARNING):
-        dla = same_device_instances(_Plans(b"plan"), model, backend, BuildOptions(device="dla0"), "key")  # type: ignore[arg-type]
-        gone = same_device_instances(_Plans(), model, backend, BuildOptions(device="cpu"), "key")  # type: ignore[arg-type]
+        dla = same_device_instances(_Plans(b"plan"), model, backend, BuildOptions(device="dla0", instances=3), "key")  # type: ignore[arg-type]
+        gone = same_device_instances(_Plans(), model, backend, BuildOptions(device="cpu", instances=3), "key")  # type: ignore[arg-type]
     assert dla == [] and gone == [] and backend.loads == 2
     messages = [r.getMessage() for r in caplog.records]
     assert any("dla0 runs one engine at a time" in m for m in messages)
