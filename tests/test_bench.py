@@ -68,6 +68,7 @@ def test_pipeline_efficiency_tool_reports_every_figure(demo_assets: Path, tmp_pa
         assert latency["frames"] > 0
         assert latency["added_p50_ms"] <= latency["added_p99_ms"] <= latency["added_max_ms"]
     assert report["memory"]["daemon_rss_mb"] > report["memory"]["backend_only_rss_mb"] > 0
+    assert report["memory"]["engines"] == 1  # fewer than 8 cores here: one engine, and one bare session
     assert report["memory"]["first_boot_rss_mb"] > report["memory"]["backend_only_rss_mb"]
     assert all(row["engine_edged_options_ips"]["median"] > 0 for row in report["throughput"])
 

@@ -43,7 +43,7 @@ from edged.backends.input_prefix import FRAME_INPUT, InputPrefix  # noqa: E402
 from edged.backends.onnxruntime.backend import OnnxRuntimeRunner  # noqa: E402
 from edged.bench import measure, summarize  # noqa: E402
 from edged.config import parse_config  # noqa: E402
-from edged.model_loading import build_options, folding_for  # noqa: E402
+from edged.model_loading import build_options, folding_for, instances_for  # noqa: E402
 from edged.pipeline.folding import decide_folding  # noqa: E402
 from edged.pipeline.model_pipeline import ModelPipeline  # noqa: E402
 from edged.pipeline.stats import LatencyHistogram  # noqa: E402
@@ -310,12 +310,16 @@ _BASELINE = textwrap.dedent(
     """
     import sys, time, numpy as np, onnxruntime as ort
     so = ort.SessionOptions(); so.intra_op_num_threads = int(sys.argv[2])
-    s = ort.InferenceSession(sys.argv[1], so, providers=["CPUExecutionProvider"])
+    cpu = ["CPUExecutionProvider"]
+    sessions = [ort.InferenceSession(sys.argv[1], so, providers=cpu) for _ in range(int(sys.argv[4]))]
     import ctypes; ctypes.CDLL("libc.so.6").malloc_trim(0)  # as lean as edged after a load (edged/heap.py)
+    s = sessions[0]
     x = np.zeros([1] + [d if isinstance(d, int) else 1 for d in s.get_inputs()[0].shape[1:]], np.float32)
     end = time.monotonic() + float(sys.argv[3])
     while time.monotonic() < end:
-        s.run(None, {s.get_inputs()[0].name: x}); time.sleep(1 / 30)
+        for s in sessions:
+            s.run(None, {s.get_inputs()[0].name: x})
+        time.sleep(1 / 30)
     """
 )
 
@@ -337,8 +341,9 @@ def _peak_rss_mb(cmd: List[str]) -> float:
 
 
 def memory_beyond_backend(path: str, threads: int, hw: List[int], seconds: float = 6.0) -> Dict[str, float]:
-    """Peak RSS of `edged run` serving the model minus a bare process running the same session:
-    on first boot (the daemon builds the plan) and on a warm start (it loads the cached plan)."""
+    """Peak RSS of `edged run` serving the model minus a bare process running the same sessions
+    (as many as the engines edged serves it from, instances_for): on first boot (the daemon
+    builds the plan) and on a warm start (it loads the cached plan)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "edged.yaml"
         doc = {
@@ -349,10 +354,14 @@ def memory_beyond_backend(path: str, threads: int, hw: List[int], seconds: float
         doc["models"] = [model_doc(path, 1, 30, threads, hw, "")]
         config.write_text(json.dumps(doc))
         daemon = [sys.executable, "-m", "edged", "run", "--config", str(config), "--duration", str(seconds)]
-        backend = _peak_rss_mb([sys.executable, "-c", _BASELINE, path, str(threads), str(seconds)])
+        engines, _ = instances_for(parse_config(doc).models[0])
+        engine_threads = get_backend("onnxruntime").engine_cores(threads, engines).threads
+        bare = [sys.executable, "-c", _BASELINE, path, str(engine_threads), str(seconds), str(engines)]
+        backend = _peak_rss_mb(bare)
         first_boot = _peak_rss_mb(daemon)
         warm_start = _peak_rss_mb(daemon)
     return {
+        "engines": engines,
         "backend_only_rss_mb": backend,
         "first_boot_rss_mb": first_boot,
         "daemon_rss_mb": warm_start,
@@ -435,7 +444,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     report["memory"] = memory_beyond_backend(args.model, args.threads, args.hw, args.memory_seconds)
     mem = report["memory"]
     print(
-        f"memory (peak RSS): backend alone {mem['backend_only_rss_mb']:.0f} MB; daemon on a warm start "
+        f"memory (peak RSS): backend alone ({mem['engines']} engine(s)) {mem['backend_only_rss_mb']:.0f} MB; "
+        f"daemon on a warm start "
         f"{mem['daemon_rss_mb']:.0f} MB, beyond {mem['beyond_backend_mb']:.0f} MB; on first boot (building "
         f"the plan) {mem['first_boot_rss_mb']:.0f} MB, beyond {mem['first_boot_beyond_backend_mb']:.0f} MB"
     )
