@@ -20,6 +20,9 @@ time: the first infer thread to call claims it; another model's infer thread mea
 unpinned, and claims the core at its next call once the holder has closed (a model reloaded
 by a config push starts beside the old one, and takes the core over when the old one ends).
 
+A model served from several engines (``instances``, two by default at batch 1 on these
+hosts) shares the cores out between them instead, unpinned, and keeps no core.
+
 Below ``KEEP_CORE_FROM`` cores, giving a core away costs the engine more than the pipeline
 takes from it, and ONNX Runtime's default stays. 16 cores were measured; hosts between 8
 and 16 were not, and 8 is where one core is an eighth of the engine.
