@@ -135,8 +135,8 @@ class Backend(abc.ABC):
 
     def core_kept(self, threads: int, device: str, instances: int = 1) -> str:
         """How this backend's engine, with ``threads`` and ``instances`` from the model's
-        config on ``device``, leaves a core to edged's own threads on this host; empty where it does not. Where it
-        does, batched preprocessing runs there (edged.pipeline.folding)."""
+        config on ``device``, leaves a core to edged's own threads on this host; empty where
+        it does not. Where it does, batched preprocessing runs there (edged.pipeline.folding)."""
         return ""
 
     @abc.abstractmethod
