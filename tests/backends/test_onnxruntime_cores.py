@@ -85,16 +85,22 @@ def test_instances_with_threads_0_share_the_cores_out_unpinned() -> None:
     two = engine_cores(0, SINGLE[:2], "1.30.0", instances=2)
     assert (two.threads, two.pool_affinity, two.pinned, two.kept_cpus) == (1, "", False, frozenset())
     assert "1 thread for each of 2 engines on 2 cores" in two.reason
-    many = engine_cores(0, SINGLE, "1.30.0", instances=3)
-    assert (many.threads, many.pinned, many.kept_cpus) == (5, False, frozenset())
-    assert "5 threads for each of 3 engines on 16 cores" in many.reason
+    assert not two.keeps_core  # 2 cores: a core given away is half the engines'
+    many = engine_cores(0, SINGLE, "1.30.0", instances=2)
+    # 8 cores or more: the engines share all cores but one, unpinned; edged's threads get the rest.
+    assert (many.threads, many.pinned, many.kept_cpus, many.keeps_core) == (7, False, frozenset(), True)
+    assert (
+        many.reason
+        == "7 threads for each of 2 engines on 16 cores, not pinned; a core's worth left to edged's own threads"
+    )
+    assert engine_cores(0, SINGLE, "1.30.0", instances=3).threads == 5
     # More engines than cores: one thread each, never none (0 would be ONNX Runtime's default: every core).
     assert engine_cores(0, SINGLE[:2], "1.30.0", instances=4).threads == 1
     # Threads set by hand hold for every engine.
     assert engine_cores(3, SINGLE, "1.30.0", instances=2).threads == 3
 
 
-def test_edged_chooses_two_engines_only_at_batch_1_on_many_cores_with_threads_0(
+def test_edged_chooses_two_engines_on_many_cores_with_threads_0(
     demo_assets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import edged.backends.onnxruntime.backend as backend_module
@@ -105,8 +111,8 @@ def test_edged_chooses_two_engines_only_at_batch_1_on_many_cores_with_threads_0(
         doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), "batch": 1, **extra}
         return instances_for(parse_config({"device": {"id": "t"}, "models": [doc]}).models[0])
 
-    assert chosen() == (2, "two engines of 8 threads each at batch 1 on 16 cores")
-    assert chosen(batch=8)[0] == 1
+    assert chosen() == (2, "two engines on 16 cores")
+    assert chosen(batch=8)[0] == 2
     assert chosen(threads=4)[0] == 1
     assert chosen(device="gpu")[0] == 1
     assert chosen(instances=1) == (1, "as configured")
@@ -253,14 +259,18 @@ def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
         doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), "batch": 8, **extra}
         return parse_config({"device": {"id": "t"}, "models": [doc]}).models[0]
 
-    auto = folding_for(model())
+    auto = folding_for(model())  # two engines, a core's worth left over
     assert auto.prefix is None
-    assert "the core the engine leaves free" in auto.reason and "CPU 0 left to edged" in auto.reason
+    assert "the core the engine leaves free" in auto.reason and "a core's worth left to edged" in auto.reason
+    one = folding_for(model(instances=1))  # one engine, pinned, the first core left over
+    assert one.prefix is None and "CPU 0 left to edged" in one.reason
     # Batch 1: one frame's prefix is a sliver of the call and adds no host time to latency.
     assert folding_for(model(batch=1)).prefix is not None
     # Threads set by hand: the engine gets what was asked and the plan keeps the prefix.
     assert folding_for(model(threads=4)).prefix is not None
-    # Several engines share the cores out and keep none: the plan keeps the prefix.
+    # Two engines set by hand leave a core's worth on 16 cores too; on 4 they share all cores.
+    assert folding_for(model(instances=2)).prefix is None
+    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:4])
     assert folding_for(model(instances=2)).prefix is not None
     monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:2])
     assert folding_for(model()).prefix is not None

@@ -269,24 +269,25 @@ class OnnxRuntimeBackend(Backend):
         return engine_cores(threads, cores, self.version(), instances)
 
     def default_instances(self, threads: int, device: str, batch: int) -> Tuple[int, str]:
-        """Two engines at batch 1 on hosts of ``KEEP_CORE_FROM`` cores or more with ``threads:
-        0``: there one engine's operators scale poorly past half the cores, and a second one
-        fills the first's gaps. 16 cores, MobileNetV2-shaped: 1.35 times the engine alone
-        in a tight loop, where one engine gave 0.79, for the same latency at half load
-        (docs/preprocessing.md, "Fifth pass"). ONNX Runtime models on the CPU get two
-        instances by default in Triton too. Elsewhere one."""
-        if device != "cpu" or threads != 0 or batch != 1:
+        """Two engines on hosts of ``KEEP_CORE_FROM`` cores or more with ``threads: 0``:
+        there one engine's operators scale poorly past half the cores, and a second one
+        fills the first's gaps. 16 cores, MobileNetV2-shaped: at batch 1, 1.34-1.42 times
+        the engine alone in a tight loop, where one engine gave 0.79-0.88, for the same
+        latency at half load; at batch 8, 0.91-1.01 against 0.85-0.89 (docs/preprocessing.md,
+        "Fifth pass"). ONNX Runtime models on the CPU get two instances by default in Triton
+        too. Elsewhere one: on 2 cores two single-thread engines cost latency."""
+        if device != "cpu" or threads != 0:
             return 1, "one engine"
         count = len(self._host_cores() if self._host_cores is not None else host_cores())
         if count < KEEP_CORE_FROM:
             return 1, f"one engine on {count} cores (fewer than {KEEP_CORE_FROM})"
-        return 2, f"two engines of {count // 2} threads each at batch 1 on {count} cores"
+        return 2, f"two engines on {count} cores"
 
     def core_kept(self, threads: int, device: str, instances: int = 1) -> str:
         if device != "cpu":
             return ""
         cores = self.engine_cores(threads, instances)
-        return cores.reason if cores.kept_cpus else ""
+        return cores.reason if cores.keeps_core else ""
 
     def load_model(self, model_path: str, options: BuildOptions) -> Runner:
         """Build and load in one step, without a cache (benchmarks, checks)."""

@@ -20,8 +20,9 @@ time: the first infer thread to call claims it; another model's infer thread mea
 unpinned, and claims the core at its next call once the holder has closed (a model reloaded
 by a config push starts beside the old one, and takes the core over when the old one ends).
 
-A model served from several engines (``instances``, two by default at batch 1 on these
-hosts) shares the cores out between them instead, unpinned, and keeps no core.
+A model served from several engines (``instances``, two by default on these hosts) shares
+the cores but one out between them instead, unpinned: a core's worth stays with edged's
+threads, wherever the scheduler runs them.
 
 Below ``KEEP_CORE_FROM`` cores, giving a core away costs the engine more than the pipeline
 takes from it, and ONNX Runtime's default stays. 16 cores were measured; hosts between 8
@@ -83,6 +84,13 @@ class EngineCores:
     caller_cpus: FrozenSet[int]  # where the thread that calls the engine runs (empty: anywhere)
     kept_cpus: FrozenSet[int]  # the core left to edged's own threads (empty: none)
     reason: str
+    # Engines unpinned, their threads one core short of the host's: a core's worth left to
+    # edged's own threads, wherever the scheduler puts them.
+    spare_core: bool = False
+
+    @property
+    def keeps_core(self) -> bool:
+        return bool(self.kept_cpus) or self.spare_core
 
     @property
     def pinned(self) -> bool:
@@ -109,10 +117,13 @@ def engine_cores(threads: int, cores: Sequence[Core], ort_version: str, instance
     if threads > 0:
         return EngineCores(threads, "", frozenset(), frozenset(), f"{threads} threads as configured, not pinned")
     if instances > 1:
-        each = max(1, len(cores) // instances)
+        spare = len(cores) >= KEEP_CORE_FROM
+        each = max(1, (len(cores) - spare) // instances)
         unit = "thread" if each == 1 else "threads"
         shared = f"{each} {unit} for each of {instances} engines on {len(cores)} cores, not pinned"
-        return EngineCores(each, "", frozenset(), frozenset(), shared)
+        if spare:
+            shared += "; a core's worth left to edged's own threads"
+        return EngineCores(each, "", frozenset(), frozenset(), shared, spare)
     if len(cores) < KEEP_CORE_FROM:
         default = f"ONNX Runtime's default threads on {len(cores)} cores (fewer than {KEEP_CORE_FROM})"
         return EngineCores(0, "", frozenset(), frozenset(), default)
