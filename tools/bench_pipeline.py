@@ -5,8 +5,9 @@ In one run, on one machine, with one model, per batch size, rounds alternating:
   (a) engine: the backend alone in a tight loop on prepared float inputs (edged.bench.measure);
   (b) edged: source -> preprocess -> batch -> infer -> postprocess -> JSON-lines sink, with
       edged's defaults: the preprocessing folded into the plan where edged folds it, and on
-      hosts of 8 cores or more one core left to the pipeline (edged.backends.onnxruntime.cores),
-      where the host preprocesses; the other way of preprocessing is measured beside it;
+      hosts of 8 cores or more two engines sharing all cores but one, the one left to the
+      pipeline (edged.backends.onnxruntime.cores), where the host preprocesses batches; the
+      other way of preprocessing is measured beside it, on as many engines;
   (c) peer: tools/peer_one_loop.py, the one-loop script a user would write;
   (d) ceiling: edged with a null engine (a runner returning a fixed output), and the
       process CPU it spends per frame.
@@ -31,7 +32,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -140,9 +141,11 @@ def run_pipeline(
     duration_s: float,
     runner: Optional[Runner] = None,
     per_frame_added: bool = False,
+    extra: Sequence[Runner] = (),
 ) -> Dict[str, Any]:
+    """``runner`` and ``extra``: the engines to serve ``doc`` from; none: built and loaded
+    as the daemon would."""
     config = parse_config({"device": {"id": "bench"}, "models": [doc]}).models[0]
-    extra: List[Runner] = []
     if runner is None:
         # As the daemon loads them (edged.model_loading): its instances from one plan.
         backend = get_backend("onnxruntime")
@@ -244,8 +247,9 @@ def throughput_ratio(
             else:
                 options = dataclasses.replace(build_options(config), input_prefix=prefix)
                 backend = get_backend("onnxruntime")
-                folded = backend.load_plan(backend.build_plan(path, options).plan, options)
-                other = run_pipeline(doc, 1.0, seconds, folded)
+                plan = backend.build_plan(path, options).plan
+                folded, *others = [backend.load_plan(plan, options) for _ in range(options.instances)]
+                other = run_pipeline(doc, 1.0, seconds, folded, extra=others)
             pipe_other.append(other["throughput_ips"])
         peer.append(run_peer(path, hw, batch, threads, seconds, sink)["throughput_ips"])
         ceiling = run_pipeline(model_doc(path, batch, 0, threads, hw, sink), 0.5, seconds, NullRunner(frame_spec))
