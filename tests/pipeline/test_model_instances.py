@@ -103,3 +103,25 @@ def test_a_dla_core_or_a_plan_gone_from_the_cache_serves_from_fewer_engines(
     messages = [r.getMessage() for r in caplog.records]
     assert any("dla0 runs one engine at a time" in m for m in messages)
     assert any("1 of 3 engines loaded" in m and "no longer in" in m for m in messages)
+
+
+def test_on_a_many_core_host_edged_serves_a_cpu_model_from_two_engines_by_default(
+    demo_config: Dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import edged.backends.onnxruntime.backend as backend_module
+
+    # A fixture topology of 16 single-thread cores (the lent x86 host's), not this machine's.
+    monkeypatch.setattr(backend_module, "host_cores", lambda: [(cpu,) for cpu in range(16)])
+    model = demo_config["models"][0]
+    model.update(threads=0, batch=1)
+    model["source"]["count"] = 60
+    with caplog.at_level(logging.INFO):
+        daemon = Daemon(parse_config(demo_config))
+        assert daemon.run(duration_s=60) == 0
+    pipeline = daemon.models.slots["demo"].pipeline
+    assert pipeline is not None and len(pipeline.runners) == 2
+    assert pipeline.stats.counters()["frames_out"] == 60
+    messages = [r.getMessage() for r in caplog.records]
+    assert "model demo: 2 engines (two engines on 16 cores)" in messages
+    shared = "7 threads for each of 2 engines on 16 cores, not pinned; a core's worth left to edged's own threads"
+    assert messages.count(f"onnxruntime engine: {shared}") == 2
