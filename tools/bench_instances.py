@@ -35,7 +35,14 @@ sys.path.insert(0, str(REPO))
 
 from edged.backends import BuildOptions, get_backend  # noqa: E402
 from edged.bench import make_inputs  # noqa: E402
-from tools.bench_pipeline import model_doc, ort_default_runner, run_pipeline, run_raw, spread  # noqa: E402
+from tools.bench_pipeline import (  # noqa: E402
+    add_model_arguments,
+    model_doc,
+    ort_default_runner,
+    run_pipeline,
+    run_raw,
+    spread,
+)
 
 
 def run_engines(path: str, batch: int, threads: int, instances: int, warmup_s: float, seconds: float) -> float:
@@ -125,13 +132,8 @@ def _fmt(values: Dict[str, Any], digits: int = 1) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(REPO / "var/bench/mobilenetv2-shaped.onnx"))
-    parser.add_argument("--hw", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--threads", type=int, default=0)
+    add_model_arguments(parser, seconds=3.0)
     parser.add_argument("--instances", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0, help="measurement seconds per round")
     args = parser.parse_args(argv)
     k = args.instances
     saturation = 0.0

@@ -399,14 +399,19 @@ def _describe(row: Dict[str, Any]) -> str:
     )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(parser: argparse.ArgumentParser, seconds: float) -> None:
+    """The model, frame size, batch sizes, threads and rounds every pipeline benchmark takes."""
     parser.add_argument("--model", default=str(REPO / "var/bench/mobilenetv2-shaped.onnx"))
     parser.add_argument("--hw", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=4.0, help="measurement seconds per round")
+    parser.add_argument("--seconds", type=float, default=seconds, help="measurement seconds per round")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser, seconds=4.0)
     parser.add_argument("--memory-seconds", type=float, default=6.0, help="run time of each memory probe")
     parser.add_argument("--spin-wait-us", type=int, help="edged's models with this spin_wait_us (default: edged's)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
