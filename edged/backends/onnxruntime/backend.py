@@ -271,9 +271,9 @@ class OnnxRuntimeBackend(Backend):
     def default_instances(self, threads: int, device: str, batch: int) -> Tuple[int, str]:
         """Two engines on hosts of ``KEEP_CORE_FROM`` cores or more with ``threads: 0``:
         there one engine's operators scale poorly past half the cores, and a second one
-        fills the first's gaps. 16 cores, MobileNetV2-shaped: at batch 1, 1.34-1.42 times
-        the engine alone in a tight loop, where one engine gave 0.79-0.88, for the same
-        latency at half load; at batch 8, 0.91-1.01 against 0.85-0.89 (docs/preprocessing.md,
+        fills the first's gaps. 16 cores, MobileNetV2-shaped: at batch 1, 1.34-1.45 times
+        the engine alone in a tight loop, where one engine gave 0.79-0.88, for about the same
+        latency at half load; at batch 8, 0.99-1.08 against 0.85-0.93 (docs/preprocessing.md,
         "Fifth pass"). ONNX Runtime models on the CPU get two instances by default in Triton
         too. Elsewhere one: on 2 cores two single-thread engines cost latency."""
         if device != "cpu" or threads != 0:
