@@ -84,6 +84,37 @@ def test_two_slots_double_buffer(make_trt: Any, demo_model: str, version: str) -
     assert len({id(c) for c in double.contexts}) == 2  # one execution context per slot
 
 
+@ALL
+def test_two_engines_of_one_plan_run_side_by_side(make_trt: Any, demo_model: str, version: str) -> None:
+    """A model's ``instances`` (edged.model_loading.same_device_instances) deserialise one
+    plan once per engine. TensorRT allows it: "the TensorRT runtime can be used by multiple
+    threads simultaneously, so long as each object uses a different execution context"
+    (Developer Guide, Thread Safety), and profiles are held per engine (NvInferRuntime.h,
+    IExecutionContext: separate profiles for the contexts of one engine in concurrent use)."""
+    import threading
+
+    trt_backend, double = backend(make_trt, version)
+    options = BuildOptions(device="gpu", batch=2, instances=2)
+    plan = trt_backend.build_plan(demo_model, options).plan
+    engines = [trt_backend.load_plan(plan, options) for _ in range(2)]
+    assert len({id(c) for c in double.contexts}) == 4  # each engine its own two slots
+    xs = [np.full((2, 3, 64, 64), v, np.float32) for v in (0.2, 0.9)]
+    got: Dict[int, bytes] = {}
+
+    def serve(index: int) -> None:
+        for _ in range(5):
+            got[index] = engines[index].infer({"images": xs[index]})["logits"].tobytes()
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [got[i] for i in range(2)] == [ort_reference(demo_model, x)["logits"].tobytes() for x in xs]
+    for engine in engines:
+        engine.close()
+
+
 @DLA
 def test_dla_core_is_applied_at_build_and_run_time(make_trt: Any, demo_model: str, version: str) -> None:
     trt_backend, double = backend(make_trt, version)
