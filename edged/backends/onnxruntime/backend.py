@@ -262,11 +262,13 @@ class OnnxRuntimeBackend(Backend):
             log.info("onnxruntime engine: %s", cores.reason)
         return OnnxRuntimeRunner(session, cores, _CALLER_CORE)
 
+    def _cores(self) -> List[Tuple[int, ...]]:
+        return self._host_cores() if self._host_cores is not None else host_cores()
+
     def engine_cores(self, threads: int, instances: int = 1) -> EngineCores:
         """Where a CPU engine with ``threads`` (the model's setting), one of ``instances``,
         runs on this host."""
-        cores = self._host_cores() if self._host_cores is not None else host_cores()
-        return engine_cores(threads, cores, self.version(), instances)
+        return engine_cores(threads, self._cores(), self.version(), instances)
 
     def default_instances(self, threads: int, device: str, batch: int) -> Tuple[int, str]:
         """Two engines on hosts of ``KEEP_CORE_FROM`` cores or more with ``threads: 0``:
@@ -278,7 +280,7 @@ class OnnxRuntimeBackend(Backend):
         too. Elsewhere one: on 2 cores two single-thread engines cost latency."""
         if device != "cpu" or threads != 0:
             return 1, "one engine"
-        count = len(self._host_cores() if self._host_cores is not None else host_cores())
+        count = len(self._cores())
         if count < KEEP_CORE_FROM:
             return 1, f"one engine on {count} cores (fewer than {KEEP_CORE_FROM})"
         return 2, f"two engines on {count} cores"
