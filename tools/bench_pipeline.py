@@ -14,7 +14,8 @@ In one run, on one machine, with one model, per batch size, rounds alternating:
 Medians with min and max; ratios b/a and b/c, and b/a round by round (median, min, max).
 Also, at half the raw saturation rate, the latency edged adds per frame (capture to result
 minus that frame's engine call; p50, p99), and the daemon's peak resident memory beyond a
-bare process holding the same ONNX Runtime session, on a warm start and on first boot.
+bare process holding the same ONNX Runtime sessions (one per engine edged runs), on a warm
+start and on first boot.
 """
 
 from __future__ import annotations
