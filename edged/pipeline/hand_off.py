@@ -1,4 +1,5 @@
-"""A bounded hand-off between two threads that passes everything queued in one go.
+"""A bounded hand-off between two threads that passes everything queued in one go, and
+the turn to write results that goes with it.
 
 The infer thread hands its batches to the output thread through this. ``queue.Queue``
 wakes the producer on every ``get`` that frees a slot and takes two condition variables
@@ -8,6 +9,14 @@ Here the consumer takes every queued item at once, and a producer waiting for ro
 woken only once the consumer has taken everything, so a producer that got ahead refills
 the queue in one stretch instead of one item per wake-up. Neither side is woken when
 the other is not waiting.
+
+Whoever writes results holds the *turn*: the consumer from ``take_all`` until ``done``,
+or a producer that found nothing queued and nobody writing (``try_turn``) and so writes
+its own item instead of queueing it. When the engine has nothing waiting, waking another
+thread to write its result only adds that wake-up to the frame's latency. Items are
+written in the order they were produced, one writer at a time: the consumer takes items
+only when nobody holds the turn, and a producer takes the turn only when nothing older is
+queued or being written.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ class HandOff(Generic[T]):
         self._items: Deque[T] = deque()
         self._consumer_waiting = False
         self._producers_waiting = 0
+        self._writing = False
 
     def put(self, item: T, abort: threading.Event) -> bool:
         """Queue ``item``, waiting while the hand-off is full; False (not queued) once
@@ -51,17 +61,37 @@ class HandOff(Generic[T]):
             return True
 
     def take_all(self, timeout: float) -> List[T]:
-        """Every queued item, oldest first; waits up to ``timeout`` for one (none: [])."""
+        """Every queued item, oldest first, with the turn to write them (give it back with
+        ``done``); waits up to ``timeout`` for an item while nobody writes (none: [])."""
         with self._lock:
-            if not self._items:
+            if not self._items or self._writing:
                 self._consumer_waiting = True
                 self._ready.wait(timeout)
                 self._consumer_waiting = False
+            if not self._items or self._writing:
+                return []
             items = list(self._items)
             self._items.clear()
-            if items and self._producers_waiting:
+            self._writing = True
+            if self._producers_waiting:
                 self._room.notify_all()
             return items
+
+    def try_turn(self) -> bool:
+        """The turn to write, when nothing is queued and nobody writes; give it back with
+        ``done``. False: queue the item (``put``) instead."""
+        with self._lock:
+            if self._items or self._writing:
+                return False
+            self._writing = True
+            return True
+
+    def done(self) -> None:
+        """Give the turn back; the consumer is woken if items came in meanwhile."""
+        with self._lock:
+            self._writing = False
+            if self._items and self._consumer_waiting:
+                self._ready.notify()
 
     def empty(self) -> bool:
         with self._lock:

@@ -4,7 +4,8 @@
     infer thread:   lanes -> batch round-robin (max size, max wait) -> runner.infer -> out-queue
     next-batch helper (batches of more than one frame): during runner.infer, a whole batch
                     already queued -> the spare batch tensor (edged/pipeline/next_batch.py)
-    output thread:  out-queue -> postprocess -> sink
+    output thread:  out-queue -> postprocess -> sink; when the pipeline is quiet, the sink's flush
+    (an infer thread with no frame waiting writes its own batch instead: edged/pipeline/hand_off.py)
 
 A model has one or more sources (``sources:``, or ``source:`` for one); all of them feed the
 same engine(s), and a batch mixes their frames fairly (edged/pipeline/fair_queue.py states the
@@ -332,7 +333,15 @@ class ModelPipeline:
                 )
                 self.stats.count_batch(n)
                 self._beat()
-                self._hand_over((frames, outputs, done))
+                if prepared is None and self._lanes.empty() and self._out.try_turn():
+                    # Nothing waits for the engine: write the result here rather than wake
+                    # the output thread for it (edged/pipeline/hand_off.py).
+                    try:
+                        self._write_batch(frames, outputs)
+                    finally:
+                        self._out.done()
+                else:
+                    self._hand_over((frames, outputs, done))
         finally:
             if ahead is not None:
                 ahead.stop()
@@ -352,12 +361,28 @@ class ModelPipeline:
                 if self._infer_done.is_set() and self._out.empty():
                     break
                 self._beat()
+                self._flush_idle()
                 continue
-            for frames, outputs, _ in batches:
-                # After an abort, what is left is counted as dropped ('shutdown') by stop().
-                if self._abort.is_set() or not self._write_batch(frames, outputs):
-                    return
-                self._beat()
+            try:
+                for frames, outputs, _ in batches:
+                    # After an abort, what is left is counted as dropped ('shutdown') by stop().
+                    if self._abort.is_set() or not self._write_batch(frames, outputs):
+                        return
+                    self._beat()
+            finally:
+                self._out.done()
+
+    def _flush_idle(self) -> None:
+        """A quiet spell (a poll without results) makes the results held by the sink
+        durable: a camera gone quiet leaves none of its last results in memory."""
+        if not self._out.try_turn():
+            return
+        try:
+            self.sink.flush()
+        except OSError as exc:
+            self._errors.error("sink write", exc)
+        finally:
+            self._out.done()
 
     def _write_batch(self, frames: List[Frame], outputs: Dict[str, np.ndarray]) -> bool:
         """Postprocess and write one batch; False when abandon() came while writing."""
