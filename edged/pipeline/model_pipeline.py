@@ -45,7 +45,7 @@ from edged.pipeline.next_batch import NextBatch, Prepared
 from edged.pipeline.postprocess import create_postprocessor
 from edged.pipeline.preprocess import Preprocessor
 from edged.pipeline.repeated_errors import RepeatedErrors
-from edged.pipeline.sinks import create_sink
+from edged.pipeline.sinks import ResultsHeld, create_sink
 from edged.pipeline.source_feed import FeedParts
 from edged.pipeline.source_set import SourceEdit, SourceSet
 from edged.pipeline.sources import Source
@@ -409,6 +409,8 @@ class ModelPipeline:
             record.update(result)
             try:
                 self.sink.write(record)
+            except ResultsHeld as exc:  # kept, for the next flush: written, as far as counting goes
+                self._errors.error("sink write", exc)
             except (OSError, ValueError) as exc:
                 self._errors.error("sink write", exc)
                 if not self._abandoned:

@@ -1,17 +1,45 @@
-"""Where results go: a JSON Lines file, stdout, or nowhere."""
+"""Where results go: a JSON Lines file, stdout, or nowhere.
+
+Results are written ``flush_every`` at a time, or once the oldest held is ``HOLD_S`` old,
+and whenever the pipeline goes quiet, each time in one unbuffered write: the sink knows
+exactly which bytes reached the file, so a write that fails part-way (a full disk) leaves
+no line repeated or torn. What was not written is held, oldest first, and written before
+anything newer by the next flush. Past ``hold_bytes`` held, new results are refused
+(:class:`ResultsRefused`) rather than grow the daemon's memory for as long as the disk
+stays full.
+"""
 
 from __future__ import annotations
 
 import abc
+import errno
 import json
+import os
 import sys
+import time
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional, Type
 
 from edged.config.model import PluginConfig
 from edged.errors import ConfigError
 
-__all__ = ["Sink", "create_sink"]
+__all__ = ["HOLD_BYTES", "HOLD_S", "ResultsHeld", "ResultsRefused", "Sink", "StreamSink", "create_sink"]
+
+HOLD_BYTES = 8 << 20  # about 40,000 classification results: 20 minutes of a 30 fps camera
+HOLD_S = 1.0  # a result reaches the file at most this late while the pipeline is busy
+
+
+def _failed(kind: Type[OSError], cause: OSError, text: str) -> OSError:
+    reason = f"{text}: {cause.strerror or cause}"
+    return kind(cause.errno, reason) if cause.errno is not None else kind(reason)
+
+
+class ResultsHeld(OSError):
+    """The result was kept, but writing what was held failed; the next flush retries."""
+
+
+class ResultsRefused(OSError):
+    """The result was not kept: ``hold_bytes`` of earlier results are still unwritten."""
 
 
 class Sink(abc.ABC):
@@ -31,53 +59,120 @@ class NullSink(Sink):
 
 
 class StreamSink(Sink):
-    """JSON Lines on a text stream, written ``flush_every`` records at a time: one write and
-    one flush per batch of lines instead of per record."""
+    """JSON Lines through ``write_bytes`` (``os.write``'s contract: returns how many bytes
+    it wrote, raises when it wrote none), ``flush_every`` records at a time."""
 
-    def __init__(self, stream: IO[str], flush_every: int = 1) -> None:
-        self._stream = stream
+    def __init__(
+        self, write_bytes: Callable[[bytearray], int], name: str, flush_every: int = 1, hold_bytes: int = HOLD_BYTES
+    ) -> None:
+        self._write_bytes = write_bytes
+        self._name = name
         self._flush_every = max(1, flush_every)
-        self._lines: List[str] = []
+        self._hold_bytes = hold_bytes
+        self._pending = bytearray()
+        self._records = 0  # written since the last flush
+        self._flush_by = 0.0  # time.monotonic() by which the oldest of them is flushed
         # One encoder for every record: json.dumps with arguments builds a new one per call.
         self._encode = json.JSONEncoder(separators=(",", ":")).encode
 
+    @property
+    def held_bytes(self) -> int:
+        return len(self._pending)
+
     def write(self, record: Dict[str, Any]) -> None:
-        self._lines.append(self._encode(record))
-        if len(self._lines) >= self._flush_every:
+        """Raises ResultsRefused when ``record`` was not kept, ResultsHeld when it was but
+        the flush it triggered failed."""
+        if len(self._pending) >= self._hold_bytes:
+            try:
+                self._write_pending()
+            except OSError as exc:
+                raise _failed(
+                    ResultsRefused, exc, f"{self._name}: {self.held_bytes} bytes of results unwritten"
+                ) from exc
+        self._pending += self._encode(record).encode()
+        self._pending += b"\n"
+        self._records += 1
+        now = time.monotonic()
+        if self._records == 1:
+            self._flush_by = now + HOLD_S
+        if self._records >= self._flush_every or now >= self._flush_by:
             self.flush()
 
     def flush(self) -> None:
-        if self._lines:
-            # Cleared only once written: a failed write (a full disk) is retried by the next flush.
-            self._stream.write("\n".join(self._lines) + "\n")
-            self._lines = []
-        self._stream.flush()
+        """Raises ResultsHeld when what is held could not all be written."""
+        self._records = 0
+        try:
+            self._write_pending()
+        except OSError as exc:
+            raise _failed(ResultsHeld, exc, f"{self._name}: {self.held_bytes} bytes of results held") from exc
+
+    def _write_pending(self) -> None:
+        while self._pending:
+            written = self._write_bytes(self._pending)
+            whole = self._pending.rfind(b"\n", 0, written) + 1
+            if whole < written and self._cut(written - whole):
+                # A short write to a file: the disk is full. The torn line stays held whole.
+                del self._pending[:whole]
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            del self._pending[:written]
+
+    def _cut(self, torn: int) -> bool:
+        """Take the last ``torn`` bytes written back off; False where that cannot be done
+        (a pipe), and the rest of the line follows them when there is room."""
+        return False
 
 
 class JsonLinesSink(StreamSink):
+    """Appends to ``path``, whole lines only: the part of a line a full disk cut short is
+    taken off the file again at once (the model's next pipeline, started beside this one by a
+    reload, may append to the same file before this one has room to finish it), and a file
+    that ends part-way through a line (a power cut during a write) gets a line break before
+    the first new result."""
+
     def __init__(self, path: str, flush_every: int) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            fd = os.open(str(self.path), os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise ConfigError(f"sink.path: cannot open {str(self.path)!r} for appending: {exc.strerror}") from exc
-        super().__init__(handle, flush_every)
-        self._handle: Optional[IO[str]] = handle
+        self._fd: Optional[int] = fd
+        super().__init__(lambda data: os.write(fd, data), str(self.path), flush_every)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            self._pending += b"\n"
+
+    def _cut(self, torn: int) -> bool:
+        if self._fd is None:
+            return False
+        try:
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - torn)
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
-        if self._handle is None:
+        if self._fd is None:
             return  # closed already (a model set stopped twice)
-        super().close()
-        self._handle.close()
-        self._handle = None
+        try:
+            self._write_pending()
+        except OSError as exc:
+            raise _failed(OSError, exc, f"{self._name}: {self.held_bytes} bytes of results lost at close") from exc
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _stdout_bytes(data: bytearray) -> int:
+    sys.stdout.flush()  # after whatever else went to stdout
+    return os.write(sys.stdout.fileno(), data)
 
 
 def create_sink(config: PluginConfig) -> Sink:
     if config.type == "jsonl":
         return JsonLinesSink(config.get("path"), int(config.get("flush_every", 64)))
     if config.type == "stdout":
-        return StreamSink(sys.stdout)
+        return StreamSink(_stdout_bytes, "stdout")
     if config.type == "null":
         return NullSink()
     raise ConfigError(f"sink.type: {config.type!r} is not one of jsonl, stdout, null")

@@ -1,9 +1,7 @@
-"""Top-k ranked a batch at a time, and JSON Lines written a batch of lines at a time."""
+"""Top-k ranked a batch at a time (the sinks: tests/pipeline/test_sinks.py)."""
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ import pytest
 from edged.backends.base import TensorSpec
 from edged.config.model import PluginConfig
 from edged.pipeline.postprocess import ClassifyPostprocessor
-from edged.pipeline.sinks import StreamSink
 
 
 def naive_top_k(row: np.ndarray, k: int) -> list:  # type: ignore[type-arg]
@@ -66,26 +63,3 @@ def test_a_reused_output_buffer_is_ranked_again() -> None:
     assert post({"y": buffer}, 0)["top_k"][0]["class"] == 1
     buffer[0] = [0.0, 0.0, 0.0, 1.0]  # a runner that writes each batch into the same array
     assert post({"y": buffer}, 0)["top_k"][0]["class"] == 3
-
-
-class FailingStream(io.StringIO):
-    fail = True
-
-    def write(self, text: str) -> int:
-        if self.fail:
-            raise OSError(28, "No space left on device")
-        return super().write(text)
-
-
-def test_stream_sink_writes_whole_batches_and_keeps_lines_a_write_failed() -> None:
-    stream = FailingStream()
-    sink = StreamSink(stream, flush_every=3)
-    sink.write({"seq": 0})
-    sink.write({"seq": 1})
-    assert stream.getvalue() == ""  # held until the batch is full
-    with pytest.raises(OSError):
-        sink.write({"seq": 2})
-    stream.fail = False
-    sink.write({"seq": 3})
-    sink.flush()
-    assert [json.loads(line)["seq"] for line in stream.getvalue().splitlines()] == [0, 1, 2, 3]
