@@ -55,10 +55,14 @@ class BatchTensors:
             return fresh
 
     def recycle(self, frames: List[Frame]) -> None:
-        """The frames' sample tensors go back to the pool (once; a frame keeps none)."""
+        """The frames' sample tensors go back to the pool (once; a frame keeps none). A
+        frame the engine took as it was (Preprocessor.as_is) has its own image as its
+        tensor, which is the source's, not the pool's."""
         for frame in frames:
-            if frame.tensor is not None:
-                self._pool.append(frame.tensor)
+            tensor = frame.tensor
+            if tensor is not None:
+                if tensor is not frame.image:
+                    self._pool.append(tensor)
                 frame.tensor = None
 
     def batch(self, frames: List[Frame], engine: int, slot: int) -> np.ndarray:

@@ -269,7 +269,8 @@ class ModelPipeline:
 
     def _prepare(self, frame: Frame) -> None:
         start = time.perf_counter()
-        frame.tensor = self.preprocess(frame.image, self.tensors.take(), frame.meta)
+        image, preprocess = frame.image, self.preprocess
+        frame.tensor = image if preprocess.as_is(image) else preprocess(image, self.tensors.take(), frame.meta)
         frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
         frame.enqueue_ts = time.monotonic()
 

@@ -119,6 +119,18 @@ class Preprocessor:
         padded: np.ndarray = canvas
         return padded
 
+    def as_is(self, image: np.ndarray) -> bool:
+        """A folded plan takes ``image`` itself as its input: already at the plan's size,
+        contiguous uint8, no letterbox. The engine then reads the frame where the source
+        left it, and the host copies nothing (GStreamer sources scale to the model's size)."""
+        return (
+            self.folded
+            and not self.config.letterbox
+            and image.shape == self.sample_shape
+            and image.dtype == np.uint8
+            and image.flags.c_contiguous
+        )
+
     def __call__(
         self, image: np.ndarray, out: Optional[np.ndarray] = None, meta: Optional[Dict[str, Any]] = None
     ) -> np.ndarray:

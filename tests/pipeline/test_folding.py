@@ -158,9 +158,12 @@ def test_prefix_refuses_a_model_that_uses_its_names(tmp_path: Path) -> None:
 
 
 def _run_pipeline(model: ModelConfig, runner: Runner, out: Path) -> List[Dict[str, Any]]:
+    return _run_pipeline_started(ModelPipeline(model, runner), out)
+
+
+def _run_pipeline_started(pipeline: ModelPipeline, out: Path) -> List[Dict[str, Any]]:
     import json
 
-    pipeline = ModelPipeline(model, runner)
     pipeline.start()
     assert pipeline.wait(30)
     pipeline.stop()
@@ -261,3 +264,55 @@ def test_deciding_reads_the_model_without_importing_onnx(tmp_path: Path) -> None
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+class _Inputs(Runner):
+    """The real runner, keeping a copy of each call's input and whether it lay in one of
+    ``frames`` (the source's own images)."""
+
+    def __init__(self, inner: Runner) -> None:
+        super().__init__()
+        self._inner = inner
+        self.inputs, self.outputs = inner.inputs, inner.outputs
+        self.frames: List[np.ndarray] = []
+        self.seen: List[np.ndarray] = []
+        self.uncopied: List[bool] = []
+
+    def _infer_impl(self, feeds: Any) -> Dict[str, np.ndarray]:
+        (batch,) = feeds.values()
+        self.seen.append(batch.copy())
+        self.uncopied.append(any(np.shares_memory(batch, frame) for frame in self.frames))
+        return self._inner.infer(feeds)
+
+
+@pytest.mark.parametrize("size", [[64, 64], [48, 80]], ids=["at-the-plan-size", "resized"])
+def test_a_folded_plan_reads_a_frame_at_its_size_where_the_source_left_it(
+    tmp_path: Path, demo_assets: Path, size: List[int]
+) -> None:
+    out = tmp_path / "out.jsonl"
+    doc = {
+        "device": {"id": "t"},
+        "models": [
+            {
+                "name": "m",
+                "path": str(demo_assets / "demo-cnn.onnx"),
+                "batch": 1,
+                "source": {"type": "synthetic", "fps": 0, "count": 20, "size": size},
+                "preprocess": {"mean": MEAN, "std": STD, "size": [64, 64]},
+                "postprocess": {"type": "raw"},
+                "sink": {"type": "jsonl", "path": str(out)},
+            }
+        ],
+    }
+    model = parse_config(doc).models[0]
+    decision = decide_folding(model, "onnxruntime", "1.0")
+    runner = _Inputs(load(model.path, decision.prefix))
+    assert runner.inputs[0].name == FRAME_INPUT and runner.inputs[0].shape[1:3] == (64, 64)
+    pipeline = ModelPipeline(model, runner)
+    ring = runner.frames = pipeline.source._frames  # type: ignore[attr-defined]  # the synthetic source's
+    records = _run_pipeline_started(pipeline, out)
+    assert len(records) == 20 and runner.uncopied == [size == [64, 64]] * 20
+    # Either way the engine saw the frame's pixels (resized where they had to be).
+    for record, batch in zip(records, runner.seen):
+        expected = pipeline.preprocess(ring[record["seq"] % len(ring)])
+        assert np.array_equal(batch[0], expected)

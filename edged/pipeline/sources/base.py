@@ -37,7 +37,9 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     def read(self, stop: threading.Event) -> Optional[Frame]:
-        """The next frame, or None when the source is exhausted or ``stop`` is set."""
+        """The next frame, or None when the source is exhausted or ``stop`` is set. The
+        frame's image is never written to again: the engine may read it where it lies
+        (edged.pipeline.preprocess.Preprocessor.as_is)."""
 
     def close(self) -> None:
         """Release what ``open`` acquired."""
