@@ -60,6 +60,7 @@ def model_state(slot: ModelSlot, placer: Placer, now: float, latency: bool) -> M
         source_finished=pipeline.source_finished,
         finished=pipeline.finished,
         last_progress=pipeline.last_progress,
+        sink=pipeline.sink.trouble(),
     )
 
 

@@ -99,6 +99,7 @@ class ModelState:
     placement: Optional[Mapping[str, Any]] = None  # why this device: reason, note, not_on, ...
     fallback: Optional[str] = None  # "fell back from dla0: <why>" when it left its device
     restarts: int = 0  # pipelines replaced in-process because a worker was stuck
+    sink: Optional[Mapping[str, Any]] = None  # while results cannot be written: error, held_bytes
     last_restart: Optional[str] = None  # why the latest one was
 
     @property

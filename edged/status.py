@@ -29,6 +29,8 @@ def status_lines(state: RunningState, rates: Optional[OutputRates] = None) -> Li
             )
         if model.fallback:
             lines.append(f"  {name}: {model.fallback}")
+        if model.sink is not None:
+            lines.append(f"  {name}: sink: {model.sink['error']}; {model.sink['held_bytes']} bytes of results held")
         lines += [f"  {name}/{source.id}: {_source_text(source)}" for source in _sources_to_show(model)]
     if state.plan_cache_problem:
         lines.append(f"plan cache: {state.plan_cache_problem}")
@@ -50,6 +52,8 @@ def status_summary(state: RunningState) -> str:
                 parts.append(f"{name}: {which} {source.state}")
         if model.restarts:
             parts.append(f"{name}: restarted {model.restarts}x after a stall")
+        if model.sink is not None:
+            parts.append(f"{name}: results not written")
     if state.plan_cache_problem:
         parts.append("plan cache unusable, plans not kept")
     for progress in state.downloads:

@@ -52,6 +52,11 @@ class Sink(abc.ABC):
     def close(self) -> None:
         self.flush()
 
+    def trouble(self) -> Optional[Dict[str, Any]]:
+        """While results cannot be written: ``error`` (why, as the last failed write said)
+        and ``held_bytes`` (what waits for room); None when all is written."""
+        return None
+
 
 class NullSink(Sink):
     def write(self, record: Dict[str, Any]) -> None:
@@ -71,6 +76,7 @@ class StreamSink(Sink):
         self._hold_bytes = hold_bytes
         self._pending = bytearray()
         self._records = 0  # written since the last flush
+        self._error: Optional[str] = None  # the last failed write's, until all held is written
         self._flush_by = 0.0  # time.monotonic() by which the oldest of them is flushed
         # One encoder for every record: json.dumps with arguments builds a new one per call.
         self._encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -78,6 +84,10 @@ class StreamSink(Sink):
     @property
     def held_bytes(self) -> int:
         return len(self._pending)
+
+    def trouble(self) -> Optional[Dict[str, Any]]:
+        error = self._error  # read once: the writing thread may clear it meanwhile
+        return None if error is None else {"error": error, "held_bytes": len(self._pending)}
 
     def write(self, record: Dict[str, Any]) -> None:
         """Raises ResultsRefused when ``record`` was not kept, ResultsHeld when it was but
@@ -107,14 +117,19 @@ class StreamSink(Sink):
             raise _failed(ResultsHeld, exc, f"{self._name}: {self.held_bytes} bytes of results held") from exc
 
     def _write_pending(self) -> None:
-        while self._pending:
-            written = self._write_bytes(self._pending)
-            whole = self._pending.rfind(b"\n", 0, written) + 1
-            if whole < written and self._cut(written - whole):
-                # A short write to a file: the disk is full. The torn line stays held whole.
-                del self._pending[:whole]
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            del self._pending[:written]
+        try:
+            while self._pending:
+                written = self._write_bytes(self._pending)
+                whole = self._pending.rfind(b"\n", 0, written) + 1
+                if whole < written and self._cut(written - whole):
+                    # A short write to a file: the disk is full. The torn line stays held whole.
+                    del self._pending[:whole]
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                del self._pending[:written]
+        except OSError as exc:
+            self._error = f"{self._name}: {exc.strerror or exc}"
+            raise
+        self._error = None
 
     def _cut(self, torn: int) -> bool:
         """Take the last ``torn`` bytes written back off; False where that cannot be done

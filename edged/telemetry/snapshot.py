@@ -59,6 +59,8 @@ class Snapshotter:
             doc["source"] = dict(model.source)
         if model.placement:
             doc["placement"] = dict(model.placement)
+        if model.sink is not None:
+            doc["sink"] = dict(model.sink)
         counters = model.counters
         if counters is None:
             return doc

@@ -7,14 +7,14 @@ import contextlib
 import os
 import subprocess
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from edged.config import load_config
 from edged.daemon import Daemon
 from edged.status import status_lines, status_summary
-from tests.faults.conftest import model
+from tests.faults.conftest import model, wait_until
 
 
 @contextlib.contextmanager
@@ -86,3 +86,42 @@ def test_a_full_cache_disk_serves_the_built_plan_from_memory(
             assert not [p for p in cache.iterdir() if p.suffix == ".plan"]  # no partial plan left behind
         finally:
             daemon.models.stop()
+
+
+def test_a_full_results_disk_is_shown_while_it_lasts_and_the_results_arrive_after(
+    config_file: Callable[..., Path], demo_assets: Path, tmp_path: Path
+) -> None:
+    import json
+
+    import jsonschema
+
+    from edged.telemetry.snapshot import Snapshotter
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "edged/telemetry/schema.json").read_text())
+    onnx = demo_assets / "demo-cnn.onnx"
+    with _tiny_tmpfs(tmp_path / "data", 256) as data:
+        results = data / "results.jsonl"
+        sink = {"type": "jsonl", "path": str(results), "flush_every": 4}
+        daemon = _serve(config_file(model("writer", onnx, fps=50, sink=sink), model("other", onnx, fps=50)))
+        try:
+            _fill(data / "filler")
+
+            def trouble() -> Any:
+                return daemon.snapshot().models["writer"].sink
+
+            held = wait_until(trouble, 20)
+            assert "No space left on device" in held["error"] and held["held_bytes"] > 0
+            state = daemon.snapshot()
+            telemetry = Snapshotter("t", None, None, 30.0).snapshot(state.models)
+            jsonschema.validate(telemetry, schema)
+            assert telemetry["models"]["writer"]["sink"]["error"].startswith(str(results))
+            assert "sink" not in telemetry["models"]["other"]  # the fault stays with its model
+            assert "writer: results not written" in status_summary(state)
+            assert any("writer: sink: " in line and "bytes of results held" in line for line in status_lines(state))
+            (data / "filler").unlink()
+            wait_until(lambda: trouble() is None, 20)
+        finally:
+            daemon.models.stop()
+        counters = daemon.models.slots["writer"].pipeline.stats.counters()  # type: ignore[union-attr]
+        records = [json.loads(line) for line in results.read_text().splitlines()]
+        assert [r["seq"] for r in records] == list(range(counters["frames_out"])) and not counters["dropped"]

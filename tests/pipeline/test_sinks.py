@@ -165,3 +165,15 @@ def test_results_a_closing_sink_cannot_write_are_reported_lost(tmp_path: Path) -
         with pytest.raises(OSError, match=r"results.jsonl: \d+ bytes of results lost at close"):
             sink.close()
         assert path.read_text() == "" or path.read_text().endswith("\n")
+
+
+def test_a_sink_reports_its_trouble_until_everything_held_is_written() -> None:
+    disk = SmallDisk(0)
+    sink = StreamSink(disk, "results.jsonl", flush_every=1)
+    assert sink.trouble() is None
+    with contextlib.suppress(ResultsHeld):
+        sink.write({"seq": 0})
+    assert sink.trouble() == {"error": "results.jsonl: No space left on device", "held_bytes": len('{"seq":0}\n')}
+    disk.room = 1 << 20
+    sink.flush()
+    assert sink.trouble() is None and disk.seqs() == [0]
