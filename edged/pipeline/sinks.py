@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import errno
 import json
+import logging
 import os
 import sys
 import time
@@ -24,6 +25,8 @@ from edged.config.model import PluginConfig
 from edged.errors import ConfigError
 
 __all__ = ["HOLD_BYTES", "HOLD_S", "ResultsHeld", "ResultsRefused", "Sink", "StreamSink", "create_sink"]
+
+log = logging.getLogger(__name__)
 
 HOLD_BYTES = 8 << 20  # about 40,000 classification results: 20 minutes of a 30 fps camera
 HOLD_S = 1.0  # a result reaches the file at most this late while the pipeline is busy
@@ -117,7 +120,11 @@ class StreamSink(Sink):
             raise _failed(ResultsHeld, exc, f"{self._name}: {self.held_bytes} bytes of results held") from exc
 
     def _write_pending(self) -> None:
+        if not self._pending:
+            self._error = None
+            return
         try:
+            self._before_write()
             while self._pending:
                 written = self._write_bytes(self._pending)
                 whole = self._pending.rfind(b"\n", 0, written) + 1
@@ -130,6 +137,13 @@ class StreamSink(Sink):
             self._error = f"{self._name}: {exc.strerror or exc}"
             raise
         self._error = None
+        self._after_write()
+
+    def _before_write(self) -> None:
+        """Ready the destination (a file moved away is reopened); raises OSError."""
+
+    def _after_write(self) -> None:
+        """Whatever follows a complete write (a file grown past its size is rotated)."""
 
     def _cut(self, torn: int) -> bool:
         """Take the last ``torn`` bytes written back off; False where that cannot be done
@@ -142,20 +156,79 @@ class JsonLinesSink(StreamSink):
     taken off the file again at once (the model's next pipeline, started beside this one by a
     reload, may append to the same file before this one has room to finish it), and a file
     that ends part-way through a line (a power cut during a write) gets a line break before
-    the first new result."""
+    the first new result.
 
-    def __init__(self, path: str, flush_every: int) -> None:
+    Once the file reaches ``max_bytes`` (0: never) it becomes ``path.1``, older ones move up
+    to ``path.<keep>`` and the oldest goes, so results take at most ``(keep + 1) *
+    max_bytes`` of a disk the device shares with its plans and config. A file moved away
+    (by another sink's rotation, or logrotate) is followed: the next write reopens ``path``.
+    """
+
+    def __init__(self, path: str, flush_every: int, max_bytes: int = 0, keep: int = 0) -> None:
         self.path = Path(path)
+        self._max_bytes = max_bytes
+        self._keep = keep
+        self._rotate_failed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(str(self.path), os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd: Optional[int] = self._open()
         except OSError as exc:
             raise ConfigError(f"sink.path: cannot open {str(self.path)!r} for appending: {exc.strerror}") from exc
-        self._fd: Optional[int] = fd
-        super().__init__(lambda data: os.write(fd, data), str(self.path), flush_every)
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            self._pending += b"\n"
+        self._fd = fd
+        super().__init__(self._write_fd, str(self.path), flush_every)
+        self._end_line()
+
+    def _open(self) -> int:
+        return os.open(str(self.path), os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def _end_line(self) -> None:
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+            self._pending[:0] = b"\n"
+
+    def _write_fd(self, data: bytearray) -> int:
+        if self._fd is None:
+            raise OSError(errno.EBADF, f"{self.path} is closed")
+        return os.write(self._fd, data)
+
+    def _before_write(self) -> None:
+        assert self._fd is not None
+        mine = os.fstat(self._fd)
+        try:
+            there = os.stat(self.path)
+            moved = (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino)
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            self._reopen()
+
+    def _reopen(self) -> None:
+        fd = self._open()
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = fd
+        self._end_line()
+
+    def _after_write(self) -> None:
+        if not self._max_bytes or self._fd is None or os.fstat(self._fd).st_size < self._max_bytes:
+            return
+        try:
+            for index in range(self._keep - 1, 0, -1):
+                older = Path(f"{self.path}.{index}")
+                if older.exists():
+                    os.replace(older, f"{self.path}.{index + 1}")
+            if self._keep:
+                os.replace(self.path, f"{self.path}.1")
+            else:
+                os.unlink(self.path)
+            self._reopen()
+        except OSError as exc:
+            if not self._rotate_failed:  # once, not on every write: the results still go on
+                log.error("%s: rotating the results file failed, appending on: %s", self.path, exc)
+            self._rotate_failed = True
+            return
+        self._rotate_failed = False
 
     def _cut(self, torn: int) -> bool:
         if self._fd is None:
@@ -185,7 +258,12 @@ def _stdout_bytes(data: bytearray) -> int:
 
 def create_sink(config: PluginConfig) -> Sink:
     if config.type == "jsonl":
-        return JsonLinesSink(config.get("path"), int(config.get("flush_every", 64)))
+        return JsonLinesSink(
+            config.get("path"),
+            int(config.get("flush_every", 64)),
+            max_bytes=int(config.get("max_mb", 64)) << 20,
+            keep=int(config.get("keep", 3)),
+        )
     if config.type == "stdout":
         return StreamSink(_stdout_bytes, "stdout")
     if config.type == "null":

@@ -9,7 +9,7 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -177,3 +177,63 @@ def test_a_sink_reports_its_trouble_until_everything_held_is_written() -> None:
     disk.room = 1 << 20
     sink.flush()
     assert sink.trouble() is None and disk.seqs() == [0]
+
+
+def _seqs_of(path: Path) -> List[int]:
+    return [json.loads(line)["seq"] for line in path.read_text().splitlines()]
+
+
+def test_a_file_past_its_size_is_rotated_and_only_keep_of_them_stay(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    sink = JsonLinesSink(str(path), flush_every=10, max_bytes=1000, keep=2)
+    for seq in range(500):
+        sink.write({"seq": seq, "pad": "x" * 20})
+    sink.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["results.jsonl", "results.jsonl.1", "results.jsonl.2"]
+    assert all(p.stat().st_size < 1000 + 10 * 40 for p in tmp_path.iterdir())  # a flush's worth past the size
+    kept = _seqs_of(tmp_path / "results.jsonl.2") + _seqs_of(tmp_path / "results.jsonl.1") + _seqs_of(path)
+    assert kept == list(range(kept[0], 500)) and kept[0] > 0  # the newest, whole, in order; the oldest gone
+
+
+def test_a_file_moved_away_is_followed_to_a_new_one(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    sink = JsonLinesSink(str(path), flush_every=1)
+    sink.write({"seq": 0})
+    path.rename(tmp_path / "results.jsonl.old")  # logrotate's move, without telling anyone
+    sink.write({"seq": 1})
+    sink.close()
+    assert _seqs_of(tmp_path / "results.jsonl.old") == [0] and _seqs_of(path) == [1]
+
+
+def test_two_sinks_on_one_file_rotate_it_without_losing_a_line(tmp_path: Path) -> None:
+    """A reload's new pipeline beside the draining old one, both rotating the same file."""
+    path = tmp_path / "results.jsonl"
+    old = JsonLinesSink(str(path), flush_every=5, max_bytes=600, keep=50)
+    new = JsonLinesSink(str(path), flush_every=5, max_bytes=600, keep=50)
+    for seq in range(300):
+        old.write({"seq": seq, "by": "old"})
+        new.write({"seq": seq, "by": "new"})
+    old.close()
+    new.close()
+    records = [json.loads(line) for p in tmp_path.iterdir() for line in p.read_text().splitlines()]
+    for who in ("old", "new"):
+        assert sorted(r["seq"] for r in records if r["by"] == who) == list(range(300))
+
+
+def test_the_config_sets_the_rotation_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from edged.config import parse_config
+    from edged.errors import ConfigError
+    from edged.pipeline.sinks import create_sink
+
+    def doc(**sink: Any) -> Dict[str, Any]:
+        entry = {"name": "m", "path": "/m.onnx", "sink": dict(sink, type="jsonl", path=str(tmp_path / "r.jsonl"))}
+        return {"device": {"id": "t"}, "models": [entry]}
+
+    sink = create_sink(parse_config(doc(max_mb=1, keep=1)).models[0].sink)
+    for seq in range(6000):  # about 1.3 MB
+        sink.write({"seq": seq, "pad": "x" * 200})
+    sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.1"]
+    with pytest.raises(ConfigError, match=r"models\[0\]\.sink.*max_mb"):
+        parse_config(doc(max_mb=-1))
