@@ -170,25 +170,27 @@ def _run_pipeline_started(pipeline: ModelPipeline, out: Path) -> List[Dict[str, 
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
+def _demo_model(
+    demo_assets: Path, out: Path, batch: int, source: Dict[str, Any], preprocess: Dict[str, Any]
+) -> ModelConfig:
+    entry = {
+        "name": "m",
+        "path": str(demo_assets / "demo-cnn.onnx"),
+        "batch": batch,
+        "source": source,
+        "preprocess": preprocess,
+        "postprocess": {"type": "raw"},
+        "sink": {"type": "jsonl", "path": str(out)},
+    }
+    return parse_config({"device": {"id": "t"}, "models": [entry]}).models[0]
+
+
 def test_pipeline_serves_a_folded_plan_with_the_same_results(tmp_path: Path, demo_assets: Path) -> None:
     results = {}
     for fold in (False, True):
         out = tmp_path / f"fold-{fold}.jsonl"
-        doc = {
-            "device": {"id": "t"},
-            "models": [
-                {
-                    "name": "m",
-                    "path": str(demo_assets / "demo-cnn.onnx"),
-                    "batch": 4,
-                    "source": {"type": "images", "path": str(demo_assets / "images"), "loop": False},
-                    "preprocess": {"mean": MEAN, "std": STD, "fold": fold},
-                    "postprocess": {"type": "raw"},
-                    "sink": {"type": "jsonl", "path": str(out)},
-                }
-            ],
-        }
-        model = parse_config(doc).models[0]
+        images = {"type": "images", "path": str(demo_assets / "images"), "loop": False}
+        model = _demo_model(demo_assets, out, 4, images, {"mean": MEAN, "std": STD, "fold": fold})
         decision = decide_folding(model, "onnxruntime", "1.0")
         assert (decision.prefix is not None) is fold
         runner = load(model.path, decision.prefix)
@@ -290,21 +292,8 @@ def test_a_folded_plan_reads_a_frame_at_its_size_where_the_source_left_it(
     tmp_path: Path, demo_assets: Path, size: List[int]
 ) -> None:
     out = tmp_path / "out.jsonl"
-    doc = {
-        "device": {"id": "t"},
-        "models": [
-            {
-                "name": "m",
-                "path": str(demo_assets / "demo-cnn.onnx"),
-                "batch": 1,
-                "source": {"type": "synthetic", "fps": 0, "count": 20, "size": size},
-                "preprocess": {"mean": MEAN, "std": STD, "size": [64, 64]},
-                "postprocess": {"type": "raw"},
-                "sink": {"type": "jsonl", "path": str(out)},
-            }
-        ],
-    }
-    model = parse_config(doc).models[0]
+    synthetic = {"type": "synthetic", "fps": 0, "count": 20, "size": size}
+    model = _demo_model(demo_assets, out, 1, synthetic, {"mean": MEAN, "std": STD, "size": [64, 64]})
     decision = decide_folding(model, "onnxruntime", "1.0")
     runner = _Inputs(load(model.path, decision.prefix))
     assert runner.inputs[0].name == FRAME_INPUT and runner.inputs[0].shape[1:3] == (64, 64)
