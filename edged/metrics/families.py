@@ -38,6 +38,7 @@ HELP: Dict[str, str] = {
     "edged_model_frames_dropped": "Frames dropped, by reason.",
     "edged_model_batches": "Inference batches run.",
     "edged_model_batch_frames": "Frames in those batches (batch fill = this / batches / batch size).",
+    "edged_model_sink_held_bytes": "Results held in memory because the sink cannot write them (a full disk).",
     "edged_model_latency_seconds": "Per-frame latency of each pipeline stage since the pipeline began.",
     "edged_source_state": "1 for the state each model's video source reports (playing, reconnecting, ...).",
     "edged_source_reconnects": "Reconnections of the source.",
@@ -89,6 +90,7 @@ def _models(models: Mapping[str, ModelState]) -> Iterable[Metric]:
     dropped = _counter("edged_model_frames_dropped", ["model", "reason"])
     batches = _counter("edged_model_batches", ["model"])
     batch_frames = _counter("edged_model_batch_frames", ["model"])
+    held = _gauge("edged_model_sink_held_bytes", ["model"])
     latency = _histogram("edged_model_latency_seconds", ["model", "stage"])
     for name, model in models.items():
         current = model_state_word(model.state)
@@ -106,9 +108,10 @@ def _models(models: Mapping[str, ModelState]) -> Iterable[Metric]:
             dropped.add_metric([name, reason], float(n))
         batches.add_metric([name], float(counters.batches))
         batch_frames.add_metric([name], float(counters.batch_frames))
+        held.add_metric([name], float(model.sink["held_bytes"]) if model.sink else 0.0)
         for stage, totals in model.latency_totals.items():
             latency.add_metric([name, stage], _seconds_buckets(totals), totals.total_ms / 1000.0)
-    return (state, engines, restarts, frames_in, frames_out, dropped, batches, batch_frames, latency)
+    return (state, engines, restarts, frames_in, frames_out, dropped, batches, batch_frames, held, latency)
 
 
 def _sources(models: Mapping[str, ModelState]) -> Iterable[Metric]:

@@ -24,7 +24,20 @@ from edged.pipeline.stats import CumulativeLatency, WindowedHistogram
 REPO = Path(__file__).resolve().parents[2]
 # Base units a name may end in (https://prometheus.io/docs/practices/naming/#base-units), or
 # a dimensionless count/state.
-UNITS = ("seconds", "watts", "joules", "celsius", "ratio", "info", "state", "engines", "version", "active", "connected")
+UNITS = (
+    "seconds",
+    "bytes",
+    "watts",
+    "joules",
+    "celsius",
+    "ratio",
+    "info",
+    "state",
+    "engines",
+    "version",
+    "active",
+    "connected",
+)
 
 
 def test_cumulative_buckets_count_each_latency_at_or_below_its_bound() -> None:
@@ -64,6 +77,7 @@ def _state(**model: Any) -> RunningState:
                 "front", "rtsp", "live", detail={"state": "playing", "reconnects": 1, "outages": 1, "outage_s": 2.5}
             ),
         ),
+        **model,
     )
     planning = ModelState("door", "-", "gpu", 1, "building plan 40% 3s")
     return RunningState(config, "pushed", "d", 0.0, {"cam": serving, "door": planning}, plan_builds={"built": 1})
@@ -92,6 +106,9 @@ def test_families_from_a_snapshot() -> None:
     states = {(labels["model"], labels["state"]) for labels, value in samples["edged_model_state"] if value == 1.0}
     assert states == {("cam", "running"), ("door", "building")}
     assert samples["edged_model_frames_dropped_total"] == [({"model": "cam", "reason": "queue_full"}, 2.0)]
+    assert samples["edged_model_sink_held_bytes"] == [({"model": "cam"}, 0.0)]  # a series to alert on
+    disk_full = _samples(_state(sink={"error": "/data/r.jsonl: No space left on device", "held_bytes": 4096}), doc)
+    assert disk_full["edged_model_sink_held_bytes"] == [({"model": "cam"}, 4096.0)]
     # A model still planning has no pipeline: no frame counters for it, not zeros.
     assert [labels["model"] for labels, _ in samples["edged_model_frames_out_total"]] == ["cam"]
     buckets = {labels["le"]: value for labels, value in samples["edged_model_latency_seconds_bucket"]}
