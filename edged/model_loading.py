@@ -64,7 +64,7 @@ def instances_for(model: ModelConfig, device: Optional[str] = None) -> Tuple[int
         backend = get_backend(model.backend)
     except BackendUnavailable as exc:
         return 1, str(exc)
-    return backend.default_instances(model.threads, device or resolve_device(model), model.batch)
+    return backend.default_instances(model.threads, device or resolve_device(model))
 
 
 def folding_for(model: ModelConfig, precision: Optional[str] = None) -> FoldDecision:

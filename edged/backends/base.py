@@ -128,9 +128,9 @@ class Backend(abc.ABC):
     # (``get_backend(name)`` there must build what it builds here).
     builds_in_child: bool = False
 
-    def default_instances(self, threads: int, device: str, batch: int) -> Tuple[int, str]:
+    def default_instances(self, threads: int, device: str) -> Tuple[int, str]:
         """How many engines of a model whose config leaves ``instances`` to edged, with
-        ``threads``, ``device`` and ``batch`` from its config, serve it on this host, and why."""
+        ``threads`` and ``device`` from its config, serve it on this host, and why."""
         return 1, "one engine"
 
     def core_kept(self, threads: int, device: str, instances: int = 1) -> str:

@@ -270,7 +270,7 @@ class OnnxRuntimeBackend(Backend):
         runs on this host."""
         return engine_cores(threads, self._cores(), self.version(), instances)
 
-    def default_instances(self, threads: int, device: str, batch: int) -> Tuple[int, str]:
+    def default_instances(self, threads: int, device: str) -> Tuple[int, str]:
         """Two engines on hosts of ``KEEP_CORE_FROM`` cores or more with ``threads: 0``:
         there one engine's operators scale poorly past half the cores, and a second one
         fills the first's gaps. 16 cores, MobileNetV2-shaped: at batch 1, 1.34-1.45 times
