@@ -3,7 +3,10 @@ fixture CPU topologies, and real ONNX Runtime sessions honouring the pins."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -52,9 +55,33 @@ def test_configured_threads_and_small_hosts_keep_onnx_runtimes_own_layout() -> N
     configured = engine_cores(4, SINGLE, "1.30.0")
     assert (configured.threads, configured.pool_affinity, configured.pinned) == (4, "", False)
     assert "as configured" in configured.reason
+    # ONNX Runtime's default layout, but counted and pinned within the CPUs edged was given:
+    # a thread per core, the pool from the second core on, the calling thread free.
     small = engine_cores(0, SINGLE[:4], "1.30.0")
-    assert (small.threads, small.pool_affinity, small.kept_cpus) == (0, "", frozenset())
-    assert "fewer than 8" in small.reason
+    assert (small.threads, small.pool_affinity, small.pinned, small.keeps_core) == (4, "2;3;4", False, False)
+    assert small.reason == "4 threads, one per core edged may use, pool pinned to CPUs 1,2,3"
+    # A mask of CPUs 5 and 9 of some larger machine (taskset, CPUAffinity=): its own two.
+    masked = engine_cores(0, [(5,), (9,)], "1.30.0")
+    assert (masked.threads, masked.pool_affinity) == (2, "10")
+    assert engine_cores(0, PAIRS[:2], "1.30.0").pool_affinity == "2,10"  # both threads of the second core
+    one = engine_cores(0, SINGLE[:1], "1.30.0")
+    assert (one.threads, one.pool_affinity, one.reason) == (1, "", "1 thread, one per core edged may use")
+
+
+def test_where_threads_may_not_be_pinned_every_layout_keeps_its_count_unpinned() -> None:
+    small = engine_cores(0, SINGLE[:4], "1.30.0", pinning=False)
+    assert (small.threads, small.pool_affinity, small.pinned) == (4, "", False)
+    assert small.reason.endswith("not pinned (this process may not set its threads' CPUs)")
+    many = engine_cores(0, SINGLE, "1.30.0", pinning=False)
+    assert (many.threads, many.pool_affinity, many.pinned, many.kept_cpus, many.keeps_core) == (
+        15,
+        "",
+        False,
+        frozenset(),
+        True,
+    )
+    assert "a core's worth left to edged's own threads" in many.reason
+    assert engine_cores(0, SINGLE[:4], "1.13.1").pool_affinity == ""  # before 1.14 nothing can be pinned
 
 
 def test_a_many_core_host_leaves_the_first_core_to_edged() -> None:
@@ -76,8 +103,7 @@ def test_hardware_thread_pairs_are_pinned_together() -> None:
 
 def test_before_1_14_the_threads_are_fewer_but_not_pinned() -> None:
     layout = engine_cores(0, SINGLE, "1.13.1")
-    assert (layout.threads, layout.pool_affinity, layout.pinned) == (15, "", False)
-    assert layout.kept_cpus == frozenset({0})
+    assert (layout.threads, layout.pool_affinity, layout.pinned, layout.keeps_core) == (15, "", False, True)
     assert "cannot pin" in layout.reason
 
 
@@ -182,6 +208,79 @@ def test_onnx_runtime_takes_the_whole_layout_and_pins_each_pool_thread_where_it_
     with pytest.raises(Exception, match=r"(?i)affinit"):
         ort.InferenceSession(str(demo_assets / "demo-cnn.onnx"), short, providers=["CPUExecutionProvider"])
     del session
+
+
+# A child process loads one engine the way the daemon does (threads: 0) after narrowing
+# itself: to some of its CPUs (as taskset or systemd's CPUAffinity= would), or behind a
+# seccomp filter refusing sched_setaffinity with EPERM, as the unit's SystemCallFilter=
+# ~@resources would (libseccomp through ctypes: libseccomp2 comes with systemd).
+_NARROWED_ENGINE = """
+import ctypes, json, os, sys
+cpus, refuse = json.loads(sys.argv[2]), sys.argv[3] == "refuse"
+if cpus:
+    os.sched_setaffinity(0, cpus)
+if refuse:
+    lib = ctypes.CDLL("libseccomp.so.2")
+    lib.seccomp_init.restype = ctypes.c_void_p
+    ctx = ctypes.c_void_p(lib.seccomp_init(ctypes.c_uint32(0x7FFF0000)))  # SCMP_ACT_ALLOW
+    number = lib.seccomp_syscall_resolve_name(b"sched_setaffinity")
+    assert lib.seccomp_rule_add(ctx, ctypes.c_uint32(0x00050000 | 1), number, 0) == 0  # SCMP_ACT_ERRNO(EPERM)
+    assert lib.seccomp_load(ctx) == 0
+import numpy as np
+from edged.backends import BuildOptions
+from edged.backends.onnxruntime.backend import OnnxRuntimeBackend
+before = set(os.listdir("/proc/self/task"))
+runner = OnnxRuntimeBackend().load_model(sys.argv[1], BuildOptions())
+spec = runner.inputs[0]
+runner.infer({spec.name: np.zeros([1] + [d or 1 for d in spec.shape[1:]], dtype=spec.dtype)})
+masks = []
+for task in sorted(set(os.listdir("/proc/self/task")) - before):
+    with open("/proc/self/task/%s/status" % task) as handle:
+        masks += [line.split(":", 1)[1].strip() for line in handle if line.startswith("Cpus_allowed_list")]
+print(json.dumps({"reason": runner.cores.reason, "threads": runner.cores.threads, "masks": masks}))
+"""
+
+
+def _narrowed_engine(model: Path, cpus: List[int], refuse: bool = False) -> Tuple[Dict[str, Any], str]:
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-c", _NARROWED_ENGINE, str(model), json.dumps(cpus), "refuse" if refuse else "-"]
+    done = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+@needs_two_cpus
+def test_an_engine_stays_on_the_cpus_edged_was_given(demo_assets: Path) -> None:
+    """Left to choose, ONNX Runtime sizes its pool by the whole machine and pins a pool
+    thread to each other core, outside the process's CPUs (seen with 1.32 here: under
+    CPU 0 alone its pool thread was pinned to CPU 1)."""
+    first = sorted(os.sched_getaffinity(0))[0]
+    layout, _ = _narrowed_engine(demo_assets / "demo-cnn.onnx", [first])
+    assert layout["threads"] == 1
+    assert all(parse_cpu_list(mask) == [first] for mask in layout["masks"])
+    both = sorted(os.sched_getaffinity(0))[:2]
+    layout, _ = _narrowed_engine(demo_assets / "demo-cnn.onnx", both)
+    assert layout["threads"] == 2
+    masks = [parse_cpu_list(mask) for mask in layout["masks"]]
+    assert [both[1]] in masks and all(set(mask) <= set(both) for mask in masks)
+    assert layout["reason"] == f"2 threads, one per core edged may use, pool pinned to CPUs {both[1]}"
+
+
+@needs_two_cpus
+def test_where_pinning_is_refused_the_engine_runs_unpinned_without_errors(demo_assets: Path) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        pytest.skip("libseccomp.so.2 is not installed: no seccomp filter to load")
+    both = sorted(os.sched_getaffinity(0))[:2]
+    layout, stderr = _narrowed_engine(demo_assets / "demo-cnn.onnx", both, refuse=True)
+    assert layout["threads"] == 2
+    assert all(parse_cpu_list(mask) == both for mask in layout["masks"])
+    assert layout["reason"].endswith("not pinned (this process may not set its threads' CPUs)")
+    # ONNX Runtime left to pin would log "pthread_setaffinity_np failed" for each pool thread.
+    assert "setaffinity" not in stderr
 
 
 def _runner_on_thread(runner: Any, feeds: Dict[str, np.ndarray], calls: int) -> List[List[int]]:

@@ -27,6 +27,7 @@ from edged.backends.onnxruntime.cores import (
     cpu_text,
     engine_cores,
     host_cores,
+    pinning_allowed,
 )
 from edged.backends.onnxruntime.precision import convert_model
 from edged.errors import BackendError, BackendUnavailable, PlanError
@@ -215,6 +216,8 @@ class OnnxRuntimeBackend(Backend):
         self, model_path: str, options: BuildOptions, progress: Optional[ProgressCallback] = None
     ) -> BuiltPlan:
         so = self._session_options(options)
+        # This session only optimises and writes the graph: no pool, so none sized or pinned.
+        so.intra_op_num_threads = 1
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         configured = model_path  # errors name it, not a converted copy
         with tempfile.TemporaryDirectory(prefix="edged-ort-") as tmp:
@@ -251,6 +254,9 @@ class OnnxRuntimeBackend(Backend):
             so.intra_op_num_threads = cores.threads
             for key, value in cores.session_entries().items():
                 so.add_session_config_entry(key, value)
+        else:
+            # Never 0: ONNX Runtime would size and pin its pool by the whole machine (cores.py).
+            so.intra_op_num_threads = options.threads or len(self._cores())
         try:
             with _plan_path(plan) as path:
                 session = self._ort.InferenceSession(path, so, providers=self._providers(options.device))
@@ -268,7 +274,7 @@ class OnnxRuntimeBackend(Backend):
     def engine_cores(self, threads: int, instances: int = 1) -> EngineCores:
         """Where a CPU engine with ``threads`` (the model's setting), one of ``instances``,
         runs on this host."""
-        return engine_cores(threads, self._cores(), self.version(), instances)
+        return engine_cores(threads, self._cores(), self.version(), instances, pinning_allowed())
 
     def default_instances(self, threads: int, device: str) -> Tuple[int, str]:
         """Two engines on hosts of ``KEEP_CORE_FROM`` cores or more with ``threads: 0``:

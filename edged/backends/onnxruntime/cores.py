@@ -1,7 +1,21 @@
 """Which CPU cores ONNX Runtime's threads run on, and the core edged keeps for its own.
 
-With ``threads: 0`` ONNX Runtime starts one thread per physical core and pins its pool
-threads to them (its threading guide). edged's own threads (sources, preprocessing, the
+edged always hands ONNX Runtime a thread count, never 0. Left to choose (0), ONNX Runtime
+starts one thread per physical core of the whole machine and pins each pool thread to one
+of them, whatever CPUs the process was given (its threading guide; seen with ONNX Runtime
+1.30 under ``taskset -c 2,3`` on a 16-core host: 15 pool threads pinned to CPUs 1-15, and
+with 1.32 under ``taskset -c 0`` on a 2-core one: its pool thread pinned to CPU 1). Under
+systemd's ``CPUAffinity=`` or taskset its threads thus leave the CPUs the operator gave
+edged; under a cpuset (``AllowedCPUs=``, a container's) the pins fail and the machine-sized
+pool crowds the few CPUs there are; where a seccomp filter refuses ``sched_setaffinity``
+every pool thread logs an error at each model load (its env.cc, ThreadMain: "Specify the
+number of threads explicitly so the affinity is not set").
+
+So on hosts below ``KEEP_CORE_FROM`` cores edged asks for ONNX Runtime's own layout,
+counted within the CPUs this process may use: a thread per core, pool threads pinned one
+per core from the second on, the calling thread unpinned.
+
+On hosts with more cores, edged's own threads (sources, preprocessing, the
 sink, the next-batch helper) then run on cores the engine is computing on: a parallel
 operator waits for its slowest part, and the part whose core a pipeline thread took is
 late. On a 16-core host with the MobileNetV2-shaped model, edged delivered 0.80-0.86 of the
@@ -25,12 +39,16 @@ the cores but one out between them instead, unpinned: a core's worth stays with 
 threads, wherever the scheduler runs them.
 
 Below ``KEEP_CORE_FROM`` cores, giving a core away costs the engine more than the pipeline
-takes from it, and ONNX Runtime's default stays. 16 cores were measured; hosts between 8
-and 16 were not, and 8 is where one core is an eighth of the engine.
+takes from it. 16 cores were measured; hosts between 8 and 16 were not, and 8 is where one
+core is an eighth of the engine.
+
+Where this process may not set its threads' CPUs at all (:func:`pinning_allowed`), every
+layout keeps its thread count and pins nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -39,7 +57,16 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 from edged.sysfs import read_text
 from edged.versions import version_tuple
 
-__all__ = ["KEEP_CORE_FROM", "CallerCore", "EngineCores", "cpu_text", "engine_cores", "host_cores", "parse_cpu_list"]
+__all__ = [
+    "KEEP_CORE_FROM",
+    "CallerCore",
+    "EngineCores",
+    "cpu_text",
+    "engine_cores",
+    "host_cores",
+    "parse_cpu_list",
+    "pinning_allowed",
+]
 
 KEEP_CORE_FROM = 8
 # session.intra_op_thread_affinities came with ONNX Runtime 1.14 (its C API: "since Version 1.14").
@@ -77,9 +104,21 @@ def host_cores(sys_root: str = "/sys", allowed: Optional[Sequence[int]] = None) 
     return cores
 
 
+@functools.lru_cache(maxsize=None)
+def pinning_allowed() -> bool:
+    """Whether this process may set its threads' CPUs: a seccomp filter (systemd's
+    ``SystemCallFilter=~@resources``, some container runtimes) refuses ``sched_setaffinity``
+    with EPERM. Asked once, by setting the calling thread's CPUs to what they are."""
+    try:
+        os.sched_setaffinity(0, os.sched_getaffinity(0))
+    except OSError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class EngineCores:
-    threads: int  # intra_op_num_threads (0: ONNX Runtime's default)
+    threads: int  # intra_op_num_threads
     pool_affinity: str  # session.intra_op_thread_affinities ("": ONNX Runtime places its threads)
     caller_cpus: FrozenSet[int]  # where the thread that calls the engine runs (empty: anywhere)
     kept_cpus: FrozenSet[int]  # the core left to edged's own threads (empty: none)
@@ -109,11 +148,20 @@ def _cpus(cores: Sequence[Core]) -> str:
     return cpu_text(c for core in cores for c in core)
 
 
-def engine_cores(threads: int, cores: Sequence[Core], ort_version: str, instances: int = 1) -> EngineCores:
+def _pool_affinity(cores: Sequence[Core]) -> str:
+    """One group per pool thread, one core each; ONNX Runtime numbers logical processors
+    from 1 in this string."""
+    return ";".join(",".join(str(c + 1) for c in core) for core in cores)
+
+
+def engine_cores(
+    threads: int, cores: Sequence[Core], ort_version: str, instances: int = 1, pinning: bool = True
+) -> EngineCores:
     """Where a model's ONNX Runtime threads run: ``threads`` and ``instances`` from its
-    config, ``cores`` from :func:`host_cores`. Several engines of one model with
-    ``threads: 0`` share the cores out between them, unpinned: each engine's calls then run
-    beside the others' instead of waiting for one pool (docs/preprocessing.md, "Fifth pass")."""
+    config, ``cores`` from :func:`host_cores`, ``pinning`` from :func:`pinning_allowed`.
+    Several engines of one model with ``threads: 0`` share the cores out between them,
+    unpinned: each engine's calls then run beside the others' instead of waiting for one
+    pool (docs/preprocessing.md, "Fifth pass")."""
     if threads > 0:
         return EngineCores(threads, "", frozenset(), frozenset(), f"{threads} threads as configured, not pinned")
     if instances > 1:
@@ -124,21 +172,35 @@ def engine_cores(threads: int, cores: Sequence[Core], ort_version: str, instance
         if spare:
             shared += "; a core's worth left to edged's own threads"
         return EngineCores(each, "", frozenset(), frozenset(), shared, spare)
+    count = max(1, len(cores))
+    unit = "thread" if count == 1 else "threads"
+    cannot = ""
+    if not pinning:
+        cannot = "this process may not set its threads' CPUs"
+    elif version_tuple(ort_version)[:2] < _AFFINITIES:
+        cannot = f"ONNX Runtime {ort_version} cannot pin them"
     if len(cores) < KEEP_CORE_FROM:
-        default = f"ONNX Runtime's default threads on {len(cores)} cores (fewer than {KEEP_CORE_FROM})"
-        return EngineCores(0, "", frozenset(), frozenset(), default)
+        where = f"{count} {unit}, one per core edged may use"
+        if cannot:
+            return EngineCores(count, "", frozenset(), frozenset(), f"{where}, not pinned ({cannot})")
+        if count == 1:
+            return EngineCores(count, "", frozenset(), frozenset(), where)
+        # ONNX Runtime's own default layout (the module's docstring), within this process's CPUs.
+        pool = cores[1:]
+        return EngineCores(
+            count, _pool_affinity(pool), frozenset(), frozenset(), f"{where}, pool pinned to CPUs {_cpus(pool)}"
+        )
     engine = len(cores) - 1
-    kept = frozenset(cores[0])
-    if version_tuple(ort_version)[:2] < _AFFINITIES:
-        unpinned = f"{engine} threads of {len(cores)} cores, not pinned (ONNX Runtime {ort_version} cannot pin them)"
-        return EngineCores(engine, "", frozenset(), kept, unpinned)
-    # ONNX Runtime numbers logical processors from 1 in this string, one group per pool thread.
-    affinity = ";".join(",".join(str(c + 1) for c in core) for core in cores[2:])
+    if cannot:
+        unpinned = f"{engine} threads of {len(cores)} cores, not pinned ({cannot})"
+        return EngineCores(
+            engine, "", frozenset(), frozenset(), f"{unpinned}; a core's worth left to edged's own threads", True
+        )
     return EngineCores(
         engine,
-        affinity,
+        _pool_affinity(cores[2:]),
         frozenset(cores[1]),
-        kept,
+        frozenset(cores[0]),
         f"{engine} threads pinned to CPUs {_cpus(cores[1:])}; CPU {_cpus(cores[:1])} left to edged's own threads",
     )
 
