@@ -17,9 +17,10 @@ import pytest
 
 from edged.backends import BuildOptions
 from edged.backends.onnxruntime import cores as cores_module
-from edged.backends.onnxruntime.cores import CallerCore, engine_cores, host_cores, parse_cpu_list
+from edged.backends.onnxruntime.cores import CallerCore, cpu_quota, engine_cores, host_cores, parse_cpu_list
 from edged.config import parse_config
 from edged.model_loading import folding_for, instances_for
+from tests.backends.fixture_host import fixture_host
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -107,6 +108,116 @@ def test_before_1_14_the_threads_are_fewer_but_not_pinned() -> None:
     assert "cannot pin" in layout.reason
 
 
+def test_a_cpu_quota_sets_the_thread_count_and_pins_nothing() -> None:
+    # systemd's CPUQuota=200% or a container's --cpus=2 on 16 cores: two threads' worth of
+    # time on any core; a pool of 15 would spend it in bursts and wait out the rest of
+    # each period throttled.
+    two = engine_cores(0, SINGLE, "1.30.0", quota=2.0)
+    assert (two.threads, two.pool_affinity, two.pinned, two.keeps_core) == (2, "", False, False)
+    assert two.reason == "2 threads, one per core edged may use, not pinned (a CPU quota of 2 CPUs)"
+    assert engine_cores(0, SINGLE, "1.30.0", quota=1.5).threads == 2  # a part CPU is a thread's share
+    assert engine_cores(0, SINGLE, "1.30.0", quota=0.5).threads == 1
+    assert engine_cores(0, SINGLE, "1.30.0", quota=32.0) == engine_cores(0, SINGLE, "1.30.0")  # above the cores
+    assert engine_cores(0, SINGLE, "1.30.0", instances=2, quota=4.0).threads == 2
+    twelve = engine_cores(0, SINGLE, "1.30.0", quota=12.0)
+    assert (twelve.threads, twelve.pinned, twelve.keeps_core) == (11, False, True)
+    assert engine_cores(3, SINGLE, "1.30.0", quota=1.0).threads == 3  # threads set by hand hold
+
+
+def _cgroup_tree(root: Path, membership: str, limits: Dict[str, str]) -> Tuple[str, str]:
+    """A fixture /proc/self/cgroup and /sys/fs/cgroup: ``limits`` maps a file under the
+    cgroup root (e.g. "system.slice/cpu.max") to its content."""
+    proc, cgroup = root / "proc", root / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self/cgroup").write_text(membership)
+    cgroup.mkdir()
+    for name, text in limits.items():
+        (cgroup / name).parent.mkdir(parents=True, exist_ok=True)
+        (cgroup / name).write_text(text + "\n")
+    return str(proc), str(cgroup)
+
+
+def test_cpu_quota_reads_the_tightest_limit_up_the_groups(tmp_path: Path) -> None:
+    # cgroup v2, as systemd writes CPUQuota=: the service's cpu.max, a slice above it tighter.
+    v2 = _cgroup_tree(
+        tmp_path / "v2",
+        "0::/system.slice/edged.service\n",
+        {"system.slice/edged.service/cpu.max": "300000 100000", "system.slice/cpu.max": "250000 100000"},
+    )
+    assert cpu_quota(*v2) == 2.5
+    unlimited = _cgroup_tree(
+        tmp_path / "max", "0::/system.slice/edged.service\n", {"system.slice/cpu.max": "max 100000"}
+    )
+    assert cpu_quota(*unlimited) is None
+    # A container's cgroup namespace: the group reads "/", the mount's root is its own group.
+    container = _cgroup_tree(tmp_path / "ns", "0::/\n", {"cpu.max": "150000 100000"})
+    assert cpu_quota(*container) == 1.5
+    # cgroup v1 (JetPack 5's Ubuntu 20.04): cpu,cpuacct hierarchy, -1 for no quota.
+    v1 = _cgroup_tree(
+        tmp_path / "v1",
+        "4:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n",
+        {
+            "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000",
+            "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000",
+            "cpu,cpuacct/docker/cpu.cfs_quota_us": "-1",
+            "cpu,cpuacct/docker/cpu.cfs_period_us": "100000",
+        },
+    )
+    assert cpu_quota(*v1) == 0.5
+    assert cpu_quota(str(tmp_path / "absent"), str(tmp_path / "absent")) is None
+
+
+def _quota_group(quota_us: int, period_us: int) -> Path:
+    """A real control group with that CPU quota (v1 cpu hierarchy, else v2), or a skip."""
+    v1 = Path("/sys/fs/cgroup/cpu")
+    v2 = (
+        Path("/sys/fs/cgroup/unified")
+        if Path("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+        else Path("/sys/fs/cgroup")
+    )
+    group = (v1 if (v1 / "cpu.cfs_period_us").exists() else v2) / f"edged-test-{os.getpid()}"
+    try:
+        group.mkdir()
+        if (group / "cpu.cfs_quota_us").exists():
+            (group / "cpu.cfs_period_us").write_text(str(period_us))
+            (group / "cpu.cfs_quota_us").write_text(str(quota_us))
+        else:
+            (group / "cpu.max").write_text(f"{quota_us} {period_us}")
+    except OSError as exc:
+        if group.exists():
+            group.rmdir()
+        pytest.skip(f"cannot make a control group with a CPU quota here: {exc}")
+    return group
+
+
+def test_a_process_in_a_quota_group_gets_threads_for_its_quota(demo_assets: Path) -> None:
+    """A real control group (cgroup v1 or v2, as this kernel mounts it) limiting a child
+    process to 1.5 CPUs' time: the child reads the quota and lays out two threads, unpinned."""
+    group = _quota_group(150000, 100000)
+    try:
+        code = (
+            "import json, os, sys\n"
+            "open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))\n"
+            "from edged.backends.onnxruntime.backend import OnnxRuntimeBackend\n"
+            "from edged.backends.onnxruntime.cores import cpu_quota\n"
+            "cores = [(cpu,) for cpu in range(16)]\n"
+            "layout = OnnxRuntimeBackend(cores=lambda: cores).engine_cores(0)\n"
+            "print(json.dumps([cpu_quota(), layout.threads, layout.reason]))\n"
+        )
+        repo = Path(__file__).resolve().parents[2]
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(group)], cwd=repo, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == [
+            1.5,
+            2,
+            "2 threads, one per core edged may use, not pinned (a CPU quota of 1.5 CPUs)",
+        ]
+    finally:
+        group.rmdir()
+
+
 def test_instances_with_threads_0_share_the_cores_out_unpinned() -> None:
     two = engine_cores(0, SINGLE[:2], "1.30.0", instances=2)
     assert (two.threads, two.pool_affinity, two.pinned, two.kept_cpus) == (1, "", False, frozenset())
@@ -129,9 +240,7 @@ def test_instances_with_threads_0_share_the_cores_out_unpinned() -> None:
 def test_edged_chooses_two_engines_on_many_cores_with_threads_0(
     demo_assets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edged.backends.onnxruntime.backend as backend_module
-
-    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE)
+    fixture_host(monkeypatch, SINGLE)
 
     def chosen(**extra: Any) -> Tuple[int, str]:
         doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), "batch": 1, **extra}
@@ -143,7 +252,7 @@ def test_edged_chooses_two_engines_on_many_cores_with_threads_0(
     assert chosen(device="gpu")[0] == 1
     assert chosen(instances=1) == (1, "as configured")
     assert chosen(instances=3, batch=8) == (3, "as configured")
-    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:4])
+    fixture_host(monkeypatch, SINGLE[:4])
     assert chosen() == (1, "one engine on 4 cores (fewer than 8)")
 
 
@@ -309,6 +418,7 @@ def test_the_infer_thread_takes_the_caller_core_and_a_second_engine_waits_for_it
     cpus = sorted(os.sched_getaffinity(0))[:2]
     everywhere = sorted(os.sched_getaffinity(0))
     monkeypatch.setattr(cores_module, "KEEP_CORE_FROM", 2)  # this machine's two CPUs as a 'many-core' host
+    monkeypatch.setattr("edged.backends.onnxruntime.backend.cpu_quota", lambda: None)
     backend = OnnxRuntimeBackend(cores=lambda: [(cpus[0],), (cpus[1],)])
     plan = backend.build_plan(str(demo_assets / "demo-cnn.onnx"), BuildOptions()).plan
     first, second = backend.load_plan(plan, BuildOptions()), backend.load_plan(plan, BuildOptions())
@@ -350,9 +460,7 @@ def test_the_infer_thread_takes_the_caller_core_and_a_second_engine_waits_for_it
 def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
     demo_assets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edged.backends.onnxruntime.backend as backend_module
-
-    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE)
+    fixture_host(monkeypatch, SINGLE)
 
     def model(**extra: Any) -> Any:
         doc = {"name": "m", "path": str(demo_assets / "demo-cnn.onnx"), "batch": 8, **extra}
@@ -369,7 +477,7 @@ def test_a_many_core_host_preprocesses_onnx_runtime_models_on_the_kept_core(
     assert folding_for(model(threads=4)).prefix is not None
     # Two engines set by hand leave a core's worth on 16 cores too; on 4 they share all cores.
     assert folding_for(model(instances=2)).prefix is None
-    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:4])
+    fixture_host(monkeypatch, SINGLE[:4])
     assert folding_for(model(instances=2)).prefix is not None
-    monkeypatch.setattr(backend_module, "host_cores", lambda: SINGLE[:2])
+    fixture_host(monkeypatch, SINGLE[:2])
     assert folding_for(model()).prefix is not None

@@ -18,6 +18,7 @@ from edged.config import parse_config
 from edged.daemon import Daemon
 from edged.errors import ConfigError, PlanError
 from edged.model_loading import same_device_instances
+from tests.backends.fixture_host import fixture_host
 
 
 def _serve(doc: Dict[str, Any], tmp_path: Path, instances: int) -> List[Dict[str, Any]]:
@@ -108,10 +109,8 @@ def test_a_dla_core_or_a_plan_gone_from_the_cache_serves_from_fewer_engines(
 def test_on_a_many_core_host_edged_serves_a_cpu_model_from_two_engines_by_default(
     demo_config: Dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import edged.backends.onnxruntime.backend as backend_module
-
     # A fixture topology of 16 single-thread cores (the lent x86 host's), not this machine's.
-    monkeypatch.setattr(backend_module, "host_cores", lambda: [(cpu,) for cpu in range(16)])
+    fixture_host(monkeypatch, [(cpu,) for cpu in range(16)])
     model = demo_config["models"][0]
     model.update(threads=0, batch=1)
     model["source"]["count"] = 60

@@ -24,10 +24,12 @@ from edged.backends.onnxruntime.cores import (
     KEEP_CORE_FROM,
     CallerCore,
     EngineCores,
+    cpu_quota,
     cpu_text,
     engine_cores,
     host_cores,
     pinning_allowed,
+    quota_cores,
 )
 from edged.backends.onnxruntime.precision import convert_model
 from edged.errors import BackendError, BackendUnavailable, PlanError
@@ -256,7 +258,7 @@ class OnnxRuntimeBackend(Backend):
                 so.add_session_config_entry(key, value)
         else:
             # Never 0: ONNX Runtime would size and pin its pool by the whole machine (cores.py).
-            so.intra_op_num_threads = options.threads or len(self._cores())
+            so.intra_op_num_threads = options.threads or quota_cores(cpu_quota(), len(self._cores()))
         try:
             with _plan_path(plan) as path:
                 session = self._ort.InferenceSession(path, so, providers=self._providers(options.device))
@@ -274,7 +276,7 @@ class OnnxRuntimeBackend(Backend):
     def engine_cores(self, threads: int, instances: int = 1) -> EngineCores:
         """Where a CPU engine with ``threads`` (the model's setting), one of ``instances``,
         runs on this host."""
-        return engine_cores(threads, self._cores(), self.version(), instances, pinning_allowed())
+        return engine_cores(threads, self._cores(), self.version(), instances, pinning_allowed(), cpu_quota())
 
     def default_instances(self, threads: int, device: str) -> Tuple[int, str]:
         """Two engines on hosts of ``KEEP_CORE_FROM`` cores or more with ``threads: 0``:
@@ -286,7 +288,7 @@ class OnnxRuntimeBackend(Backend):
         too. Elsewhere one: on 2 cores two single-thread engines cost latency."""
         if device != "cpu" or threads != 0:
             return 1, "one engine"
-        count = len(self._cores())
+        count = quota_cores(cpu_quota(), len(self._cores()))
         if count < KEEP_CORE_FROM:
             return 1, f"one engine on {count} cores (fewer than {KEEP_CORE_FROM})"
         return 2, f"two engines on {count} cores"

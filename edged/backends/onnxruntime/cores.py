@@ -49,6 +49,7 @@ layout keeps its thread count and pins nothing.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -61,11 +62,13 @@ __all__ = [
     "KEEP_CORE_FROM",
     "CallerCore",
     "EngineCores",
+    "cpu_quota",
     "cpu_text",
     "engine_cores",
     "host_cores",
     "parse_cpu_list",
     "pinning_allowed",
+    "quota_cores",
 ]
 
 KEEP_CORE_FROM = 8
@@ -102,6 +105,58 @@ def host_cores(sys_root: str = "/sys", allowed: Optional[Sequence[int]] = None) 
         seen.update(core)
         cores.append(core)
     return cores
+
+
+def _cgroup_dirs(path: str) -> List[str]:
+    """``path`` (a group in /proc/self/cgroup) and each group above it, up to the root."""
+    parts = [part for part in path.split("/") if part]
+    return ["/".join(parts[:end]) for end in range(len(parts), -1, -1)]
+
+
+def _v2_limit(directory: str) -> Optional[float]:
+    text = read_text(os.path.join(directory, "cpu.max"))  # "QUOTA PERIOD" or "max PERIOD"
+    fields = text.split() if text else []
+    if len(fields) == 2 and fields[0] != "max" and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]):
+        return int(fields[0]) / int(fields[1])
+    return None
+
+
+def _v1_limit(directory: str) -> Optional[float]:
+    quota = read_text(os.path.join(directory, "cpu.cfs_quota_us"))  # -1: none
+    period = read_text(os.path.join(directory, "cpu.cfs_period_us"))
+    if quota and period and quota.isdigit() and period.isdigit() and int(period):
+        return int(quota) / int(period)
+    return None
+
+
+def cpu_quota(proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> Optional[float]:
+    """The CPUs' worth of time this process's control groups allow it (systemd's
+    ``CPUQuota=``, a container's ``--cpus``): the tightest limit from its group up to the
+    root, in cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``);
+    None where nothing limits it or nothing can be read. Inside a cgroup namespace the
+    group reads "/" and the mount's root is the container's own group, which is read too."""
+    text = read_text(os.path.join(proc_root, "self/cgroup")) or ""
+    limits: List[float] = []
+    for line in text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":
+            unified = os.path.join(cgroup_root, "unified")
+            bases, read = [unified if os.path.isdir(unified) else cgroup_root], _v2_limit
+        elif "cpu" in controllers.split(","):
+            bases, read = [os.path.join(cgroup_root, controllers), os.path.join(cgroup_root, "cpu")], _v1_limit
+        else:
+            continue
+        base = next((b for b in bases if os.path.isdir(b)), None)
+        if base is None:
+            continue
+        for group in _cgroup_dirs(path):
+            limit = read(os.path.join(base, group))
+            if limit is not None:
+                limits.append(limit)
+    return min(limits) if limits else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,14 +209,30 @@ def _pool_affinity(cores: Sequence[Core]) -> str:
     return ";".join(",".join(str(c + 1) for c in core) for core in cores)
 
 
+def quota_cores(quota: Optional[float], cores: int) -> int:
+    """How many of ``cores`` a CPU quota of ``quota`` CPUs' time keeps busy: a thread per
+    whole or part CPU of it (half a CPU: one thread), never more threads than cores."""
+    return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
+
+
 def engine_cores(
-    threads: int, cores: Sequence[Core], ort_version: str, instances: int = 1, pinning: bool = True
+    threads: int,
+    cores: Sequence[Core],
+    ort_version: str,
+    instances: int = 1,
+    pinning: bool = True,
+    quota: Optional[float] = None,
 ) -> EngineCores:
     """Where a model's ONNX Runtime threads run: ``threads`` and ``instances`` from its
-    config, ``cores`` from :func:`host_cores`, ``pinning`` from :func:`pinning_allowed`.
-    Several engines of one model with ``threads: 0`` share the cores out between them,
-    unpinned: each engine's calls then run beside the others' instead of waiting for one
-    pool (docs/preprocessing.md, "Fifth pass")."""
+    config, ``cores`` from :func:`host_cores`, ``pinning`` from :func:`pinning_allowed`,
+    ``quota`` from :func:`cpu_quota`. Several engines of one model with ``threads: 0``
+    share the cores out between them, unpinned: each engine's calls then run beside the
+    others' instead of waiting for one pool (docs/preprocessing.md, "Fifth pass"). Under
+    a quota of fewer CPUs than cores, the threads are as many as the quota's CPUs, and
+    unpinned: the quota is time on any core, not a set of them."""
+    limited = quota_cores(quota, len(cores))
+    narrowed = limited < len(cores)
+    cores = cores[:limited]
     if threads > 0:
         return EngineCores(threads, "", frozenset(), frozenset(), f"{threads} threads as configured, not pinned")
     if instances > 1:
@@ -175,7 +246,9 @@ def engine_cores(
     count = max(1, len(cores))
     unit = "thread" if count == 1 else "threads"
     cannot = ""
-    if not pinning:
+    if narrowed:
+        cannot = f"a CPU quota of {quota:g} CPUs"
+    elif not pinning:
         cannot = "this process may not set its threads' CPUs"
     elif version_tuple(ort_version)[:2] < _AFFINITIES:
         cannot = f"ONNX Runtime {ort_version} cannot pin them"
