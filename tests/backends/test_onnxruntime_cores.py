@@ -17,8 +17,9 @@ import pytest
 
 from edged.backends import BuildOptions
 from edged.backends.onnxruntime import cores as cores_module
-from edged.backends.onnxruntime.cores import CallerCore, cpu_quota, engine_cores, host_cores, parse_cpu_list
+from edged.backends.onnxruntime.cores import CallerCore, engine_cores, host_cores, parse_cpu_list
 from edged.config import parse_config
+from edged.cpu_quota import cpu_quota
 from edged.model_loading import folding_for, instances_for
 from tests.backends.fixture_host import fixture_host
 
@@ -199,7 +200,7 @@ def test_a_process_in_a_quota_group_gets_threads_for_its_quota(demo_assets: Path
             "import json, os, sys\n"
             "open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))\n"
             "from edged.backends.onnxruntime.backend import OnnxRuntimeBackend\n"
-            "from edged.backends.onnxruntime.cores import cpu_quota\n"
+            "from edged.cpu_quota import cpu_quota\n"
             "cores = [(cpu,) for cpu in range(16)]\n"
             "layout = OnnxRuntimeBackend(cores=lambda: cores).engine_cores(0)\n"
             "print(json.dumps([cpu_quota(), layout.threads, layout.reason]))\n"
@@ -324,7 +325,7 @@ def test_onnx_runtime_takes_the_whole_layout_and_pins_each_pool_thread_where_it_
 # seccomp filter refusing sched_setaffinity with EPERM, as the unit's SystemCallFilter=
 # ~@resources would (libseccomp through ctypes: libseccomp2 comes with systemd).
 _NARROWED_ENGINE = """
-import ctypes, json, os, sys
+import ctypes, json, os, sys, time
 cpus, refuse = json.loads(sys.argv[2]), sys.argv[3] == "refuse"
 if cpus:
     os.sched_setaffinity(0, cpus)
@@ -342,11 +343,18 @@ before = set(os.listdir("/proc/self/task"))
 runner = OnnxRuntimeBackend().load_model(sys.argv[1], BuildOptions())
 spec = runner.inputs[0]
 runner.infer({spec.name: np.zeros([1] + [d or 1 for d in spec.shape[1:]], dtype=spec.dtype)})
-masks = []
-for task in sorted(set(os.listdir("/proc/self/task")) - before):
-    with open("/proc/self/task/%s/status" % task) as handle:
-        masks += [line.split(":", 1)[1].strip() for line in handle if line.startswith("Cpus_allowed_list")]
-print(json.dumps({"reason": runner.cores.reason, "threads": runner.cores.threads, "masks": masks}))
+def masks():
+    found = []
+    for task in sorted(set(os.listdir("/proc/self/task")) - before):
+        with open("/proc/self/task/%s/status" % task) as handle:
+            found += [line.split(":", 1)[1].strip() for line in handle if line.startswith("Cpus_allowed_list")]
+    return found
+# Each pool thread pins itself when it first runs (ThreadMain in ONNX Runtime's env.cc).
+deadline = time.monotonic() + 10
+wanted = runner.cores.pool_affinity.count(";") + 1 if runner.cores.pool_affinity else 0
+while sum("," not in m and "-" not in m for m in masks()) < wanted and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(json.dumps({"reason": runner.cores.reason, "threads": runner.cores.threads, "masks": masks()}))
 """
 
 

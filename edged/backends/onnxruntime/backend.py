@@ -24,14 +24,13 @@ from edged.backends.onnxruntime.cores import (
     KEEP_CORE_FROM,
     CallerCore,
     EngineCores,
-    cpu_quota,
     cpu_text,
     engine_cores,
     host_cores,
     pinning_allowed,
-    quota_cores,
 )
 from edged.backends.onnxruntime.precision import convert_model
+from edged.cpu_quota import cpu_quota, quota_cores
 from edged.errors import BackendError, BackendUnavailable, PlanError
 from edged.versions import version_tuple
 

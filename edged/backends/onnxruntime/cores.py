@@ -15,8 +15,8 @@ So on hosts below ``KEEP_CORE_FROM`` cores edged asks for ONNX Runtime's own lay
 counted within the CPUs this process may use: a thread per core, pool threads pinned one
 per core from the second on, the calling thread unpinned.
 
-On hosts with more cores, edged's own threads (sources, preprocessing, the
-sink, the next-batch helper) then run on cores the engine is computing on: a parallel
+On hosts with more cores, that layout leaves edged's own threads (sources, preprocessing,
+the sink, the next-batch helper) to run on cores the engine is computing on: a parallel
 operator waits for its slowest part, and the part whose core a pipeline thread took is
 late. On a 16-core host with the MobileNetV2-shaped model, edged delivered 0.80-0.86 of the
 engine alone that way (tools/bench_pipeline.py, docs/preprocessing.md).
@@ -43,18 +43,19 @@ takes from it. 16 cores were measured; hosts between 8 and 16 were not, and 8 is
 core is an eighth of the engine.
 
 Where this process may not set its threads' CPUs at all (:func:`pinning_allowed`), every
-layout keeps its thread count and pins nothing.
+layout keeps its thread count and pins nothing. Under a CPU quota of fewer CPUs than cores
+(edged.cpu_quota) the engine gets a thread per CPU of it, unpinned.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import threading
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
+from edged.cpu_quota import quota_cores
 from edged.sysfs import read_text
 from edged.versions import version_tuple
 
@@ -62,13 +63,11 @@ __all__ = [
     "KEEP_CORE_FROM",
     "CallerCore",
     "EngineCores",
-    "cpu_quota",
     "cpu_text",
     "engine_cores",
     "host_cores",
     "parse_cpu_list",
     "pinning_allowed",
-    "quota_cores",
 ]
 
 KEEP_CORE_FROM = 8
@@ -105,58 +104,6 @@ def host_cores(sys_root: str = "/sys", allowed: Optional[Sequence[int]] = None) 
         seen.update(core)
         cores.append(core)
     return cores
-
-
-def _cgroup_dirs(path: str) -> List[str]:
-    """``path`` (a group in /proc/self/cgroup) and each group above it, up to the root."""
-    parts = [part for part in path.split("/") if part]
-    return ["/".join(parts[:end]) for end in range(len(parts), -1, -1)]
-
-
-def _v2_limit(directory: str) -> Optional[float]:
-    text = read_text(os.path.join(directory, "cpu.max"))  # "QUOTA PERIOD" or "max PERIOD"
-    fields = text.split() if text else []
-    if len(fields) == 2 and fields[0] != "max" and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]):
-        return int(fields[0]) / int(fields[1])
-    return None
-
-
-def _v1_limit(directory: str) -> Optional[float]:
-    quota = read_text(os.path.join(directory, "cpu.cfs_quota_us"))  # -1: none
-    period = read_text(os.path.join(directory, "cpu.cfs_period_us"))
-    if quota and period and quota.isdigit() and period.isdigit() and int(period):
-        return int(quota) / int(period)
-    return None
-
-
-def cpu_quota(proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> Optional[float]:
-    """The CPUs' worth of time this process's control groups allow it (systemd's
-    ``CPUQuota=``, a container's ``--cpus``): the tightest limit from its group up to the
-    root, in cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``);
-    None where nothing limits it or nothing can be read. Inside a cgroup namespace the
-    group reads "/" and the mount's root is the container's own group, which is read too."""
-    text = read_text(os.path.join(proc_root, "self/cgroup")) or ""
-    limits: List[float] = []
-    for line in text.splitlines():
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, path = fields
-        if controllers == "":
-            unified = os.path.join(cgroup_root, "unified")
-            bases, read = [unified if os.path.isdir(unified) else cgroup_root], _v2_limit
-        elif "cpu" in controllers.split(","):
-            bases, read = [os.path.join(cgroup_root, controllers), os.path.join(cgroup_root, "cpu")], _v1_limit
-        else:
-            continue
-        base = next((b for b in bases if os.path.isdir(b)), None)
-        if base is None:
-            continue
-        for group in _cgroup_dirs(path):
-            limit = read(os.path.join(base, group))
-            if limit is not None:
-                limits.append(limit)
-    return min(limits) if limits else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -207,12 +154,6 @@ def _pool_affinity(cores: Sequence[Core]) -> str:
     """One group per pool thread, one core each; ONNX Runtime numbers logical processors
     from 1 in this string."""
     return ";".join(",".join(str(c + 1) for c in core) for core in cores)
-
-
-def quota_cores(quota: Optional[float], cores: int) -> int:
-    """How many of ``cores`` a CPU quota of ``quota`` CPUs' time keeps busy: a thread per
-    whole or part CPU of it (half a CPU: one thread), never more threads than cores."""
-    return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
 
 
 def engine_cores(
