@@ -19,7 +19,6 @@ from edged.backends import BuildOptions
 from edged.backends.onnxruntime import cores as cores_module
 from edged.backends.onnxruntime.cores import CallerCore, engine_cores, host_cores, parse_cpu_list
 from edged.config import parse_config
-from edged.cpu_quota import cpu_quota
 from edged.model_loading import folding_for, instances_for
 from tests.backends.fixture_host import fixture_host
 
@@ -123,49 +122,6 @@ def test_a_cpu_quota_sets_the_thread_count_and_pins_nothing() -> None:
     twelve = engine_cores(0, SINGLE, "1.30.0", quota=12.0)
     assert (twelve.threads, twelve.pinned, twelve.keeps_core) == (11, False, True)
     assert engine_cores(3, SINGLE, "1.30.0", quota=1.0).threads == 3  # threads set by hand hold
-
-
-def _cgroup_tree(root: Path, membership: str, limits: Dict[str, str]) -> Tuple[str, str]:
-    """A fixture /proc/self/cgroup and /sys/fs/cgroup: ``limits`` maps a file under the
-    cgroup root (e.g. "system.slice/cpu.max") to its content."""
-    proc, cgroup = root / "proc", root / "cgroup"
-    (proc / "self").mkdir(parents=True)
-    (proc / "self/cgroup").write_text(membership)
-    cgroup.mkdir()
-    for name, text in limits.items():
-        (cgroup / name).parent.mkdir(parents=True, exist_ok=True)
-        (cgroup / name).write_text(text + "\n")
-    return str(proc), str(cgroup)
-
-
-def test_cpu_quota_reads_the_tightest_limit_up_the_groups(tmp_path: Path) -> None:
-    # cgroup v2, as systemd writes CPUQuota=: the service's cpu.max, a slice above it tighter.
-    v2 = _cgroup_tree(
-        tmp_path / "v2",
-        "0::/system.slice/edged.service\n",
-        {"system.slice/edged.service/cpu.max": "300000 100000", "system.slice/cpu.max": "250000 100000"},
-    )
-    assert cpu_quota(*v2) == 2.5
-    unlimited = _cgroup_tree(
-        tmp_path / "max", "0::/system.slice/edged.service\n", {"system.slice/cpu.max": "max 100000"}
-    )
-    assert cpu_quota(*unlimited) is None
-    # A container's cgroup namespace: the group reads "/", the mount's root is its own group.
-    container = _cgroup_tree(tmp_path / "ns", "0::/\n", {"cpu.max": "150000 100000"})
-    assert cpu_quota(*container) == 1.5
-    # cgroup v1 (JetPack 5's Ubuntu 20.04): cpu,cpuacct hierarchy, -1 for no quota.
-    v1 = _cgroup_tree(
-        tmp_path / "v1",
-        "4:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n",
-        {
-            "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000",
-            "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000",
-            "cpu,cpuacct/docker/cpu.cfs_quota_us": "-1",
-            "cpu,cpuacct/docker/cpu.cfs_period_us": "100000",
-        },
-    )
-    assert cpu_quota(*v1) == 0.5
-    assert cpu_quota(str(tmp_path / "absent"), str(tmp_path / "absent")) is None
 
 
 def _quota_group(quota_us: int, period_us: int) -> Path:
