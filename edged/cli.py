@@ -85,6 +85,7 @@ def host_info(root: str = "/") -> Dict[str, Any]:
         "reason": spec.reason or None,
     }
     if here:
+        info["cpus"] = cpu_facts()
         info.update(
             {
                 "edged": __version__,
@@ -94,6 +95,27 @@ def host_info(root: str = "/") -> Dict[str, Any]:
             }
         )
     return info
+
+
+def cpu_facts() -> Dict[str, Any]:
+    """The CPUs this process may use, and what limits them: the mask (taskset, systemd's
+    CPUAffinity=, a cpuset), a CPU quota, and whether it may pin threads (a seccomp filter
+    may refuse). CPU engines lay their threads out from these (docs/preprocessing.md)."""
+    from edged.cpu_limits import cpu_quota, pinning_allowed
+
+    return {
+        "usable": ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))),
+        "online": os.cpu_count(),
+        "quota": cpu_quota(),
+        "pinning": pinning_allowed(),
+    }
+
+
+def _cpu_line(cpus: Dict[str, Any]) -> str:
+    quota = "none" if cpus["quota"] is None else f"{cpus['quota']:g} CPUs"
+    pinning = "allowed" if cpus["pinning"] else "refused (threads run unpinned)"
+    usable = len(cpus["usable"].split(","))
+    return f"cpus: {cpus['usable']} ({usable} of {cpus['online']}); CPU quota: {quota}; thread pinning: {pinning}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -111,6 +133,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         elif key == "power":
             rails = ", ".join(value["rails"]) or f"none ({value['reason']})"
             print(f"power rails: {rails}" + (f"; total: {value['total']}" if value["total"] else ""))
+        elif key == "cpus":
+            print(_cpu_line(value))
         elif key == "backends":
             for backend in value:
                 detail = backend.get("version") or backend.get("reason")

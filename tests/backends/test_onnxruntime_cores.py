@@ -156,7 +156,7 @@ def test_a_process_in_a_quota_group_gets_threads_for_its_quota(demo_assets: Path
             "import json, os, sys\n"
             "open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))\n"
             "from edged.backends.onnxruntime.backend import OnnxRuntimeBackend\n"
-            "from edged.cpu_quota import cpu_quota\n"
+            "from edged.cpu_limits import cpu_quota\n"
             "cores = [(cpu,) for cpu in range(16)]\n"
             "layout = OnnxRuntimeBackend(cores=lambda: cores).engine_cores(0)\n"
             "print(json.dumps([cpu_quota(), layout.threads, layout.reason]))\n"

@@ -63,3 +63,22 @@ def test_info_text_names_the_tensorrt_origin(capsys: pytest.CaptureFixture) -> N
     out = capsys.readouterr().out
     assert "tensorrt_origin: L4T R36.3.0 → JetPack 6.0 default" in out
     assert "power rails: VDD_GPU_SOC, VDD_CPU_CV, VIN_SYS_5V0, VDDQ_VDD2_1V8AO; total: sum of rails" in out
+
+
+def test_info_names_the_cpus_edged_may_use_and_what_limits_them(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import edged.cpu_limits as limits
+
+    assert main(["info", "--json"]) == EXIT_OK
+    cpus = json.loads(capsys.readouterr().out)["cpus"]
+    assert cpus["usable"] == ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
+    assert cpus["online"] == os.cpu_count()
+    # What a service under CPUQuota=150% and a seccomp filter refusing pins would show.
+    monkeypatch.setattr(limits, "cpu_quota", lambda: 1.5)
+    monkeypatch.setattr(limits, "pinning_allowed", lambda: False)
+    assert main(["info"]) == EXIT_OK
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("cpus: "))
+    assert line.endswith("; CPU quota: 1.5 CPUs; thread pinning: refused (threads run unpinned)")

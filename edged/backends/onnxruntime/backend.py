@@ -27,10 +27,9 @@ from edged.backends.onnxruntime.cores import (
     cpu_text,
     engine_cores,
     host_cores,
-    pinning_allowed,
 )
 from edged.backends.onnxruntime.precision import convert_model
-from edged.cpu_quota import cpu_quota, quota_cores
+from edged.cpu_limits import cpu_quota, pinning_allowed, quota_cores
 from edged.errors import BackendError, BackendUnavailable, PlanError
 from edged.versions import version_tuple
 

@@ -42,20 +42,19 @@ Below ``KEEP_CORE_FROM`` cores, giving a core away costs the engine more than th
 takes from it. 16 cores were measured; hosts between 8 and 16 were not, and 8 is where one
 core is an eighth of the engine.
 
-Where this process may not set its threads' CPUs at all (:func:`pinning_allowed`), every
+Where this process may not set its threads' CPUs at all (edged.cpu_limits.pinning_allowed), every
 layout keeps its thread count and pins nothing. Under a CPU quota of fewer CPUs than cores
-(edged.cpu_quota) the engine gets a thread per CPU of it, unpinned.
+(edged.cpu_limits) the engine gets a thread per CPU of it, unpinned.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
-from edged.cpu_quota import quota_cores
+from edged.cpu_limits import quota_cores
 from edged.sysfs import read_text
 from edged.versions import version_tuple
 
@@ -67,7 +66,6 @@ __all__ = [
     "engine_cores",
     "host_cores",
     "parse_cpu_list",
-    "pinning_allowed",
 ]
 
 KEEP_CORE_FROM = 8
@@ -104,18 +102,6 @@ def host_cores(sys_root: str = "/sys", allowed: Optional[Sequence[int]] = None) 
         seen.update(core)
         cores.append(core)
     return cores
-
-
-@functools.lru_cache(maxsize=None)
-def pinning_allowed() -> bool:
-    """Whether this process may set its threads' CPUs: a seccomp filter (systemd's
-    ``SystemCallFilter=~@resources``, some container runtimes) refuses ``sched_setaffinity``
-    with EPERM. Asked once, by setting the calling thread's CPUs to what they are."""
-    try:
-        os.sched_setaffinity(0, os.sched_getaffinity(0))
-    except OSError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -165,12 +151,12 @@ def engine_cores(
     quota: Optional[float] = None,
 ) -> EngineCores:
     """Where a model's ONNX Runtime threads run: ``threads`` and ``instances`` from its
-    config, ``cores`` from :func:`host_cores`, ``pinning`` from :func:`pinning_allowed`,
-    ``quota`` from :func:`cpu_quota`. Several engines of one model with ``threads: 0``
-    share the cores out between them, unpinned: each engine's calls then run beside the
-    others' instead of waiting for one pool (docs/preprocessing.md, "Fifth pass"). Under
-    a quota of fewer CPUs than cores, the threads are as many as the quota's CPUs, and
-    unpinned: the quota is time on any core, not a set of them."""
+    config, ``cores`` from :func:`host_cores`, ``pinning`` and ``quota`` from
+    edged.cpu_limits. Several engines of one model with ``threads: 0`` share the cores out
+    between them, unpinned: each engine's calls then run beside the others' instead of
+    waiting for one pool (docs/preprocessing.md, "Fifth pass"). Under a quota of fewer CPUs
+    than cores, the threads are as many as the quota's CPUs, and unpinned: the quota is
+    time on any core, not a set of them."""
     limited = quota_cores(quota, len(cores))
     narrowed = limited < len(cores)
     cores = cores[:limited]

@@ -1,4 +1,4 @@
-"""edged.cpu_quota on fixture control-group trees modelled on what systemd and container
+"""edged.cpu_limits on fixture control-group trees modelled on what systemd and container
 runtimes write (cgroup v1 and v2); tests/backends/test_onnxruntime_cores.py reads a real
 group this kernel makes."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Tuple
 
-from edged.cpu_quota import cpu_quota, quota_cores
+from edged.cpu_limits import cpu_quota, quota_cores
 
 
 def _cgroup_tree(root: Path, membership: str, limits: Dict[str, str]) -> Tuple[str, str]:

@@ -1,17 +1,19 @@
-"""How much CPU time this process's control groups allow it: systemd's ``CPUQuota=``, a
-container's ``--cpus``. A quota is time on any core, not a set of cores: a pool of one
-thread per core spends it early in each period and then waits out the rest throttled
-(docs/preprocessing.md, "Eighth pass")."""
+"""What this process may do with the CPUs beyond its CPU mask (os.sched_getaffinity): how
+much CPU time its control groups allow it (systemd's ``CPUQuota=``, a container's
+``--cpus``), and whether it may pin its threads at all. A quota is time on any core, not a
+set of cores: a pool of one thread per core spends it early in each period and then waits
+out the rest throttled (docs/preprocessing.md, "Eighth pass")."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import List, Optional
 
 from edged.sysfs import read_text
 
-__all__ = ["cpu_quota", "quota_cores"]
+__all__ = ["cpu_quota", "pinning_allowed", "quota_cores"]
 
 
 def _cgroup_dirs(path: str) -> List[str]:
@@ -70,3 +72,15 @@ def quota_cores(quota: Optional[float], cores: int) -> int:
     """How many of ``cores`` a CPU quota of ``quota`` CPUs' time keeps busy: a thread per
     whole or part CPU of it (half a CPU: one thread), never more threads than cores."""
     return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
+
+
+@functools.lru_cache(maxsize=None)
+def pinning_allowed() -> bool:
+    """Whether this process may set its threads' CPUs: a seccomp filter (systemd's
+    ``SystemCallFilter=~@resources``, some container runtimes) refuses ``sched_setaffinity``
+    with EPERM. Asked once, by setting the calling thread's CPUs to what they are."""
+    try:
+        os.sched_setaffinity(0, os.sched_getaffinity(0))
+    except OSError:
+        return False
+    return True
