@@ -42,9 +42,9 @@ Below ``KEEP_CORE_FROM`` cores, giving a core away costs the engine more than th
 takes from it. 16 cores were measured; hosts between 8 and 16 were not, and 8 is where one
 core is an eighth of the engine.
 
-Where this process may not set its threads' CPUs at all (edged.cpu_limits.pinning_allowed), every
-layout keeps its thread count and pins nothing. Under a CPU quota of fewer CPUs than cores
-(edged.cpu_limits) the engine gets a thread per CPU of it, unpinned.
+Where this process may not set its threads' CPUs at all (edged.cpu_limits.pinning_allowed),
+every layout keeps its thread count and pins nothing. Under a CPU quota of fewer CPUs than
+cores (edged.cpu_limits.cpu_quota) the engine gets a thread per CPU of it, unpinned.
 """
 
 from __future__ import annotations
