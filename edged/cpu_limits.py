@@ -2,7 +2,12 @@
 much CPU time its control groups allow it (systemd's ``CPUQuota=``, a container's
 ``--cpus``), and whether it may pin its threads at all. A quota is time on any core, not a
 set of cores: a pool of one thread per core spends it early in each period and then waits
-out the rest throttled (docs/preprocessing.md, "Eighth pass")."""
+out the rest throttled (docs/preprocessing.md, "Eighth pass").
+
+The files are the kernel's (Documentation/admin-guide/cgroup-v2.rst, "cpu.max": "$MAX
+$PERIOD", "max" for none; Documentation/scheduler/sched-bwc.rst: ``cpu.cfs_quota_us`` over
+``cpu.cfs_period_us``, -1 for none). Read here on cgroup v1 by a real group the tests make,
+and on cgroup v2 on a lent 16-core host; CI sees v2 only through fixture trees."""
 
 from __future__ import annotations
 
@@ -70,8 +75,11 @@ def cpu_quota(proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> 
 
 def quota_cores(quota: Optional[float], cores: int) -> int:
     """How many of ``cores`` a CPU quota of ``quota`` CPUs' time keeps busy: a thread per
-    whole or part CPU of it (half a CPU: one thread), never more threads than cores."""
-    return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
+    whole or part CPU of it (half a CPU: one thread), never more threads than cores. A part
+    CPU is rounded up: the threads then still wait throttled for that part of each period
+    (1.5 CPUs: two threads, idle a quarter of it), where rounding down would leave that
+    share of the quota unused. Only whole quotas were measured (docs/preprocessing.md)."""
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
 
 
 @functools.lru_cache(maxsize=None)
